@@ -1,0 +1,42 @@
+# vitalsentry — every target creates and uses .venv by itself.
+# torch 2.13.0 is installed first so that no dependency pulls another (multi-GB) build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SHARED_VITALS := ../shared/datasets/raw/human_vital_signs_dataset_2024__mlh_subset.csv
+DEMO_OUT ?= demo-output
+DEMO_ARGS ?=
+
+.PHONY: install demo test lint bench serve clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[serve,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/vitalsentry demo --out $(DEMO_OUT) $(if $(wildcard $(SHARED_VITALS)),--vitals-csv $(SHARED_VITALS)) $(DEMO_ARGS)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: install
+	mkdir -p bench-results
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --quick --out bench-results/$$(basename $$b .py).json || exit 1; done
+
+serve: install
+	test -f $(DEMO_OUT)/bundle/manifest.json || $(MAKE) demo
+	$(BIN)/vitalsentry serve --bundle $(DEMO_OUT)/bundle
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) bench-results

@@ -1,0 +1,1 @@
+"""Data layer: sources → readings frame → grid → features → windows → splits → scaler."""

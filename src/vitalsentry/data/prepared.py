@@ -1,0 +1,352 @@
+"""Readings → model-ready windows: the ``prepare`` step and its on-disk format.
+
+A prepared folder holds the windows (unscaled), their labels, split assignment, patient
+and start time, the scaler fitted on the training split, the static context and a
+manifest (shapes, counts per split and class, settings, input file hash). The trainer
+reads it with :func:`load_prepared` without re-parsing any CSV.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vitalsentry import __version__
+from vitalsentry.config import DataConfig, WindowConfig
+from vitalsentry.data.grid import SeriesGrid, grid_frame
+from vitalsentry.data.readings import Readings
+from vitalsentry.data.scaler import ChannelScaler
+from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
+from vitalsentry.data.splits import SPLIT_NAMES, split_patients
+from vitalsentry.data.timefeatures import time_features
+from vitalsentry.data.windows import sliding_windows, valid_windows, window_labels, window_starts
+from vitalsentry.errors import DataError
+from vitalsentry.io import atomic_dir, sha256_file
+
+FORMAT = "vitalsentry-prepared/1"
+_ARRAYS = ("windows", "labels", "split", "patient", "start_s")
+STREAM_NOTE = (
+    "stream mode: the file has one reading per patient, so each split's readings are read "
+    "as one monitoring feed in time order and every gap between consecutive readings is bridged"
+)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Model-ready windows with their labels, splits and provenance.
+
+    Attributes
+    ----------
+    windows : numpy.ndarray
+        (N, C, L) float32, unscaled features: vital channels then time features.
+    labels : numpy.ndarray
+        (N,) int8: 1 abnormal, 0 normal, -1 unknown.
+    split : numpy.ndarray
+        (N,) int8: 0 train, 1 val, 2 test.
+    patient : numpy.ndarray
+        (N,) str: patient id, or the stream name in stream mode.
+    start_s : numpy.ndarray
+        (N,) float64 epoch seconds (UTC) of each window's first step.
+    feature_names : tuple of str
+        Names of the C window channels.
+    scaler : ChannelScaler
+        Per-channel z-score fitted on the training split only.
+    data, window : DataConfig, WindowConfig
+        Settings used.
+    source : str
+        Reader that produced the readings.
+    stream : bool
+        Whether stream mode was used.
+    notes : tuple of str
+        Transforms every output must carry (SpO2 proxy, stream mode).
+    input_sha256 : str
+        sha256 of the input file ("" when not read from a file).
+    static : pandas.DataFrame
+        Per-patient static context indexed by patient_id.
+    """
+
+    windows: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    patient: np.ndarray
+    start_s: np.ndarray
+    feature_names: tuple[str, ...]
+    scaler: ChannelScaler
+    data: DataConfig
+    window: WindowConfig
+    source: str
+    stream: bool
+    notes: tuple[str, ...]
+    input_sha256: str
+    static: pd.DataFrame
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    def select(self, mask: np.ndarray) -> PreparedData:
+        """Return the windows where ``mask`` ((N,) bool or int indices) selects."""
+        return replace(
+            self,
+            windows=self.windows[mask],
+            labels=self.labels[mask],
+            split=self.split[mask],
+            patient=self.patient[mask],
+            start_s=self.start_s[mask],
+        )
+
+    def split_part(self, code: int) -> PreparedData:
+        """Return the windows of one split (0 train, 1 val, 2 test)."""
+        return self.select(self.split == code)
+
+    def scaled_windows(self) -> np.ndarray:
+        """Return the windows scaled by the training-split scaler, (N, C, L) float32."""
+        return self.scaler.transform(self.windows)
+
+    @property
+    def end_s(self) -> np.ndarray:
+        """(N,) float64 epoch seconds of each window's last step."""
+        return self.start_s + (self.window.length - 1) * self.data.step_s
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 identifying the data: input file, settings and window count."""
+        identity = {
+            "input_sha256": self.input_sha256,
+            "data": self.data.to_dict(),
+            "window": self.window.to_dict(),
+            "feature_names": list(self.feature_names),
+            "n_windows": len(self),
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Window counts per split and class: ``{"train": {"normal": n, ...}, ...}``."""
+        out: dict[str, dict[str, int]] = {}
+        for code, name in SPLIT_NAMES.items():
+            part = self.labels[self.split == code]
+            if part.size or code != 1:
+                out[name] = {
+                    "windows": int(part.size),
+                    "normal": int((part == 0).sum()),
+                    "abnormal": int((part == 1).sum()),
+                    "unknown": int((part == -1).sum()),
+                    "patients": int(np.unique(self.patient[self.split == code]).size),
+                }
+        return out
+
+
+def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
+    """Majority label per patient (for stratified splits), or None without labels."""
+    if LABEL_COLUMN not in frame.columns:
+        return None
+    known = frame[frame[LABEL_COLUMN] >= 0]
+    if known.empty:
+        return None
+    share = known.groupby(PATIENT_COLUMN, sort=True)[LABEL_COLUMN].mean()
+    return {str(k): int(v > 0) for k, v in share.items()}
+
+
+def _stream_frames(frame: pd.DataFrame, assignment: dict[str, int], channels: list[str]) -> pd.DataFrame:
+    """One feed per split: readings of that split's patients in time order.
+
+    Readings at the same instant (different patients) are averaged per channel and the
+    label is abnormal if any of them is.
+    """
+    part = frame.assign(**{PATIENT_COLUMN: frame[PATIENT_COLUMN].map(
+        lambda p: f"stream-{SPLIT_NAMES[assignment[p]]}")})
+    agg: dict[str, str] = {c: "mean" for c in channels}
+    if LABEL_COLUMN in part.columns:
+        agg[LABEL_COLUMN] = "max"
+    merged = part.groupby([PATIENT_COLUMN, TIMESTAMP_COLUMN], sort=True).agg(agg).reset_index()
+    if LABEL_COLUMN in merged.columns:
+        merged[LABEL_COLUMN] = merged[LABEL_COLUMN].astype(np.int8)
+    return merged
+
+
+def _fill_windows(
+    grid: SeriesGrid, keep: np.ndarray, data: DataConfig, window: WindowConfig, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Write one grid's kept windows into ``out`` (n, C, L); return (labels (n,), start_s (n,))."""
+    length, stride = window.length, window.stride
+    n_vitals = len(data.channels)
+    start_s = grid.start_s + window_starts(grid.n_steps, length, stride)[keep] * grid.step_s
+    out[:, :n_vitals] = sliding_windows(grid.values, length, stride)[keep]
+    if data.time_encoding == "per_timestep":
+        tf = time_features(grid.epoch_s, day_of_week=data.day_of_week)
+        out[:, n_vitals:] = sliding_windows(tf, length, stride)[keep]
+    else:
+        out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
+    labels = window_labels(grid.labels, length, stride, window.label_mode)[keep]
+    return labels, start_s
+
+
+def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> PreparedData:
+    """Turn validated readings into split, windowed, scaler-ready data.
+
+    Patients are split first (stratified by their majority label), then each patient — or,
+    in stream mode, each split's feed — is put on the grid, encoded and windowed. Windows
+    with a masked step are dropped.
+
+    Parameters
+    ----------
+    readings : Readings
+        Output of :func:`vitalsentry.data.sources.read_readings`.
+    data, window : DataConfig, WindowConfig
+        Settings (channels, step, gap limit, split; window length, stride, label mode).
+
+    Returns
+    -------
+    PreparedData
+        Windows of every split with the scaler fitted on split 0.
+
+    Raises
+    ------
+    DataError
+        A requested channel is absent, no series is as long as one window, or the
+        training split has no window.
+    """
+    frame = readings.frame
+    missing = [c for c in data.channels if c not in readings.channels]
+    if missing:
+        raise DataError(
+            f"channel(s) {', '.join(missing)} not in the data (it has: {', '.join(readings.channels)})",
+            file=readings.path,
+        )
+    channels = list(data.channels)
+    assignment = split_patients(
+        frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
+    )
+    notes = list(readings.notes)
+    if readings.stream:
+        frame = _stream_frames(frame, assignment, channels)
+        max_gap = float("inf")
+        notes.append(STREAM_NOTE)
+    else:
+        max_gap = data.max_gap_s
+    grids = grid_frame(frame, channels, step_s=data.step_s, max_gap_s=max_gap)
+    keeps = [valid_windows(g.mask, window.length, window.stride) for g in grids]
+    total = int(sum(k.sum() for k in keeps))
+    if total == 0:
+        longest = max((g.n_steps for g in grids), default=0)
+        raise DataError(
+            f"no complete window: the longest series has {longest} steps of {data.step_s:g} s, "
+            f"shorter than one window of {window.length} steps (or gaps over {data.max_gap_s:g} s break it)",
+            file=readings.path,
+        )
+    code_of = {v: k for k, v in SPLIT_NAMES.items()}
+    windows = np.empty((total, len(data.feature_names), window.length), np.float32)
+    labels = np.empty(total, np.int8)
+    start_s = np.empty(total, np.float64)
+    split = np.empty(total, np.int8)
+    patient = np.empty(total, dtype=object)
+    offset = 0
+    for grid, keep in zip(grids, keeps, strict=True):
+        n = int(keep.sum())
+        part = slice(offset, offset + n)
+        labels[part], start_s[part] = _fill_windows(grid, keep, data, window, windows[part])
+        stream_split = grid.key.removeprefix("stream-")
+        split[part] = code_of[stream_split] if readings.stream else assignment[grid.key]
+        patient[part] = grid.key
+        offset += n
+    patient = patient.astype(str)
+    if not (split == 0).any():
+        raise DataError("the training split has no complete window; use more or longer series", file=readings.path)
+    scaler = ChannelScaler(data.feature_names).fit(windows[split == 0])
+    input_sha = sha256_file(readings.path) if Path(readings.path).is_file() else ""
+    return PreparedData(
+        windows=windows,
+        labels=labels,
+        split=split,
+        patient=patient,
+        start_s=start_s,
+        feature_names=data.feature_names,
+        scaler=scaler,
+        data=data,
+        window=window,
+        source=readings.source,
+        stream=readings.stream,
+        notes=tuple(notes),
+        input_sha256=input_sha,
+        static=readings.static,
+    )
+
+
+def manifest_of(prepared: PreparedData) -> dict[str, Any]:
+    """Return the JSON manifest describing a prepared dataset (without file hashes)."""
+    return {
+        "format": FORMAT,
+        "vitalsentry_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": prepared.source,
+        "stream": prepared.stream,
+        "notes": list(prepared.notes),
+        "input_sha256": prepared.input_sha256,
+        "fingerprint": prepared.fingerprint,
+        "data": prepared.data.to_dict(),
+        "window": prepared.window.to_dict(),
+        "feature_names": list(prepared.feature_names),
+        "shape": list(prepared.windows.shape),
+        "counts": prepared.counts(),
+    }
+
+
+def save_prepared(prepared: PreparedData, path: str | Path) -> dict[str, Any]:
+    """Write a prepared dataset folder atomically and return its manifest."""
+    manifest = manifest_of(prepared)
+    with atomic_dir(path) as tmp:
+        for name in _ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
+        prepared.scaler.to_json(tmp / "scaler.json")
+        prepared.static.to_parquet(tmp / "static.parquet")
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_prepared(path: str | Path) -> PreparedData:
+    """Read a folder written by :func:`save_prepared`, checking format and hashes.
+
+    Raises
+    ------
+    DataError
+        Not a prepared folder, another format version, a missing or altered file.
+    """
+    root = Path(path)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError("not a prepared data folder (no manifest.json); run `vitalsentry prepare` first", file=str(root))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"manifest.json is not valid JSON ({exc.msg})", file=str(root)) from None
+    if manifest.get("format") != FORMAT:
+        raise DataError(
+            f"prepared with format {manifest.get('format')!r}, this version reads {FORMAT!r}; run prepare again",
+            file=str(root),
+        )
+    for name, digest in manifest["files"].items():
+        file = root / name
+        if not file.is_file():
+            raise DataError("file listed in the manifest is missing", file=str(file))
+        if sha256_file(file) != digest:
+            raise DataError("file does not match its sha256 in the manifest (altered or corrupt)", file=str(file))
+    arrays = {name: np.load(root / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+    return PreparedData(
+        **arrays,
+        feature_names=tuple(manifest["feature_names"]),
+        scaler=ChannelScaler.from_json(root / "scaler.json"),
+        data=DataConfig.from_dict(manifest["data"]),
+        window=WindowConfig.from_dict(manifest["window"]),
+        source=manifest["source"],
+        stream=bool(manifest["stream"]),
+        notes=tuple(manifest["notes"]),
+        input_sha256=manifest["input_sha256"],
+        static=pd.read_parquet(root / "static.parquet"),
+    )

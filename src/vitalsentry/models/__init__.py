@@ -1,0 +1,1 @@
+"""Models: pure ``nn.Module`` definitions, no I/O."""

@@ -1,0 +1,1 @@
+"""Risk: detectors, calibration, alarm policy and the NEWS2 baseline."""
