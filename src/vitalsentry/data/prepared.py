@@ -32,6 +32,7 @@ from vitalsentry.io import atomic_dir, sha256_file
 
 FORMAT = "vitalsentry-prepared/1"
 _ARRAYS = ("windows", "labels", "split", "patient", "start_s")
+_OPTIONAL_ARRAYS = ("reading_patient",)
 STREAM_NOTE = (
     "stream mode: the file has one reading per patient, so each split's readings are read "
     "as one monitoring feed in time order and every gap between consecutive readings is bridged"
@@ -70,6 +71,9 @@ class PreparedData:
         sha256 of the input file ("" when not read from a file).
     static : pandas.DataFrame
         Per-patient static context indexed by patient_id.
+    reading_patient : numpy.ndarray or None
+        Stream mode only: (N,) str, the patient whose reading is the latest at each
+        window's last step (whose label the window carries); None in per-patient mode.
     """
 
     windows: np.ndarray
@@ -86,6 +90,7 @@ class PreparedData:
     notes: tuple[str, ...]
     input_sha256: str
     static: pd.DataFrame
+    reading_patient: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
@@ -99,11 +104,17 @@ class PreparedData:
             split=self.split[mask],
             patient=self.patient[mask],
             start_s=self.start_s[mask],
+            reading_patient=None if self.reading_patient is None else self.reading_patient[mask],
         )
 
     def split_part(self, code: int) -> PreparedData:
         """Return the windows of one split (0 train, 1 val, 2 test)."""
         return self.select(self.split == code)
+
+    @property
+    def context_patient(self) -> np.ndarray:
+        """(N,) str: the patient whose static context goes with each window."""
+        return self.patient if self.reading_patient is None else self.reading_patient
 
     def scaled_windows(self) -> np.ndarray:
         """Return the windows scaled by the training-split scaler, (N, C, L) float32."""
@@ -157,11 +168,13 @@ def _stream_frames(frame: pd.DataFrame, assignment: dict[str, int], channels: li
     """One feed per split: readings of that split's patients in time order.
 
     Readings at the same instant (different patients) are averaged per channel and the
-    label is abnormal if any of them is.
+    label is abnormal if any of them is; ``source_patient`` keeps the last one's id.
     """
-    part = frame.assign(**{PATIENT_COLUMN: frame[PATIENT_COLUMN].map(
-        lambda p: f"stream-{SPLIT_NAMES[assignment[p]]}")})
-    agg: dict[str, str] = {c: "mean" for c in channels}
+    streams = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
+    part = frame.assign(
+        source_patient=frame[PATIENT_COLUMN], **{PATIENT_COLUMN: frame[PATIENT_COLUMN].map(streams)}
+    )
+    agg: dict[str, str] = {c: "mean" for c in channels} | {"source_patient": "last"}
     if LABEL_COLUMN in part.columns:
         agg[LABEL_COLUMN] = "max"
     merged = part.groupby([PATIENT_COLUMN, TIMESTAMP_COLUMN], sort=True).agg(agg).reset_index()
@@ -224,8 +237,9 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
         frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
     )
     notes = list(readings.notes)
+    feeds: pd.DataFrame | None = None
     if readings.stream:
-        frame = _stream_frames(frame, assignment, channels)
+        frame = feeds = _stream_frames(frame, assignment, channels)
         max_gap = float("inf")
         notes.append(STREAM_NOTE)
     else:
@@ -256,6 +270,7 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
         patient[part] = grid.key
         offset += n
     patient = patient.astype(str)
+    reading_patient = None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
     if not (split == 0).any():
         raise DataError("the training split has no complete window; use more or longer series", file=readings.path)
     scaler = ChannelScaler(data.feature_names).fit(windows[split == 0])
@@ -275,7 +290,22 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
         notes=tuple(notes),
         input_sha256=input_sha,
         static=readings.static,
+        reading_patient=reading_patient,
     )
+
+
+def _latest_reader(
+    feeds: pd.DataFrame, stream: np.ndarray, start_s: np.ndarray, window: WindowConfig, data: DataConfig
+) -> np.ndarray:
+    """(N,) id of the patient whose reading is the latest at each window's last step."""
+    out = np.empty(stream.size, dtype=object)
+    end_s = start_s + (window.length - 1) * data.step_s
+    for name, rows in feeds.groupby(PATIENT_COLUMN, sort=False):
+        times = rows[TIMESTAMP_COLUMN].to_numpy("datetime64[ns]").astype(np.int64) / 1e9
+        sel = stream == name
+        idx = np.searchsorted(times, end_s[sel], side="right") - 1
+        out[sel] = rows["source_patient"].to_numpy()[np.clip(idx, 0, None)]
+    return out.astype(str)
 
 
 def manifest_of(prepared: PreparedData) -> dict[str, Any]:
@@ -301,8 +331,9 @@ def save_prepared(prepared: PreparedData, path: str | Path) -> dict[str, Any]:
     """Write a prepared dataset folder atomically and return its manifest."""
     manifest = manifest_of(prepared)
     with atomic_dir(path) as tmp:
-        for name in _ARRAYS:
-            np.save(tmp / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
+        for name in _ARRAYS + _OPTIONAL_ARRAYS:
+            if getattr(prepared, name) is not None:
+                np.save(tmp / f"{name}.npy", getattr(prepared, name), allow_pickle=False)
         prepared.scaler.to_json(tmp / "scaler.json")
         prepared.static.to_parquet(tmp / "static.parquet")
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
@@ -337,7 +368,11 @@ def load_prepared(path: str | Path) -> PreparedData:
             raise DataError("file listed in the manifest is missing", file=str(file))
         if sha256_file(file) != digest:
             raise DataError("file does not match its sha256 in the manifest (altered or corrupt)", file=str(file))
-    arrays = {name: np.load(root / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+    arrays = {
+        name: np.load(root / f"{name}.npy", allow_pickle=False)
+        for name in _ARRAYS + _OPTIONAL_ARRAYS
+        if f"{name}.npy" in manifest["files"]
+    }
     return PreparedData(
         **arrays,
         feature_names=tuple(manifest["feature_names"]),
