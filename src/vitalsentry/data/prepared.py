@@ -26,7 +26,7 @@ from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.data.splits import SPLIT_NAMES, split_patients
 from vitalsentry.data.timefeatures import time_features
-from vitalsentry.data.windows import sliding_windows, valid_windows, window_labels, window_starts
+from vitalsentry.data.windows import count_windows, sliding_windows, valid_windows, window_labels, window_starts
 from vitalsentry.errors import DataError
 from vitalsentry.io import atomic_dir, sha256_file
 
@@ -183,6 +183,28 @@ def _stream_frames(frame: pd.DataFrame, assignment: dict[str, int], channels: li
     return merged
 
 
+@dataclass(frozen=True)
+class WindowSet:
+    """Windows cut from gridded readings, before any split.
+
+    Attributes
+    ----------
+    windows : numpy.ndarray
+        (N, C, L) float32 unscaled features.
+    labels : numpy.ndarray
+        (N,) int8 window labels (-1 unknown).
+    patient : numpy.ndarray
+        (N,) str key (patient or stream) of each window.
+    start_s : numpy.ndarray
+        (N,) float64 epoch seconds of each window's first step.
+    """
+
+    windows: np.ndarray
+    labels: np.ndarray
+    patient: np.ndarray
+    start_s: np.ndarray
+
+
 def _fill_windows(
     grid: SeriesGrid, keep: np.ndarray, data: DataConfig, window: WindowConfig, out: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +220,76 @@ def _fill_windows(
         out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
     labels = window_labels(grid.labels, length, stride, window.label_mode)[keep]
     return labels, start_s
+
+
+def _latest_only(grid: SeriesGrid, window: WindowConfig) -> tuple[SeriesGrid, np.ndarray]:
+    """Cut a grid down to its latest complete window (all channels known at every step).
+
+    The window ends at the last instant at which every channel is observed or
+    interpolated, e.g. at the last SpO2 reading when SpO2 is measured once a minute.
+    """
+    starts_ok = valid_windows(grid.mask, window.length, 1)
+    if not starts_ok.any():
+        return grid, np.zeros(count_windows(grid.n_steps, window.length, window.stride), bool)
+    first = int(np.flatnonzero(starts_ok)[-1])
+    last = first + window.length
+    tail = replace(
+        grid,
+        start_s=grid.start_s + first * grid.step_s,
+        values=grid.values[:, first:last],
+        mask=grid.mask[:, first:last],
+        labels=grid.labels[first:last],
+    )
+    return tail, np.ones(1, bool)
+
+
+def window_frame(
+    frame: pd.DataFrame,
+    data: DataConfig,
+    window: WindowConfig,
+    *,
+    max_gap_s: float,
+    latest_only: bool = False,
+) -> tuple[WindowSet, list[SeriesGrid]]:
+    """Grid every key of a readings frame and cut its complete windows.
+
+    Windows with a masked step (a gap longer than ``max_gap_s``, or before a channel's
+    first reading) are dropped.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Readings frame sorted by patient then time.
+    data, window : DataConfig, WindowConfig
+        Channels, step, time encoding; window length, stride, label mode.
+    max_gap_s : float
+        Longest gap bridged by interpolation.
+    latest_only : bool, default False
+        Keep only the window ending at each key's last step (live scoring).
+
+    Returns
+    -------
+    (WindowSet, list of SeriesGrid)
+        The windows and the grids they were cut from.
+    """
+    grids = grid_frame(frame, list(data.channels), step_s=data.step_s, max_gap_s=max_gap_s)
+    if latest_only:
+        grids, keeps = (list(t) for t in zip(*(_latest_only(g, window) for g in grids), strict=True))
+    else:
+        keeps = [valid_windows(g.mask, window.length, window.stride) for g in grids]
+    total = int(sum(k.sum() for k in keeps))
+    windows = np.empty((total, len(data.feature_names), window.length), np.float32)
+    labels = np.empty(total, np.int8)
+    start_s = np.empty(total, np.float64)
+    patient = np.empty(total, dtype=object)
+    offset = 0
+    for grid, keep in zip(grids, keeps, strict=True):
+        n = int(keep.sum())
+        part = slice(offset, offset + n)
+        labels[part], start_s[part] = _fill_windows(grid, keep, data, window, windows[part])
+        patient[part] = grid.key
+        offset += n
+    return WindowSet(windows, labels, patient.astype(str), start_s), grids
 
 
 def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> PreparedData:
@@ -240,36 +332,22 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
     feeds: pd.DataFrame | None = None
     if readings.stream:
         frame = feeds = _stream_frames(frame, assignment, channels)
-        max_gap = float("inf")
+        span = frame[TIMESTAMP_COLUMN].max() - frame[TIMESTAMP_COLUMN].min()
+        max_gap = span.total_seconds() + data.step_s  # bridges every gap of the feed
         notes.append(STREAM_NOTE)
     else:
         max_gap = data.max_gap_s
-    grids = grid_frame(frame, channels, step_s=data.step_s, max_gap_s=max_gap)
-    keeps = [valid_windows(g.mask, window.length, window.stride) for g in grids]
-    total = int(sum(k.sum() for k in keeps))
-    if total == 0:
+    cut, grids = window_frame(frame, data, window, max_gap_s=max_gap)
+    if len(cut.labels) == 0:
         longest = max((g.n_steps for g in grids), default=0)
         raise DataError(
             f"no complete window: the longest series has {longest} steps of {data.step_s:g} s, "
             f"shorter than one window of {window.length} steps (or gaps over {data.max_gap_s:g} s break it)",
             file=readings.path,
         )
-    code_of = {v: k for k, v in SPLIT_NAMES.items()}
-    windows = np.empty((total, len(data.feature_names), window.length), np.float32)
-    labels = np.empty(total, np.int8)
-    start_s = np.empty(total, np.float64)
-    split = np.empty(total, np.int8)
-    patient = np.empty(total, dtype=object)
-    offset = 0
-    for grid, keep in zip(grids, keeps, strict=True):
-        n = int(keep.sum())
-        part = slice(offset, offset + n)
-        labels[part], start_s[part] = _fill_windows(grid, keep, data, window, windows[part])
-        stream_split = grid.key.removeprefix("stream-")
-        split[part] = code_of[stream_split] if readings.stream else assignment[grid.key]
-        patient[part] = grid.key
-        offset += n
-    patient = patient.astype(str)
+    code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
+    split = pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
+    windows, labels, patient, start_s = cut.windows, cut.labels, cut.patient, cut.start_s
     reading_patient = None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
     if not (split == 0).any():
         raise DataError("the training split has no complete window; use more or longer series", file=readings.path)
