@@ -1,0 +1,157 @@
+"""Cyclical time features: sin/cos of the hour of day (and optionally the day of week).
+
+All times are seconds since the Unix epoch in UTC. The hour pair is computed on a 0–24
+scale from the fractional hour, so 23:59 and 00:01 are close; the day-of-week pair uses the
+integer weekday with Monday = 0 (1970-01-01 was a Thursday, weekday 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from vitalsentry.errors import DataError
+
+SECONDS_PER_DAY = 86_400.0
+"""Seconds in a (UTC, leap-second-free) day."""
+
+_EPOCH_WEEKDAY = 3
+"""Weekday of 1970-01-01 (Thursday) with Monday = 0."""
+
+
+def _as_epoch_array(epoch_s: ArrayLike) -> NDArray[np.float64]:
+    """Return ``epoch_s`` as a float64 array, refusing non-finite times."""
+    t = np.asarray(epoch_s, dtype=np.float64)
+    if not np.isfinite(t).all():
+        raise DataError("timestamps must be finite seconds since the Unix epoch")
+    return t
+
+
+def _sin_cos(angle: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Stack ``sin`` and ``cos`` of ``angle`` on a new first axis, as float32."""
+    return np.stack([np.sin(angle), np.cos(angle)]).astype(np.float32)
+
+
+def hour_features(epoch_s: ArrayLike) -> NDArray[np.float32]:
+    """Encode the fractional UTC hour of day as a sin/cos pair.
+
+    Parameters
+    ----------
+    epoch_s : array_like, shape (T,)
+        Seconds since the Unix epoch (UTC). A scalar gives one pair.
+
+    Returns
+    -------
+    numpy.ndarray, shape (2, T), float32
+        ``[sin(2π h / 24), cos(2π h / 24)]`` with ``h = (epoch_s mod 86400) / 3600``.
+
+    Raises
+    ------
+    DataError
+        A time is NaN or infinite.
+
+    """
+    t = _as_epoch_array(epoch_s)
+    return _sin_cos(2.0 * np.pi * np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
+
+
+def day_of_week_features(epoch_s: ArrayLike) -> NDArray[np.float32]:
+    """Encode the integer UTC day of week (Monday = 0) as a sin/cos pair.
+
+    Parameters
+    ----------
+    epoch_s : array_like, shape (T,)
+        Seconds since the Unix epoch (UTC). A scalar gives one pair.
+
+    Returns
+    -------
+    numpy.ndarray, shape (2, T), float32
+        ``[sin(2π d / 7), cos(2π d / 7)]`` with ``d`` the weekday, 0 (Monday) to 6.
+
+    Raises
+    ------
+    DataError
+        A time is NaN or infinite.
+
+    """
+    t = _as_epoch_array(epoch_s)
+    day = np.mod(np.floor(t / SECONDS_PER_DAY) + _EPOCH_WEEKDAY, 7.0)
+    return _sin_cos(2.0 * np.pi * day / 7.0)
+
+
+def time_features(epoch_s: ArrayLike, *, day_of_week: bool = False) -> NDArray[np.float32]:
+    """Stack the hour pair and, optionally, the day-of-week pair.
+
+    Parameters
+    ----------
+    epoch_s : array_like, shape (T,)
+        Seconds since the Unix epoch (UTC). A scalar gives one feature vector.
+    day_of_week : bool, default False
+        Append ``dow_sin, dow_cos`` after ``hour_sin, hour_cos``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, T), float32
+        ``K = 2`` (hour) or ``K = 4`` (hour then day of week), in the order of
+        :data:`vitalsentry.data.schema.TIME_FEATURES`.
+
+    """
+    parts = [hour_features(epoch_s)]
+    if day_of_week:
+        parts.append(day_of_week_features(epoch_s))
+    return np.concatenate(parts, axis=0)
+
+
+def epoch_seconds(ts: pd.Series | pd.DatetimeIndex | pd.Timestamp) -> NDArray[np.float64]:
+    """Convert timestamps to float seconds since the Unix epoch (UTC).
+
+    Parameters
+    ----------
+    ts : pandas.Series, pandas.DatetimeIndex or pandas.Timestamp
+        Datetimes, tz-aware (converted to UTC) or naive (taken as UTC).
+
+    Returns
+    -------
+    numpy.ndarray, shape (T,) or () for a scalar, float64
+        Seconds since 1970-01-01T00:00:00Z (nanosecond precision before rounding to float).
+
+    Raises
+    ------
+    DataError
+        The values are not datetimes, or one is missing (NaT).
+
+    """
+    if isinstance(ts, pd.Timestamp):
+        return epoch_seconds(pd.DatetimeIndex([ts])).reshape(())
+    if not isinstance(ts, pd.DatetimeIndex):
+        if not isinstance(ts, pd.Series) or not pd.api.types.is_datetime64_any_dtype(ts.dtype):
+            raise DataError(f"expected datetimes, got {getattr(ts, 'dtype', type(ts).__name__)}")
+        ts = pd.DatetimeIndex(ts)
+    if ts.hasnans:
+        raise DataError("missing timestamp (NaT)")
+    utc = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    nanos = utc.as_unit("ns").asi8
+    return np.asarray(nanos // 1_000_000_000, dtype=np.float64) + (nanos % 1_000_000_000) * 1e-9
+
+
+def time_features_for_timestamps(
+    ts: pd.Series | pd.DatetimeIndex | pd.Timestamp, *, day_of_week: bool = False
+) -> NDArray[np.float32]:
+    """Time features of pandas timestamps (per timestep, or one vector per timestamp).
+
+    Parameters
+    ----------
+    ts : pandas.Series, pandas.DatetimeIndex or pandas.Timestamp
+        Datetimes, tz-aware (converted to UTC) or naive (taken as UTC).
+    day_of_week : bool, default False
+        Append the day-of-week pair.
+
+    Returns
+    -------
+    numpy.ndarray, float32
+        Shape (K, T) for a series or index of T timestamps, (K,) for one
+        :class:`pandas.Timestamp` (per-window encoding); ``K`` is 2 or 4.
+
+    """
+    return time_features(epoch_seconds(ts), day_of_week=day_of_week)
