@@ -1,0 +1,370 @@
+"""Raw anomaly scores → 0–1 risk, decision thresholds and levels; the "why" and uncertainty.
+
+Detectors return raw scores (higher = more anomalous); everything that turns them into
+something a clinician reads lives here.
+
+Risk mapping (rule): ``risk = clip((score - low) / (high - low), 0, 1)``, monotone
+non-decreasing in the score. ``low`` is the median (:data:`LOW_PERCENTILE`) of the
+normal training scores, so a typical normal window has risk 0. ``high`` is the 95th
+percentile (:data:`HIGH_PERCENTILE`) of the abnormal training scores (the seed's "risk
+bounds from both classes"). Without abnormal scores, or when their 95th percentile is not
+above ``low`` (a detector that does not separate the classes), ``high`` falls back to
+the maximum normal score plus the normal interquartile range; the calibration records
+which bound was used (``upper_bound_source``).
+
+Thresholds (rule): chosen on validation patients' normal windows, never on training
+scores. A window is "high" when its score is strictly above ``threshold_high``, the
+``1 - target_fpr`` quantile of the validation normal scores taken as an observed value
+(numpy's ``"higher"`` method), so at most ``target_fpr`` of those windows are "high".
+"medium" is strictly above ``threshold_medium``, the ``1 - 3 * target_fpr`` quantile
+(:data:`MEDIUM_FPR_FACTOR`), capped at ``threshold_high``. Both thresholds are stored
+in score and in risk units; levels are decided in score units (the risk is clipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Final, Literal, Self
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from vitalsentry.errors import BundleError, DataError, VitalSentryError
+
+FloatArray = NDArray[np.float64]
+
+LOW_PERCENTILE: Final = 50.0
+"""Percentile of normal training scores mapped to risk 0."""
+
+HIGH_PERCENTILE: Final = 95.0
+"""Percentile of abnormal training scores mapped to risk 1."""
+
+MEDIUM_FPR_FACTOR: Final = 3.0
+"""The "medium" threshold allows this many times ``target_fpr`` on validation normals."""
+
+UpperBoundSource = Literal["abnormal", "normal"]
+
+
+@dataclass(frozen=True)
+class RiskCalibration:
+    """Fitted mapping from raw anomaly scores to risk and levels.
+
+    Attributes
+    ----------
+    low, high : float
+        Scores mapped to risk 0 and 1 (``low < high``).
+    threshold_medium, threshold_high : float
+        Score thresholds: above ``threshold_high`` is "high", above
+        ``threshold_medium`` is "medium", otherwise "low".
+    risk_medium, risk_high : float
+        The same thresholds in risk units.
+    target_fpr : float
+        Requested false-positive rate of "high" on validation normal windows.
+    val_fpr : float
+        Achieved fraction of validation normal windows that are "high".
+    val_recall : float or None
+        Fraction of validation abnormal windows that are "high"; None when no
+        validation abnormal scores were given.
+    upper_bound_source : {"abnormal", "normal"}
+        Whether ``high`` came from the abnormal class or the normal-only fallback.
+
+    """
+
+    low: float
+    high: float
+    threshold_medium: float
+    threshold_high: float
+    risk_medium: float
+    risk_high: float
+    target_fpr: float
+    val_fpr: float
+    val_recall: float | None
+    upper_bound_source: UpperBoundSource
+
+    def __post_init__(self) -> None:
+        optional = {"upper_bound_source"} | ({"val_recall"} if self.val_recall is None else set())
+        bad = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in optional and not _is_finite_number(getattr(self, f.name))
+        ]
+        if bad:
+            raise BundleError(f"risk calibration: not a finite number: {', '.join(bad)}")
+        if not self.low < self.high:
+            raise BundleError("risk calibration: low bound must be below high bound")
+        if not self.threshold_medium <= self.threshold_high:
+            raise BundleError("risk calibration: medium threshold above high threshold")
+        if self.upper_bound_source not in ("abnormal", "normal"):
+            raise BundleError(
+                f"risk calibration: unknown upper_bound_source {self.upper_bound_source!r}"
+            )
+
+    def risk(self, scores: ArrayLike) -> FloatArray:
+        """Map raw scores to risk in [0, 1].
+
+        Parameters
+        ----------
+        scores : array_like of float, any shape
+            Raw anomaly scores (higher = more anomalous).
+
+        Returns
+        -------
+        ndarray of float64, same shape
+            Risk, ``clip((score - low) / (high - low), 0, 1)``.
+
+        """
+        values = _finite("scores", scores, allow_empty=True)
+        return np.clip((values - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def level(self, scores: ArrayLike) -> NDArray[np.str_]:
+        """Risk levels of raw scores.
+
+        Parameters
+        ----------
+        scores : array_like of float, any shape
+            Raw anomaly scores.
+
+        Returns
+        -------
+        ndarray of str, same shape
+            ``"high"`` above ``threshold_high``, ``"medium"`` above
+            ``threshold_medium``, otherwise ``"low"``.
+
+        """
+        values = _finite("scores", scores, allow_empty=True)
+        return np.select(
+            [values > self.threshold_high, values > self.threshold_medium],
+            ["high", "medium"],
+            default="low",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the calibration as JSON-ready builtins."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild a calibration from :meth:`to_dict` output.
+
+        Raises
+        ------
+        BundleError
+            Keys are missing or unknown, or the values are inconsistent.
+
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise BundleError(
+                f"risk calibration: missing keys {missing or 'none'}, unknown keys "
+                f"{unknown or 'none'}"
+            )
+        return cls(**data)
+
+
+def _is_finite_number(value: object) -> bool:
+    """Whether ``value`` is a real, finite, non-boolean number."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(name: str, values: ArrayLike, *, allow_empty: bool) -> FloatArray:
+    """Return ``values`` as a finite float64 array, or raise :class:`DataError`."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"not numeric ({exc})", column=name) from exc
+    if arr.size == 0 and not allow_empty:
+        raise DataError("no scores", column=name)
+    if not np.isfinite(arr).all():
+        raise DataError("NaN or infinite value", column=name)
+    return arr
+
+
+def _scores(name: str, values: ArrayLike) -> FloatArray:
+    """Return a non-empty finite 1-D score array."""
+    arr = _finite(name, values, allow_empty=False)
+    if arr.ndim != 1:
+        raise DataError(f"expected a 1-D array of scores, got shape {arr.shape}", column=name)
+    return arr
+
+
+def fit_calibration(
+    normal_scores: ArrayLike,
+    abnormal_scores: ArrayLike | None = None,
+    *,
+    val_normal_scores: ArrayLike,
+    target_fpr: float = 0.03,
+    val_abnormal_scores: ArrayLike | None = None,
+) -> RiskCalibration:
+    """Fit the risk bounds and the thresholds (rules in the module docstring).
+
+    Parameters
+    ----------
+    normal_scores : array_like of shape (n_normal,)
+        Raw scores of normal training windows.
+    abnormal_scores : array_like of shape (n_abnormal,), optional
+        Raw scores of abnormal training windows.
+    val_normal_scores : array_like of shape (n_val_normal,)
+        Raw scores of normal windows of validation patients (sets the thresholds).
+    target_fpr : float, default 0.03
+        Largest fraction of validation normal windows allowed to be "high", in (0, 1).
+    val_abnormal_scores : array_like of shape (n_val_abnormal,), optional
+        Raw scores of abnormal validation windows (only reported, as ``val_recall``).
+
+    Returns
+    -------
+    RiskCalibration
+        The fitted calibration.
+
+    Raises
+    ------
+    DataError
+        An input is empty, not 1-D or not finite, or the normal scores are constant
+        when the normal-only upper bound is needed.
+    VitalSentryError
+        ``target_fpr`` is not in (0, 1).
+
+    """
+    if not 0.0 < target_fpr < 1.0:
+        raise VitalSentryError(f"target_fpr: must be in (0, 1), got {target_fpr!r}")
+    normal = _scores("normal_scores", normal_scores)
+    val_normal = _scores("val_normal_scores", val_normal_scores)
+    low = float(np.percentile(normal, LOW_PERCENTILE))
+    high, source = _upper_bound(normal, low, abnormal_scores)
+    threshold_high = float(np.quantile(val_normal, 1.0 - target_fpr, method="higher"))
+    medium_level = max(0.0, 1.0 - MEDIUM_FPR_FACTOR * target_fpr)
+    threshold_medium = min(
+        float(np.quantile(val_normal, medium_level, method="higher")), threshold_high
+    )
+    recall = None
+    if val_abnormal_scores is not None:
+        val_abnormal = _scores("val_abnormal_scores", val_abnormal_scores)
+        recall = float(np.mean(val_abnormal > threshold_high))
+    span = high - low
+    return RiskCalibration(
+        low=low,
+        high=high,
+        threshold_medium=threshold_medium,
+        threshold_high=threshold_high,
+        risk_medium=float(np.clip((threshold_medium - low) / span, 0.0, 1.0)),
+        risk_high=float(np.clip((threshold_high - low) / span, 0.0, 1.0)),
+        target_fpr=float(target_fpr),
+        val_fpr=float(np.mean(val_normal > threshold_high)),
+        val_recall=recall,
+        upper_bound_source=source,
+    )
+
+
+def _upper_bound(
+    normal: FloatArray, low: float, abnormal_scores: ArrayLike | None
+) -> tuple[float, UpperBoundSource]:
+    """Score mapped to risk 1, and which class it came from."""
+    if abnormal_scores is not None:
+        abnormal = _scores("abnormal_scores", abnormal_scores)
+        high = float(np.percentile(abnormal, HIGH_PERCENTILE))
+        if high > low:
+            return high, "abnormal"
+    q25, q75 = np.percentile(normal, [25.0, 75.0])
+    high = float(normal.max() + (q75 - q25))
+    if not high > low:
+        raise DataError(
+            "normal scores are constant, so no risk scale can be fitted", column="normal_scores"
+        )
+    return high, "normal"
+
+
+def channel_contributions(errors: ArrayLike, channel_names: Sequence[str]) -> FloatArray:
+    """Share of each channel in a window's reconstruction error (the "why").
+
+    Parameters
+    ----------
+    errors : array_like of shape (n_windows, n_channels)
+        Non-negative per-channel reconstruction errors.
+    channel_names : sequence of str, length n_channels
+        Channel names, in column order.
+
+    Returns
+    -------
+    ndarray of shape (n_windows, n_channels)
+        Rows summing to 1; a row of zero errors gets equal shares.
+
+    Raises
+    ------
+    DataError
+        Wrong shape, a name count that does not match, NaN/inf or negative errors.
+
+    """
+    values = _channel_matrix("errors", errors, channel_names)
+    if (values < 0).any():
+        raise DataError("negative reconstruction error", column="errors")
+    totals = values.sum(axis=1, keepdims=True)
+    uniform = np.full_like(values, 1.0 / values.shape[1])
+    safe_totals = np.where(totals > 0, totals, 1.0)
+    return np.where(totals > 0, values / safe_totals, uniform)
+
+
+def top_channel(contributions: ArrayLike, channel_names: Sequence[str]) -> list[str]:
+    """Name of the largest contributor per window (ties: first in ``channel_names``).
+
+    Parameters
+    ----------
+    contributions : array_like of shape (n_windows, n_channels)
+        Output of :func:`channel_contributions`.
+    channel_names : sequence of str, length n_channels
+        Channel names, in column order.
+
+    Returns
+    -------
+    list of str, length n_windows
+        The top channel of each window.
+
+    """
+    values = _channel_matrix("contributions", contributions, channel_names)
+    return [channel_names[i] for i in np.argmax(values, axis=1)]
+
+
+def _channel_matrix(name: str, values: ArrayLike, channel_names: Sequence[str]) -> FloatArray:
+    """Return a finite (n_windows, n_channels) matrix matching ``channel_names``."""
+    arr = _finite(name, values, allow_empty=True)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise DataError(f"expected shape (n_windows, n_channels), got {arr.shape}", column=name)
+    if arr.shape[1] != len(channel_names):
+        raise DataError(
+            f"{arr.shape[1]} channels but {len(channel_names)} channel names", column=name
+        )
+    return arr
+
+
+def mc_summary(samples: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Mean and standard deviation over Monte Carlo dropout passes.
+
+    Parameters
+    ----------
+    samples : array_like of shape (n_passes, n_windows)
+        One score per pass and window (dropout on at inference), ``n_passes ≥ 2``.
+
+    Returns
+    -------
+    mean, std : ndarray of shape (n_windows,)
+        Per-window mean and population standard deviation (``ddof=0``) over passes.
+
+    Raises
+    ------
+    DataError
+        Not 2-D, fewer than two passes, or NaN/inf values.
+
+    """
+    values = _finite("samples", samples, allow_empty=True)
+    if values.ndim != 2:
+        raise DataError(
+            f"expected shape (n_passes, n_windows), got {values.shape}", column="samples"
+        )
+    if values.shape[0] < 2:
+        raise DataError(
+            f"need at least 2 Monte Carlo passes, got {values.shape[0]}", column="samples"
+        )
+    return values.mean(axis=0), values.std(axis=0)

@@ -1,0 +1,197 @@
+import json
+
+import numpy as np
+import pytest
+
+from vitalsentry.errors import BundleError, DataError, VitalSentryError
+from vitalsentry.risk.calibrate import (
+    RiskCalibration,
+    channel_contributions,
+    fit_calibration,
+    mc_summary,
+    top_channel,
+)
+
+
+@pytest.fixture(scope="module")
+def scores() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {
+        "normal": rng.normal(0.45, 0.03, 500),
+        "abnormal": rng.normal(0.65, 0.05, 100),
+        "val_normal": rng.normal(0.45, 0.03, 1000),
+        "val_abnormal": rng.normal(0.65, 0.05, 200),
+    }
+
+
+@pytest.fixture(scope="module")
+def calibration(scores) -> RiskCalibration:
+    return fit_calibration(
+        scores["normal"],
+        scores["abnormal"],
+        val_normal_scores=scores["val_normal"],
+        val_abnormal_scores=scores["val_abnormal"],
+    )
+
+
+def test_bounds_come_from_both_classes(calibration, scores):
+    assert calibration.low == pytest.approx(np.median(scores["normal"]))
+    assert calibration.high == pytest.approx(np.percentile(scores["abnormal"], 95))
+    assert calibration.upper_bound_source == "abnormal"
+
+
+def test_risk_is_a_clipped_monotone_map(calibration):
+    grid = np.linspace(0.0, 1.0, 201)
+    risk = calibration.risk(grid)
+    assert risk.shape == grid.shape
+    assert (np.diff(risk) >= 0).all()
+    assert risk[0] == 0.0
+    assert risk[-1] == 1.0
+    mid = (calibration.low + calibration.high) / 2
+    assert calibration.risk(mid) == pytest.approx(0.5)
+    assert calibration.risk(np.zeros((2, 3))).shape == (2, 3)
+
+
+def test_high_threshold_meets_the_target_false_positive_rate_on_validation(calibration, scores):
+    val = scores["val_normal"]
+    assert calibration.val_fpr == np.mean(val > calibration.threshold_high)
+    assert 0.025 <= calibration.val_fpr <= 0.03
+    assert calibration.threshold_medium <= calibration.threshold_high
+    assert np.mean(val > calibration.threshold_medium) == pytest.approx(0.09, abs=0.005)
+    assert calibration.val_recall == np.mean(scores["val_abnormal"] > calibration.threshold_high)
+    assert calibration.val_recall > 0.9
+
+
+@pytest.mark.parametrize("n_val", [5, 10, 33, 101])
+@pytest.mark.parametrize("target", [0.01, 0.03, 0.2])
+def test_false_positive_rate_never_exceeds_the_target(n_val, target):
+    val = np.random.default_rng(n_val).normal(size=n_val)
+    cal = fit_calibration(np.arange(10.0), val_normal_scores=val, target_fpr=target)
+    assert np.mean(val > cal.threshold_high) <= target
+    assert cal.val_fpr <= target
+    assert np.mean(val > cal.threshold_medium) <= 3 * target
+
+
+def test_thresholds_are_stored_in_score_and_risk_units(calibration):
+    assert calibration.risk_high == pytest.approx(
+        float(calibration.risk(calibration.threshold_high))
+    )
+    assert calibration.risk_medium == pytest.approx(
+        float(calibration.risk(calibration.threshold_medium))
+    )
+
+
+def test_levels(calibration):
+    th_m, th_h = calibration.threshold_medium, calibration.threshold_high
+    levels = calibration.level(np.array([th_m - 0.01, th_m, (th_m + th_h) / 2, th_h, th_h + 0.01]))
+    assert levels.tolist() == ["low", "low", "medium", "medium", "high"]
+
+
+def test_normal_only_fallback_for_the_upper_bound():
+    normal = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    val = np.linspace(0, 6, 50)
+    cal = fit_calibration(normal, None, val_normal_scores=val)
+    assert cal.upper_bound_source == "normal"
+    assert cal.low == 3.0
+    assert cal.high == 5.0 + 2.0  # max + interquartile range
+    assert cal.val_recall is None
+    # abnormal scores that do not exceed the normal median fall back too
+    inverted = fit_calibration(normal, np.array([0.5, 1.0, 2.0]), val_normal_scores=val)
+    assert inverted.upper_bound_source == "normal"
+    assert inverted.high == 7.0
+
+
+def test_dict_round_trip_through_json(calibration):
+    restored = RiskCalibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert restored == calibration
+    no_recall = fit_calibration(np.arange(10.0), val_normal_scores=np.arange(20.0))
+    assert RiskCalibration.from_dict(json.loads(json.dumps(no_recall.to_dict()))) == no_recall
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"extra": 1}, "unknown keys"),
+        ({"low": None}, "not a finite number: low"),
+        ({"high": "1.0"}, "not a finite number: high"),
+        ({"val_fpr": float("nan")}, "not a finite number: val_fpr"),
+        ({"low": 2.0, "high": 1.0}, "low bound"),
+        ({"threshold_medium": 10.0}, "medium threshold"),
+        ({"upper_bound_source": "magic"}, "upper_bound_source"),
+    ],
+)
+def test_from_dict_rejects_tampered_data(calibration, change, match):
+    data = {**calibration.to_dict(), **change}
+    with pytest.raises(BundleError, match=match):
+        RiskCalibration.from_dict(data)
+
+
+def test_from_dict_rejects_missing_keys(calibration):
+    data = calibration.to_dict()
+    del data["threshold_high"]
+    with pytest.raises(BundleError, match=r"missing keys.*threshold_high"):
+        RiskCalibration.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "column"),
+    [
+        ({"normal_scores": []}, "normal_scores"),
+        ({"normal_scores": [0.1, np.nan]}, "normal_scores"),
+        ({"val_normal_scores": []}, "val_normal_scores"),
+        ({"val_normal_scores": [[0.1, 0.2]]}, "val_normal_scores"),
+        ({"abnormal_scores": [np.inf]}, "abnormal_scores"),
+        ({"val_abnormal_scores": []}, "val_abnormal_scores"),
+        ({"normal_scores": [0.3, 0.3, 0.3]}, "normal_scores"),  # constant, no abnormal
+    ],
+)
+def test_bad_scores_raise_data_error(kwargs, column):
+    args = {"normal_scores": [0.1, 0.2, 0.3], "val_normal_scores": [0.1, 0.2], **kwargs}
+    with pytest.raises(DataError) as info:
+        fit_calibration(**args)
+    assert info.value.column == column
+
+
+def test_bad_target_fpr_and_nan_scores_at_use(calibration):
+    with pytest.raises(VitalSentryError, match="target_fpr"):
+        fit_calibration([0.1, 0.2], val_normal_scores=[0.1], target_fpr=0.0)
+    with pytest.raises(DataError):
+        calibration.risk([0.1, np.nan])
+    with pytest.raises(DataError):
+        calibration.level([np.inf])
+    assert calibration.risk([]).shape == (0,)
+
+
+def test_channel_contributions_and_top_channel():
+    names = ["heart_rate", "spo2", "hour_sin"]
+    errors = np.array([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [2.0, 2.0, 1.0]])
+    shares = channel_contributions(errors, names)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    np.testing.assert_allclose(shares[0], [0.25, 0.75, 0.0])
+    np.testing.assert_allclose(shares[1], [1 / 3] * 3)
+    assert top_channel(shares, names) == ["spo2", "heart_rate", "heart_rate"]  # ties: first
+
+
+@pytest.mark.parametrize(
+    ("errors", "match"),
+    [
+        (np.ones(3), "shape"),
+        (np.ones((2, 2)), "2 channels but 3"),
+        (np.array([[1.0, -1.0, 0.0]]), "negative"),
+        (np.array([[1.0, np.nan, 0.0]]), "NaN"),
+    ],
+)
+def test_channel_contributions_reject_bad_input(errors, match):
+    with pytest.raises(DataError, match=match):
+        channel_contributions(errors, ["a", "b", "c"])
+
+
+def test_mc_summary():
+    samples = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0]])
+    mean, std = mc_summary(samples)
+    np.testing.assert_allclose(mean, [2.0, 0.0])
+    np.testing.assert_allclose(std, [np.sqrt(2 / 3), 0.0])
+    with pytest.raises(DataError, match="at least 2"):
+        mc_summary(np.ones((1, 4)))
+    with pytest.raises(DataError, match="n_passes"):
+        mc_summary(np.ones(4))
