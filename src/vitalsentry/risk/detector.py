@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import os
 from numbers import Integral, Real
-from pathlib import Path
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import numpy as np
-import skops.io as sio
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
-from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from vitalsentry.errors import BundleError, DataError, TrainingError
-from vitalsentry.io import atomic_path
+from vitalsentry.errors import DataError, TrainingError
+from vitalsentry.persist import load_skops, save_skops
 
 FloatArray = NDArray[np.float64]
 
@@ -292,14 +289,7 @@ def _check_embeddings(values: ArrayLike, *, n_features: int | None) -> FloatArra
 
 
 def save_detector(detector: EmbeddingIsolationForest, path: str | os.PathLike[str]) -> None:
-    """Save a fitted detector with skops, atomically.
-
-    Parameters
-    ----------
-    detector : EmbeddingIsolationForest
-        A fitted detector.
-    path : path-like
-        Target file (conventionally ``*.skops``).
+    """Save a fitted detector with skops, atomically (:func:`vitalsentry.persist.save_skops`).
 
     Raises
     ------
@@ -307,29 +297,13 @@ def save_detector(detector: EmbeddingIsolationForest, path: str | os.PathLike[st
         The detector is not fitted.
 
     """
-    try:
-        check_is_fitted(detector)
-    except NotFittedError as exc:
-        raise BundleError(f"cannot save an unfitted detector to {path}") from exc
-    with atomic_path(path) as tmp:
-        sio.dump(detector, tmp)
+    save_skops(detector, path)
 
 
 def load_detector(path: str | os.PathLike[str]) -> EmbeddingIsolationForest:
     """Load a detector saved by :func:`save_detector`, executing no code.
 
-    The file's untrusted types (per :func:`skops.io.get_untrusted_types`) must all be
-    in :data:`TRUSTED_TYPES`; only those are passed to :func:`skops.io.load`.
-
-    Parameters
-    ----------
-    path : path-like
-        File written by :func:`save_detector`.
-
-    Returns
-    -------
-    EmbeddingIsolationForest
-        The fitted detector.
+    The file's untrusted types must all be in :data:`TRUSTED_TYPES`.
 
     Raises
     ------
@@ -338,24 +312,4 @@ def load_detector(path: str | os.PathLike[str]) -> EmbeddingIsolationForest:
         not hold a fitted :class:`EmbeddingIsolationForest`.
 
     """
-    file = Path(path)
-    if not file.is_file():
-        raise BundleError(f"{file}: detector file not found")
-    try:
-        untrusted = sio.get_untrusted_types(file=file)
-    except Exception as exc:  # skops raises many types on a corrupt archive
-        raise BundleError(f"{file}: not a readable skops file ({exc})") from exc
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
-    if refused:
-        raise BundleError(f"{file}: refusing to load untrusted type(s) {', '.join(refused)}")
-    try:
-        obj: Any = sio.load(file, trusted=untrusted)
-    except Exception as exc:
-        raise BundleError(f"{file}: cannot load the detector ({exc})") from exc
-    if not isinstance(obj, EmbeddingIsolationForest):
-        raise BundleError(f"{file}: expected an EmbeddingIsolationForest, got {type(obj).__name__}")
-    try:
-        check_is_fitted(obj)
-    except NotFittedError as exc:
-        raise BundleError(f"{file}: the saved detector is not fitted") from exc
-    return obj
+    return load_skops(path, TRUSTED_TYPES, EmbeddingIsolationForest)
