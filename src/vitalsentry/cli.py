@@ -118,7 +118,7 @@ def audit(
 
     readings = _read(path, source, step, column_map)
     report = audit_readings(readings, seed=seed)
-    console.print(report.render(), markup=False, highlight=False)
+    console.print(report.render(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
         atomic_write_json(json_out, report.to_dict())
         console.print(f"wrote {json_out}")

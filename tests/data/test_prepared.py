@@ -111,7 +111,7 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
 def test_missing_channel_and_short_series_errors() -> None:
     with pytest.raises(DataError, match="respiratory_rate not in the data"):
         prepare(cohort(2, 600), DataConfig(channels=("heart_rate", "respiratory_rate")), WindowConfig())
-    with pytest.raises(DataError, match="shorter than one window"):
+    with pytest.raises(DataError, match="no complete window"):
         prepare(cohort(4, 200), DataConfig(split=(0.5, 0.5)), WindowConfig())
 
 

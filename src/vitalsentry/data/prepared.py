@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -148,9 +149,14 @@ class PreparedData:
                     "normal": int((part == 0).sum()),
                     "abnormal": int((part == 1).sum()),
                     "unknown": int((part == -1).sum()),
-                    "patients": int(np.unique(self.patient[self.split == code]).size),
+                    "patients": int(np.unique(self.context_patient[self.split == code]).size),
                 }
         return out
+
+
+def patient_assignment(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
+    """Split code (0 train, 1 val, 2 test) of every patient, as :func:`prepare` assigns it."""
+    return split_patients(frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame))
 
 
 def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
@@ -164,15 +170,34 @@ def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
     return {str(k): int(v > 0) for k, v in share.items()}
 
 
-def _stream_frames(frame: pd.DataFrame, assignment: dict[str, int], channels: list[str]) -> pd.DataFrame:
-    """One feed per split: readings of that split's patients in time order.
+def stream_feeds(
+    frame: pd.DataFrame, feed_of: Mapping[str, str], channels: Sequence[str], step_s: float
+) -> tuple[pd.DataFrame, float]:
+    """Stream mode: regroup one-reading-per-patient rows into feeds in time order.
 
-    Readings at the same instant (different patients) are averaged per channel and the
-    label is abnormal if any of them is; ``source_patient`` keeps the last one's id.
+    Readings of one feed at the same instant (different patients) are averaged per
+    channel and the label is abnormal if any of them is; ``source_patient`` keeps the
+    last one's id.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Readings frame.
+    feed_of : mapping of str to str
+        Feed name of every patient (e.g. one feed per split).
+    channels : sequence of str
+        Channels to keep.
+    step_s : float
+        Grid step, used for the returned gap limit.
+
+    Returns
+    -------
+    (pandas.DataFrame, float)
+        The feeds as a readings frame keyed by feed name, and a ``max_gap_s`` that
+        bridges every gap between consecutive readings of a feed.
     """
-    streams = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
     part = frame.assign(
-        source_patient=frame[PATIENT_COLUMN], **{PATIENT_COLUMN: frame[PATIENT_COLUMN].map(streams)}
+        source_patient=frame[PATIENT_COLUMN], **{PATIENT_COLUMN: frame[PATIENT_COLUMN].map(feed_of)}
     )
     agg: dict[str, str] = {c: "mean" for c in channels} | {"source_patient": "last"}
     if LABEL_COLUMN in part.columns:
@@ -180,7 +205,8 @@ def _stream_frames(frame: pd.DataFrame, assignment: dict[str, int], channels: li
     merged = part.groupby([PATIENT_COLUMN, TIMESTAMP_COLUMN], sort=True).agg(agg).reset_index()
     if LABEL_COLUMN in merged.columns:
         merged[LABEL_COLUMN] = merged[LABEL_COLUMN].astype(np.int8)
-    return merged
+    span = merged[TIMESTAMP_COLUMN].max() - merged[TIMESTAMP_COLUMN].min()
+    return merged, span.total_seconds() + step_s
 
 
 @dataclass(frozen=True)
@@ -325,15 +351,13 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
             file=readings.path,
         )
     channels = list(data.channels)
-    assignment = split_patients(
-        frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
-    )
+    assignment = patient_assignment(frame, data)
     notes = list(readings.notes)
     feeds: pd.DataFrame | None = None
     if readings.stream:
-        frame = feeds = _stream_frames(frame, assignment, channels)
-        span = frame[TIMESTAMP_COLUMN].max() - frame[TIMESTAMP_COLUMN].min()
-        max_gap = span.total_seconds() + data.step_s  # bridges every gap of the feed
+        feed_of = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
+        frame, max_gap = stream_feeds(frame, feed_of, channels, data.step_s)
+        feeds = frame
         notes.append(STREAM_NOTE)
     else:
         max_gap = data.max_gap_s
@@ -341,8 +365,9 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
     if len(cut.labels) == 0:
         longest = max((g.n_steps for g in grids), default=0)
         raise DataError(
-            f"no complete window: the longest series has {longest} steps of {data.step_s:g} s, "
-            f"shorter than one window of {window.length} steps (or gaps over {data.max_gap_s:g} s break it)",
+            f"no complete window: no stretch of {window.length} steps of {data.step_s:g} s where every "
+            f"channel ({', '.join(channels)}) is measured or interpolated across gaps ≤ {max_gap:g} s "
+            f"(longest series: {longest} steps)",
             file=readings.path,
         )
     code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
