@@ -1,0 +1,467 @@
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vitalsentry.data import simulate
+from vitalsentry.data.readings import validate_frame
+from vitalsentry.data.schema import CHANNELS, STATIC_FIELDS, VITAL_CHANNELS
+from vitalsentry.data.simulate import (
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    IOT_COLUMNS,
+    IOT_SENSOR_TYPES,
+    VITALS2024_COLUMNS,
+    SimulationConfig,
+    simulate_cohort,
+    simulate_iot,
+    simulate_vitals2024,
+    write_cohort,
+    write_table,
+)
+from vitalsentry.errors import DataError
+
+DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+VITALS_SUBSET = DATASETS / "raw" / "human_vital_signs_dataset_2024__mlh_subset.csv"
+IOT_SAMPLE = DATASETS / "iot_schema_sample.csv"
+
+SMALL = SimulationConfig(patients=4, hours=2.0, seed=7)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return simulate_cohort(SMALL)
+
+
+@pytest.fixture(scope="module")
+def long_cohort() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return simulate_cohort(SimulationConfig(patients=8, hours=12.0, seed=3, event_fraction=1.0))
+
+
+def _inside_events(readings: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    inside = np.zeros(len(readings), dtype=bool)
+    for event in events.itertuples():
+        inside |= (
+            (readings["patient_id"] == event.patient_id)
+            & (readings["timestamp"] >= event.onset)
+            & (readings["timestamp"] < event.end)
+        ).to_numpy()
+    return inside
+
+
+def _lag1(values: np.ndarray) -> float:
+    return float(np.corrcoef(values[:-1], values[1:])[0, 1])
+
+
+# --- cohort -------------------------------------------------------------------------------
+
+
+def test_cohort_is_deterministic_under_seed(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    readings, events = simulate_cohort(SMALL)
+    pd.testing.assert_frame_equal(readings, cohort[0])
+    pd.testing.assert_frame_equal(events, cohort[1])
+    other, _ = simulate_cohort(SimulationConfig(patients=4, hours=2.0, seed=8))
+    assert len(other) != len(readings) or not np.allclose(
+        other["heart_rate"].to_numpy(), readings["heart_rate"].to_numpy()
+    )
+
+
+def test_readings_schema_ranges_and_static(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    readings, events = cohort
+    assert list(readings.columns) == [
+        "patient_id",
+        "timestamp",
+        *VITAL_CHANNELS,
+        "label",
+        *STATIC_FIELDS,
+    ]
+    assert str(readings["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert readings["label"].dtype == np.int8
+    assert sorted(readings["patient_id"].unique()) == ["P0001", "P0002", "P0003", "P0004"]
+    for name in VITAL_CHANNELS:
+        assert readings[name].dtype == np.float64
+        values = readings[name].dropna()
+        assert values.between(CHANNELS[name].low, CHANNELS[name].high).all(), name
+    for name, (low, high) in simulate._LIMITS.items():
+        assert CHANNELS[name].low <= low < high <= CHANNELS[name].high
+    assert (readings.groupby("patient_id")[list(STATIC_FIELDS)].nunique() == 1).all().all()
+    assert set(readings["sex"].unique()) <= {0, 1}
+    assert list(events.columns) == list(EVENT_COLUMNS)
+    assert str(events["onset"].dtype) == "datetime64[ns, UTC]"
+    pd.testing.assert_frame_equal(validate_frame(readings, "sim"), readings)
+
+
+def test_multirate_sampling_pattern(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    readings, _ = cohort
+    seconds = readings["timestamp"].dt.second.to_numpy()
+    assert readings["heart_rate"].notna().all()
+    np.testing.assert_array_equal(readings["spo2"].notna().to_numpy(), seconds == 0)
+    np.testing.assert_array_equal(readings["respiratory_rate"].notna().to_numpy(), seconds == 0)
+    for patient, rows in readings.groupby("patient_id"):
+        gaps = rows["timestamp"].diff().dt.total_seconds().dropna()
+        assert (gaps >= 1).all()
+        for column, period in (("temperature", 300), ("systolic_bp", 1800)):
+            measured = rows["timestamp"][rows[column].notna()]
+            assert len(measured) >= 3, (patient, column)
+            assert (measured.diff().dropna().dt.total_seconds() % period == 0).all()
+        bp = rows["systolic_bp"].notna().to_numpy()
+        np.testing.assert_array_equal(bp, rows["diastolic_bp"].notna().to_numpy())
+        assert np.all(rows["systolic_bp"][bp] > rows["diastolic_bp"][bp])
+
+
+def test_other_periods_are_honoured() -> None:
+    config = SimulationConfig(
+        patients=1, hours=1.0, event_fraction=0.0, hr_every_s=2, spo2_every_s=30, dropouts_per_h=0
+    )
+    readings, events = simulate_cohort(config)
+    elapsed = (readings["timestamp"] - readings["timestamp"].iloc[0]).dt.total_seconds()
+    assert events.empty
+    assert (elapsed[readings["heart_rate"].notna()] % 2 == 0).all()
+    assert (elapsed[readings["spo2"].notna()] % 30 == 0).all()
+    assert readings["spo2"].notna().sum() == 120
+    assert readings[list(VITAL_CHANNELS)].notna().any(axis=1).all()
+
+
+def test_labels_are_exactly_inside_events(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    for readings, events in (cohort, simulate_cohort(SimulationConfig(patients=3, seed=5))):
+        assert not events.empty
+        assert set(events["event_type"]) <= set(EVENT_TYPES)
+        assert (events["onset"] < events["end"]).all()
+        np.testing.assert_array_equal(
+            readings["label"].to_numpy() == 1, _inside_events(readings, events)
+        )
+
+
+def test_event_patients_and_time_share() -> None:
+    config = SimulationConfig(patients=10, hours=2.0, seed=11, event_fraction=0.4)
+    readings, events = simulate_cohort(config)
+    assert events["patient_id"].nunique() == 4
+    share = readings.groupby("patient_id")["label"].mean()
+    assert (share > 0).sum() == 4
+    assert share[share > 0].between(0.05, 0.30).all()
+    for _, group in events.groupby("patient_id"):
+        assert (group["onset"].iloc[1:].to_numpy() >= group["end"].iloc[:-1].to_numpy()).all()
+
+
+def test_short_record_still_gets_an_event() -> None:
+    readings, events = simulate_cohort(SimulationConfig(patients=2, hours=0.5, event_fraction=1.0))
+    assert events["patient_id"].nunique() == 2
+    assert set(events["event_type"]) <= {"hypoxaemia", "tachyarrhythmia", "bradyarrhythmia"}
+    assert 0 < readings["label"].mean() < 0.6
+
+
+def test_event_signatures(long_cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    readings, events = long_cohort
+    assert set(events["event_type"]) == set(EVENT_TYPES)
+    share = readings.groupby("patient_id")["label"].mean()
+    assert share.between(0.05, 0.30).all()
+    for event in events.itertuples():
+        rows = readings[readings["patient_id"] == event.patient_id]
+        inside = ((rows["timestamp"] >= event.onset) & (rows["timestamp"] < event.end)).to_numpy()
+        normal = rows["label"].to_numpy() == 0
+        hr_in, hr_ref = rows["heart_rate"][inside], rows["heart_rate"][normal]
+        if event.event_type == "sepsis_drift":
+            assert hr_in.median() - hr_ref.median() > 6
+            temp = rows["temperature"]
+            assert temp[inside].median() - temp[normal].median() > 0.5
+            assert (
+                rows["respiratory_rate"][inside].median()
+                > rows["respiratory_rate"][normal].median()
+            )
+        elif event.event_type == "hypoxaemia":
+            assert rows["spo2"][inside].median() <= 90
+            assert hr_in.median() > hr_ref.median()
+        elif event.event_type == "tachyarrhythmia":
+            assert hr_in.median() >= 120
+            assert np.diff(hr_in.to_numpy()).std() > 3 * np.diff(hr_ref.to_numpy()).std()
+        else:
+            assert hr_in.median() <= 52
+
+
+def test_hr_is_smooth_on_normal_patients(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    readings, events = cohort
+    normal = set(readings["patient_id"]) - set(events["patient_id"])
+    assert len(normal) == 2
+    for patient in normal:
+        hr = readings.loc[readings["patient_id"] == patient, "heart_rate"].to_numpy()
+        assert _lag1(hr) > 0.9
+
+
+def test_circadian_rhythm_lower_at_night() -> None:
+    config = SimulationConfig(patients=3, hours=24.0, event_fraction=0.0, start_spread_h=0.0)
+    readings, _ = simulate_cohort(config)
+    assert (readings["label"] == 0).all()
+    hour = readings["timestamp"].dt.hour
+    night = (hour >= 1) & (hour < 6)
+    day = (hour >= 12) & (hour < 20)
+    for _, rows in readings.groupby("patient_id"):
+        for name in ("heart_rate", "temperature", "systolic_bp"):
+            assert rows[name][night].mean() < rows[name][day].mean(), name
+
+
+def test_nuisances_are_visible_and_unlabelled() -> None:
+    config = SimulationConfig(
+        hours=4.0,
+        activity_per_h=2.0,
+        hr_artefacts_per_h=4.0,
+        spo2_artefacts_per_h=3.0,
+        dropouts_per_h=2.0,
+    )
+    record = simulate._simulate_patient(config, "P0001", np.random.default_rng(1), True)
+    kinds = {n.kind for n in record.nuisances}
+    assert kinds == {"activity", "hr_artefact", "spo2_artefact", "dropout"}
+    assert record.events and record.label.any()
+    hr, spo2 = record.values["heart_rate"], record.values["spo2"]
+    spo2_median = np.nanmedian(spo2[record.label == 0])
+    dips, rises = [], []
+    for nuisance in record.nuisances:
+        for event in record.events:
+            assert nuisance.stop <= event.start or nuisance.start >= event.stop
+        rows = (record.seconds >= nuisance.start) & (record.seconds < nuisance.stop)
+        assert not record.label[rows].any()
+        # the 30 s before a nuisance are free of other nuisances and of events
+        before = (record.seconds >= nuisance.start - 30) & (record.seconds < nuisance.start)
+        if nuisance.kind == "dropout":
+            assert not rows.any()
+        elif nuisance.kind == "hr_artefact":
+            assert np.all(np.abs(hr[rows] - np.median(hr[before])) > 12)
+        elif nuisance.kind == "spo2_artefact":
+            assert 1 <= np.count_nonzero(~np.isnan(spo2[rows])) <= 3
+            dips.extend(spo2_median - spo2[rows][~np.isnan(spo2[rows])])
+        else:
+            plateau = (record.seconds >= nuisance.start + nuisance.rise) & (
+                record.seconds < nuisance.stop - nuisance.fall
+            )
+            rises.append(hr[plateau].mean() - hr[before].mean())
+            assert abs(np.nanmean(spo2[plateau]) - spo2_median) < 2.5
+    assert min(dips) > 0 and np.mean(dips) > 4
+    assert min(rises) > 0 and np.mean(rises) > 10
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("patients", 0),
+        ("hours", 0.0),
+        ("hours", float("nan")),
+        ("event_fraction", 1.5),
+        ("hours", 0.2),
+        ("spo2_every_s", 0),
+        ("event_time_share", (0.3, 0.1)),
+        ("max_events", 0),
+        ("dropouts_per_h", -1.0),
+        ("start", "not a time"),
+    ],
+)
+def test_config_rejects_bad_settings(field: str, value: object) -> None:
+    with pytest.raises(DataError, match=field):
+        SimulationConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_start_without_zone_is_utc() -> None:
+    config = SimulationConfig(start="2024-03-01 08:00", start_spread_h=0.0)
+    assert config.start_timestamp == pd.Timestamp("2024-03-01T08:00Z")
+    config = dataclasses.replace(config, hours=0.1, event_fraction=0.0, dropouts_per_h=0.0)
+    readings, _ = simulate_cohort(config)
+    assert readings["timestamp"].iloc[0] == pd.Timestamp("2024-03-01T08:00Z")
+    assert readings["timestamp"].iloc[-1] == pd.Timestamp("2024-03-01T08:05:59Z")
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".pq"])
+def test_write_cohort_round_trips(
+    cohort: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, suffix: str
+) -> None:
+    readings, events = cohort
+    readings_path, events_path = write_cohort(readings, events, tmp_path / f"sim{suffix}")
+    assert readings_path == tmp_path / f"sim{suffix}"
+    assert events_path == tmp_path / "sim.events.csv"
+    if suffix == ".csv":
+        back = pd.read_csv(readings_path)
+        first = readings_path.read_text().splitlines()[2]
+        assert ",," in first and "Z," in first
+        assert back["timestamp"].str.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").all()
+        back["timestamp"] = pd.to_datetime(back["timestamp"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
+    else:
+        back = pd.read_parquet(readings_path)
+    pd.testing.assert_frame_equal(back, readings, check_dtype=False)
+    events_back = pd.read_csv(events_path)
+    assert list(events_back.columns) == list(EVENT_COLUMNS)
+    for column in ("onset", "end"):
+        assert events_back[column].str.endswith("Z").all()
+        parsed = pd.to_datetime(events_back[column], utc=True).astype("datetime64[ns, UTC]")
+        pd.testing.assert_series_equal(parsed, events[column])
+
+
+def test_write_cohort_rejects_unknown_suffix(
+    cohort: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match="unsupported output format"):
+        write_cohort(*cohort, tmp_path / "sim.json")
+    with pytest.raises(DataError, match="no suffix"):
+        write_table(cohort[0], tmp_path / "sim")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_cohort_leaves_nothing_when_writing_fails(
+    cohort: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def failing_to_csv(self: pd.DataFrame, path: object, **kwargs: object) -> None:
+        calls.append(path)
+        Path(str(path)).write_text("partial")
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
+    with pytest.raises(OSError, match="disk full"):
+        write_cohort(*cohort, tmp_path / "sim.csv")
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- Kaggle schemas -----------------------------------------------------------------------
+
+
+def test_vitals2024_schema_rule_and_timestamps() -> None:
+    frame = simulate_vitals2024(5000, seed=1)
+    assert tuple(frame.columns) == VITALS2024_COLUMNS
+    np.testing.assert_array_equal(frame["Patient ID"], np.arange(1, 5001))
+    stamps = pd.to_datetime(frame["Timestamp"], format="%Y-%m-%d %H:%M:%S")
+    assert frame["Timestamp"].iloc[0] == "2024-07-19 21:53:46"
+    assert (stamps.diff().dropna() == pd.Timedelta(seconds=-60)).all()
+    ranges = {
+        "Heart Rate": (60, 99),
+        "Respiratory Rate": (12, 19),
+        "Body Temperature": (36.0, 37.5),
+        "Oxygen Saturation": (95.0, 100.0),
+        "Systolic Blood Pressure": (110, 139),
+        "Diastolic Blood Pressure": (70, 89),
+        "Age": (18, 89),
+        "Weight (kg)": (50.0, 100.0),
+        "Height (m)": (1.5, 2.0),
+        "Derived_HRV": (0.05, 0.15),
+    }
+    for column, (low, high) in ranges.items():
+        assert frame[column].between(low, high).all(), column
+    for column in ("Heart Rate", "Age", "Systolic Blood Pressure", "Derived_Pulse_Pressure"):
+        assert frame[column].dtype == np.int64
+    assert set(frame["Gender"]) == {"Male", "Female"}
+    pp = frame["Systolic Blood Pressure"] - frame["Diastolic Blood Pressure"]
+    assert (frame["Derived_Pulse_Pressure"] == pp).all()
+    bmi = frame["Weight (kg)"] / frame["Height (m)"] ** 2
+    np.testing.assert_allclose(frame["Derived_BMI"], bmi, rtol=1e-9)
+    np.testing.assert_allclose(
+        frame["Derived_MAP"], frame["Diastolic Blood Pressure"] + pp / 3, rtol=1e-9
+    )
+    rule = (frame["Heart Rate"] > 90) | (frame["Derived_BMI"] > 30) | (frame["Derived_BMI"] < 18.5)
+    assert (frame["Risk Category"] == np.where(rule, "High Risk", "Low Risk")).all()
+    assert 0.50 < rule.mean() < 0.56
+    pd.testing.assert_frame_equal(frame, simulate_vitals2024(5000, seed=1))
+    assert not frame.equals(simulate_vitals2024(5000, seed=2))
+
+
+def test_vitals2024_matches_real_subset() -> None:
+    if not VITALS_SUBSET.exists():
+        pytest.skip("../shared/datasets absent: no Human Vital Signs 2024 subset to compare with")
+    real = pd.read_csv(VITALS_SUBSET)
+    fake = simulate_vitals2024(len(real), seed=0)
+    assert list(fake.columns) == list(real.columns)
+    assert fake["Timestamp"].iloc[0] == real["Timestamp"].iloc[0]
+    assert fake["Timestamp"].iloc[-1] == real["Timestamp"].iloc[-1]
+    for column in real.columns:
+        assert fake[column].dtype == real[column].dtype, column
+        if pd.api.types.is_numeric_dtype(real[column]):
+            span = real[column].max() - real[column].min()
+            assert abs(fake[column].min() - real[column].min()) <= 0.02 * span, column
+            assert abs(fake[column].max() - real[column].max()) <= 0.02 * span, column
+            assert abs(fake[column].mean() - real[column].mean()) <= 0.02 * span, column
+    real_high = (real["Risk Category"] == "High Risk").mean()
+    fake_high = (fake["Risk Category"] == "High Risk").mean()
+    assert abs(real_high - 0.526) < 0.001
+    assert abs(fake_high - real_high) < 0.02
+    assert abs(_lag1(fake["Heart Rate"].to_numpy(dtype=float))) < 0.05
+
+
+def test_vitals2024_full_size_is_fast() -> None:
+    started = time.perf_counter()
+    frame = simulate_vitals2024(200_020)
+    assert time.perf_counter() - started < 2.0
+    assert frame.shape == (200_020, 17)
+    assert frame["Timestamp"].iloc[-1] == "2024-03-03 00:14:46"
+
+
+def test_iot_schema_formats_and_ranges() -> None:
+    frame = simulate_iot(20_000, seed=3)
+    assert tuple(frame.columns) == IOT_COLUMNS
+    ranges = {
+        "Patient_ID": (1189, 9958),
+        "Sensor_ID": (1, 4),
+        "Temperature (°C)": (36.5, 37.5),
+        "Systolic_BP (mmHg)": (90, 150),
+        "Diastolic_BP (mmHg)": (60, 95),
+        "Heart_Rate (bpm)": (60, 99),
+        "Device_Battery_Level (%)": (80, 99),
+        "Target_Heart_Rate": (70, 90),
+        "Battery_Level (%)": (80, 100),
+    }
+    for column, (low, high) in ranges.items():
+        assert frame[column].between(low, high).all(), column
+        assert frame[column].min() == low and frame[column].max() == high, column
+    for column in IOT_COLUMNS:
+        if column not in ("Timestamp", "Sensor_Type", "Temperature (°C)", "Target_Health_Status"):
+            assert frame[column].dtype == np.int64, column
+    assert (frame["Temperature (°C)"] == frame["Temperature (°C)"].round(1)).all()
+    assert set(frame["Sensor_Type"]) == set(IOT_SENSOR_TYPES)
+    assert set(frame["Target_Blood_Pressure"]) == {120, 130, 140, 150}
+    stamps = pd.to_datetime(frame["Timestamp"], format="%Y-%m-%d %H:%M:%S")
+    assert stamps.min() == pd.Timestamp("2024-01-01 00:00") == stamps.min().floor("h")
+    assert stamps.max() == pd.Timestamp("2024-01-09 07:00")
+    assert (stamps == stamps.dt.floor("h")).all()
+    healthy = (frame["Target_Health_Status"] == "Healthy").mean()
+    assert 0.62 < healthy < 0.75
+    rule = (frame["Heart_Rate (bpm)"] > frame["Target_Heart_Rate"] + 10) | (
+        frame["Systolic_BP (mmHg)"] > frame["Target_Blood_Pressure"] + 10
+    )
+    agreement = ((frame["Target_Health_Status"] == "Unhealthy") == rule).mean()
+    assert 0.93 < agreement < 0.97
+    small = simulate_iot(202, seed=0)
+    assert small["Patient_ID"].value_counts().max() <= 3
+    assert small["Patient_ID"].nunique() > 190
+    pd.testing.assert_frame_equal(small, simulate_iot(202, seed=0))
+
+
+def test_iot_matches_schema_sample() -> None:
+    if not IOT_SAMPLE.exists():
+        pytest.skip("../shared/datasets absent: no IoT schema sample to compare with")
+    sample = pd.read_csv(IOT_SAMPLE)
+    fake = simulate_iot(len(sample))
+    assert list(fake.columns) == list(sample.columns)
+    for column in sample.columns:
+        assert fake[column].dtype == sample[column].dtype, column
+    assert set(sample["Sensor_Type"]) <= set(fake["Sensor_Type"]) | set(IOT_SENSOR_TYPES)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_write_table_round_trips_schema_tables(tmp_path: Path, suffix: str) -> None:
+    for name, frame in (("v", simulate_vitals2024(300)), ("i", simulate_iot(300))):
+        path = write_table(frame, tmp_path / f"{name}{suffix}")
+        back = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        pd.testing.assert_frame_equal(back, frame)
+
+
+@pytest.mark.parametrize("rows", [0, -5, 2.5, True])
+def test_schema_generators_reject_bad_rows(rows: object) -> None:
+    for generator in (simulate_vitals2024, simulate_iot):
+        with pytest.raises(DataError, match="rows"):
+            generator(rows)  # type: ignore[arg-type]
