@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -16,8 +16,18 @@ from rich.console import Console
 from rich.table import Table
 
 from vitalsentry import __version__
-from vitalsentry.config import DataConfig, WindowConfig
+from vitalsentry.config import (
+    DataConfig,
+    DetectorConfig,
+    FusionConfig,
+    ModelConfig,
+    TrainConfig,
+    WindowConfig,
+)
 from vitalsentry.errors import VitalSentryError
+
+if TYPE_CHECKING:
+    from vitalsentry.training.loop import TrainResult
 
 app = typer.Typer(
     name="vitalsentry",
@@ -30,10 +40,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 SourceOpt = Annotated[
-    str, typer.Option("--source", help="auto | vitals2024 | iot | heart-rate | tidy (auto reads the header)")
+    str,
+    typer.Option(
+        "--source", help="auto | vitals2024 | iot | heart-rate | tidy (auto reads the header)"
+    ),
 ]
 StepOpt = Annotated[
-    float | None, typer.Option("--step", help="Sampling interval in seconds for files without timestamps")
+    float | None,
+    typer.Option("--step", help="Sampling interval in seconds for files without timestamps"),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed")]
 
@@ -54,10 +68,18 @@ def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def _read(path: Path, source: str, step: float | None, column_map: list[str] | None, spo2_proxy: bool = True):  # type: ignore[no-untyped-def]
+def _read(
+    path: Path,
+    source: str,
+    step: float | None,
+    column_map: list[str] | None,
+    spo2_proxy: bool = True,
+):  # type: ignore[no-untyped-def]
     from vitalsentry.data.sources import read_readings
 
-    readings = read_readings(path, source, step_s=step, column_map=_parse_map(column_map), spo2_proxy=spo2_proxy)
+    readings = read_readings(
+        path, source, step_s=step, column_map=_parse_map(column_map), spo2_proxy=spo2_proxy
+    )
     if source == "auto":
         console.print(f"[dim]source: detected '{readings.source}' from the header of {path}[/dim]")
     for note in readings.notes:
@@ -75,9 +97,15 @@ def version() -> None:
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet)")],
     schema: Annotated[str, typer.Option("--schema", help="tidy | vitals2024 | iot")] = "tidy",
-    patients: Annotated[int, typer.Option("--patients", min=1, help="tidy: number of patients")] = 40,
-    hours: Annotated[float, typer.Option("--hours", min=0.1, help="tidy: hours per patient")] = 12.0,
-    rows: Annotated[int | None, typer.Option("--rows", min=1, help="vitals2024 / iot: number of rows")] = None,
+    patients: Annotated[
+        int, typer.Option("--patients", min=1, help="tidy: number of patients")
+    ] = 40,
+    hours: Annotated[
+        float, typer.Option("--hours", min=0.1, help="tidy: hours per patient")
+    ] = 12.0,
+    rows: Annotated[
+        int | None, typer.Option("--rows", min=1, help="vitals2024 / iot: number of rows")
+    ] = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Write simulated vital signs (per-patient tidy series, or a Kaggle schema)."""
@@ -86,8 +114,12 @@ def simulate(
     started = time.perf_counter()
     if schema == "tidy":
         if rows is not None:
-            raise VitalSentryError("--rows applies to --schema vitals2024 or iot; use --patients and --hours for tidy")
-        readings, events = sim.simulate_cohort(sim.SimulationConfig(patients=patients, hours=hours, seed=seed))
+            raise VitalSentryError(
+                "--rows applies to --schema vitals2024 or iot; use --patients and --hours for tidy"
+            )
+        readings, events = sim.simulate_cohort(
+            sim.SimulationConfig(patients=patients, hours=hours, seed=seed)
+        )
         data_path, events_path = sim.write_cohort(readings, events, out)
         console.print(
             f"wrote {len(readings):,} readings of {patients} patients × {hours:g} h to {data_path}\n"
@@ -95,7 +127,11 @@ def simulate(
         )
     elif schema in ("vitals2024", "iot"):
         n = rows if rows is not None else (200_020 if schema == "vitals2024" else 202)
-        frame = sim.simulate_vitals2024(n, seed) if schema == "vitals2024" else sim.simulate_iot(n, seed)
+        frame = (
+            sim.simulate_vitals2024(n, seed)
+            if schema == "vitals2024"
+            else sim.simulate_iot(n, seed)
+        )
         sim.write_table(frame, out)
         console.print(f"wrote {len(frame):,} rows in the {schema} schema to {out}")
     else:
@@ -108,8 +144,12 @@ def audit(
     path: Annotated[Path, typer.Argument(help="Input file (CSV or Parquet)")],
     source: SourceOpt = "auto",
     step: StepOpt = None,
-    column_map: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the facts as JSON")] = None,
+    column_map: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the facts as JSON")
+    ] = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Audit a data file: size, sampling, missingness, ranges, balance, label determinism."""
@@ -129,17 +169,31 @@ def prepare(
     path: Annotated[Path, typer.Argument(help="Input file (CSV or Parquet)")],
     out: Annotated[Path, typer.Option("--out", help="Output folder")],
     source: SourceOpt = "auto",
-    channels: Annotated[str, typer.Option("--channels", help="Comma-separated vital channels")] = "heart_rate,spo2",
+    channels: Annotated[
+        str, typer.Option("--channels", help="Comma-separated vital channels")
+    ] = "heart_rate,spo2",
     window: Annotated[int, typer.Option("--window", help="Window length in steps")] = 256,
     stride: Annotated[int, typer.Option("--stride", help="Stride between windows in steps")] = 128,
     step: Annotated[float, typer.Option("--step", help="Grid step in seconds")] = 1.0,
-    max_gap: Annotated[float, typer.Option("--max-gap", help="Longest gap (s) bridged by interpolation")] = 300.0,
+    max_gap: Annotated[
+        float, typer.Option("--max-gap", help="Longest gap (s) bridged by interpolation")
+    ] = 300.0,
     label_mode: Annotated[str, typer.Option("--label-mode", help="last | any | majority")] = "last",
-    split: Annotated[str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")] = "0.7,0.15,0.15",
-    time_encoding: Annotated[str, typer.Option("--time-encoding", help="per_timestep | per_window")] = "per_timestep",
-    day_of_week: Annotated[bool, typer.Option("--day-of-week", help="Add the day-of-week pair")] = False,
-    no_spo2_proxy: Annotated[bool, typer.Option("--no-spo2-proxy", help="iot: no SpO2 proxy from temperature")] = False,
-    column_map: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")
+    ] = "0.7,0.15,0.15",
+    time_encoding: Annotated[
+        str, typer.Option("--time-encoding", help="per_timestep | per_window")
+    ] = "per_timestep",
+    day_of_week: Annotated[
+        bool, typer.Option("--day-of-week", help="Add the day-of-week pair")
+    ] = False,
+    no_spo2_proxy: Annotated[
+        bool, typer.Option("--no-spo2-proxy", help="iot: no SpO2 proxy from temperature")
+    ] = False,
+    column_map: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+    ] = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Turn a data file into windows, labels, splits and a scaler for training."""
@@ -149,7 +203,9 @@ def prepare(
     try:
         fractions = tuple(float(x) for x in split.split(","))
     except ValueError:
-        raise VitalSentryError(f"--split: expected comma-separated fractions, got '{split}'") from None
+        raise VitalSentryError(
+            f"--split: expected comma-separated fractions, got '{split}'"
+        ) from None
     data_cfg = DataConfig(
         channels=_parse_channels(channels),
         step_s=step,
@@ -172,11 +228,364 @@ def prepare(
     for col in ("split", "windows", "normal", "abnormal", "unknown", "patients"):
         table.add_column(col, justify="right" if col != "split" else "left")
     for name, c in manifest["counts"].items():
-        table.add_row(name, *(f"{c[k]:,}" for k in ("windows", "normal", "abnormal", "unknown", "patients")))
+        table.add_row(
+            name, *(f"{c[k]:,}" for k in ("windows", "normal", "abnormal", "unknown", "patients"))
+        )
     console.print(table)
     shape = "×".join(str(d) for d in manifest["shape"])
     console.print(f"windows: ({shape}) float32 = {', '.join(prepared.feature_names)}")
     console.print(f"time: read {read_s:.1f} s, prepare {prep_s:.1f} s, total {total_s:.1f} s")
+
+
+# ---- training -------------------------------------------------------------------------
+
+MaxEpochs = Annotated[
+    int | None, typer.Option("--max-epochs", help="Most epochs (recipe default if unset)")
+]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size")]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="Learning rate")]
+Patience = Annotated[
+    int | None, typer.Option("--patience", help="Early-stopping patience (epochs)")
+]
+MinDelta = Annotated[
+    float | None, typer.Option("--min-delta", help="Early-stopping minimum improvement")
+]
+Precision = Annotated[
+    str | None, typer.Option("--precision", help="32 | bf16 (bf16 autocast on CUDA only)")
+]
+TimeWarp = Annotated[
+    bool, typer.Option("--time-warp", help="Time-warp augmentation of training batches")
+]
+Jitter = Annotated[
+    bool, typer.Option("--jitter", help="Amplitude-jitter augmentation of training batches")
+]
+Accelerator = Annotated[str, typer.Option("--accelerator", help="auto | cpu | cuda | mps")]
+Devices = Annotated[
+    int, typer.Option("--devices", min=1, help="Devices (processes) per node; >1 uses DDP")
+]
+NumNodes = Annotated[int, typer.Option("--num-nodes", min=1, help="Nodes for multi-node DDP")]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint")
+]
+Fast = Annotated[
+    bool,
+    typer.Option("--fast", help="Batch 256 with the learning rate scaled (changes the recipe)"),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar")]
+
+
+def _train_config(base: TrainConfig, seed: int, **overrides: object) -> TrainConfig:
+    """The recipe ``base`` with the options the user set."""
+    changes = {k: v for k, v in overrides.items() if v is not None and v is not False}
+    return base.replace(seed=seed, **changes)
+
+
+def _report_training(result: TrainResult) -> None:
+    console.print(
+        f"wrote bundle {result.bundle}: {result.epochs} epochs, best validation loss "
+        f"{result.best_val_loss:.4f}{' (early stop)' if result.stopped_early else ''}, "
+        f"{result.seconds:.0f} s; validation on {result.validation}"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+@app.command()
+def pretrain(
+    data: Annotated[Path, typer.Argument(help="Prepared data folder (vitalsentry prepare)")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write")],
+    max_epochs: MaxEpochs = None,
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    patience: Patience = None,
+    min_delta: MinDelta = None,
+    precision: Precision = None,
+    time_warp: TimeWarp = False,
+    jitter: Jitter = False,
+    latent_dim: Annotated[int, typer.Option("--latent-dim")] = 32,
+    lstm_hidden: Annotated[int, typer.Option("--lstm-hidden")] = 64,
+    lstm_layers: Annotated[int, typer.Option("--lstm-layers")] = 2,
+    dropout: Annotated[float, typer.Option("--dropout")] = 0.5,
+    no_lstm: Annotated[
+        bool, typer.Option("--no-lstm", help="The seed's pre-LSTM flatten variant")
+    ] = False,
+    pooling: Annotated[str, typer.Option("--pooling", help="last | attention")] = "last",
+    accelerator: Accelerator = "auto",
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    resume: Resume = False,
+    fast: Fast = False,
+    quiet: Quiet = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Pre-train the Conv1d + LSTM autoencoder on prepared windows (seed recipe by default)."""
+    from vitalsentry.data.prepared import load_prepared
+    from vitalsentry.training.pretrain import pretrain as run
+
+    prepared = load_prepared(data)
+    model = ModelConfig(
+        input_channels=prepared.windows.shape[1],
+        seq_len=prepared.window.length,
+        latent_dim=latent_dim,
+        lstm_hidden=lstm_hidden,
+        lstm_layers=lstm_layers,
+        dropout=dropout,
+        use_lstm=not no_lstm,
+        pooling=pooling,  # type: ignore[arg-type]
+    )
+    train = _train_config(
+        TrainConfig(),
+        seed,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        min_delta=min_delta,
+        precision=precision,
+        time_warp=time_warp,
+        jitter=jitter,
+    )
+    result = run(
+        prepared,
+        model,
+        train,
+        out,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        resume=resume,
+        progress=not quiet,
+        fast=fast,
+    )
+    if result.rank == 0:
+        _report_training(result)
+
+
+@app.command()
+def finetune(
+    bundle: Annotated[Path, typer.Argument(help="Pre-trained bundle")],
+    data: Annotated[Path, typer.Argument(help="Prepared target data folder")],
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder")],
+    max_epochs: MaxEpochs = None,
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    patience: Patience = None,
+    min_delta: MinDelta = None,
+    precision: Precision = None,
+    time_warp: TimeWarp = False,
+    jitter: Jitter = False,
+    class_weights: Annotated[
+        str | None, typer.Option("--class-weights", help="NORMAL,ABNORMAL (default 0.6,1.4)")
+    ] = None,
+    accelerator: Accelerator = "auto",
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    resume: Resume = False,
+    fast: Fast = False,
+    quiet: Quiet = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Fine-tune a bundle on a small target dataset (conv layers frozen, seed recipe)."""
+    from vitalsentry.data.prepared import load_prepared
+    from vitalsentry.training.finetune import finetune as run
+
+    weights = None if class_weights is None else tuple(float(x) for x in class_weights.split(","))
+    train = _train_config(
+        TrainConfig.finetune(),
+        seed,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        min_delta=min_delta,
+        precision=precision,
+        time_warp=time_warp,
+        jitter=jitter,
+        class_weights=weights,
+    )
+    result = run(
+        bundle,
+        load_prepared(data),
+        train,
+        out,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        resume=resume,
+        progress=not quiet,
+        fast=fast,
+    )
+    if result.rank == 0:
+        _report_training(result)
+
+
+# ---- risk heads, evaluation, scoring -----------------------------------------------------
+
+
+@app.command("fit-detector")
+def fit_detector(
+    bundle: Annotated[Path, typer.Argument(help="Bundle with a trained encoder")],
+    data: Annotated[
+        Path, typer.Argument(help="Prepared data folder (same channels as the bundle)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder")],
+    n_estimators: Annotated[int, typer.Option("--n-estimators")] = 200,
+    contamination: Annotated[
+        float | None, typer.Option("--contamination", help="Default: from the class balance")
+    ] = None,
+    target_fpr: Annotated[
+        float, typer.Option("--target-fpr", help="False-positive rate on validation patients")
+    ] = 0.03,
+    seed: SeedOpt = 0,
+) -> None:
+    """Fit the IsolationForest on normal training embeddings and calibrate the risk."""
+    from vitalsentry.data.prepared import load_prepared
+    from vitalsentry.pipeline import fit_detector as run
+
+    config = DetectorConfig(
+        n_estimators=n_estimators,
+        contamination=contamination,
+        random_state=seed,
+        target_fpr=target_fpr,
+    )
+    summary = run(bundle, load_prepared(data), out, config)
+    recall = summary["val_recall"]
+    console.print(
+        f"wrote bundle {out}: detector on {summary['fit_windows']:,} normal windows; threshold from "
+        f"{summary['threshold_source']}: FPR {summary['val_fpr']:.1%}"
+        + ("" if recall is None else f", recall {recall:.1%}")
+    )
+
+
+@app.command("fit-fusion")
+def fit_fusion(
+    bundle: Annotated[Path, typer.Argument(help="Cardio bundle (HR, SpO2, time)")],
+    resp_bundle: Annotated[Path, typer.Argument(help="Respiratory bundle (RR, SpO2, time)")],
+    cardio_data: Annotated[Path, typer.Argument(help="Prepared cardio data folder")],
+    resp_data: Annotated[Path, typer.Argument(help="Prepared respiratory data folder")],
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder")],
+    no_static: Annotated[
+        bool, typer.Option("--no-static", help="Leave out static context (age, sex, BMI)")
+    ] = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Fit the fusion classifier on cardio + respiratory embeddings (+ static context)."""
+    from vitalsentry.data.prepared import load_prepared
+    from vitalsentry.pipeline import fit_fusion as run
+
+    summary = run(
+        bundle,
+        resp_bundle,
+        load_prepared(cardio_data),
+        load_prepared(resp_data),
+        out,
+        FusionConfig(use_static=not no_static, seed=seed),
+    )
+    console.print(
+        f"wrote bundle {out}: fusion on {summary['train_windows']:,} training windows "
+        f"({summary['abnormal']:,} abnormal), {summary['features']} features"
+    )
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle with a detector")],
+    data: Annotated[Path, typer.Argument(help="Data file (its test split is evaluated)")],
+    report: Annotated[Path, typer.Option("--report", help="Report folder")],
+    source: SourceOpt = "auto",
+    step: StepOpt = None,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name in the report")] = None,
+    mc_passes: Annotated[
+        int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")
+    ] = 20,
+    seed: SeedOpt = 0,
+) -> None:
+    """Evaluate a bundle on held-out patients: tiers 1–3, baselines, alarms, plots."""
+    from vitalsentry.data.audit import audit_readings
+    from vitalsentry.evaluation.evaluate import write_evaluation
+
+    readings = _read(data, source, step, None)
+    findings = audit_readings(readings, seed=seed).findings
+    write_evaluation(
+        {name or readings.source: (bundle, readings, findings)},
+        report,
+        mc_passes=mc_passes,
+        seed=seed,
+    )
+    console.print(f"wrote {report / 'report.md'} and {report / 'report.json'}")
+
+
+@app.command()
+def score(
+    bundle: Annotated[Path, typer.Argument(help="Bundle with a detector")],
+    data: Annotated[Path, typer.Argument(help="Data file (CSV or Parquet)")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet)")],
+    source: SourceOpt = "auto",
+    step: StepOpt = None,
+    column_map: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+    ] = None,
+    mc_passes: Annotated[
+        int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")
+    ] = 0,
+) -> None:
+    """Write per-window risk for any readable input, with the bundle's channels and window."""
+    from vitalsentry.data.simulate import write_table
+    from vitalsentry.pipeline import VitalRiskPipeline
+
+    pipe = VitalRiskPipeline.from_bundle(bundle)
+    readings = _read(data, source, step, column_map)
+    table = pipe.score_frame(readings.frame, stream=readings.stream, mc_passes=mc_passes)
+    write_table(table, out)
+    levels = table["level"].value_counts()
+    console.print(
+        f"wrote {len(table):,} windows to {out}: "
+        + ", ".join(f"{levels.get(k, 0):,} {k}" for k in ("low", "medium", "high"))
+    )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder")] = Path("demo-output"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sizes (about 3 minutes; CI smoke test)")
+    ] = False,
+    vitals_csv: Annotated[
+        Path | None, typer.Option("--vitals-csv", help="Real Vitals 2024 file")
+    ] = None,
+    iot_csv: Annotated[
+        Path | None, typer.Option("--iot-csv", help="Real Healthcare IoT file")
+    ] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Run the whole seed pipeline on embedded default data and print the headline table."""
+    from vitalsentry.demo import DemoSettings, run_demo
+    from vitalsentry.evaluation.report import seed_table_rows
+
+    for given in (vitals_csv, iot_csv):
+        if given is not None and not given.is_file():
+            raise VitalSentryError(f"{given}: no such file")
+    result = run_demo(
+        DemoSettings(out=out, quick=quick, vitals_csv=vitals_csv, iot_csv=iot_csv, seed=seed),
+        lambda line: console.print(line, highlight=False),
+    )
+    for name, section in result.report_json["datasets"].items():
+        table = Table(title=f"{name}: seed metric table (held-out patients)")
+        for col in ("metric", "before", "target", "achieved", "met"):
+            table.add_column(col)
+        for row in seed_table_rows(section):
+            achieved = "n/a" if row["achieved"] is None else f"{row['achieved']:.3f}"
+            met = {True: "yes", False: "no", None: "—"}[row["met"]]
+            target = f"{row['direction']} {row['target']:g}"
+            table.add_row(
+                f"tier {row['tier']}: {row['metric']}", f"{row['before']:g}", target, achieved, met
+            )
+        console.print(table)
+    console.print(
+        f"bundle: {result.bundle}\nVitals 2024 bundle: {result.vitals_bundle}\n"
+        f"report: {result.report / 'report.md'} (JSON: {result.report / 'report.json'}, plots in "
+        f"{result.report / 'plots'})\ntotal {result.seconds / 60:.1f} min"
+    )
 
 
 def main() -> None:
@@ -185,6 +594,10 @@ def main() -> None:
         app(standalone_mode=False)
     except VitalSentryError as exc:
         err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except OSError as exc:  # unreadable input, unwritable output, full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"error: {where}{exc.strerror or exc}", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(2) from None
     except typer.Abort:
         err_console.print("aborted")
