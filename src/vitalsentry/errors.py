@@ -6,6 +6,9 @@ one line a user sees (file, column or row, and the reason), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class VitalSentryError(Exception):
     """Base class for every error meant to be shown to a user as one line."""
@@ -58,3 +61,14 @@ class BundleError(VitalSentryError):
 
 class TrainingError(VitalSentryError):
     """Training cannot start or cannot go on (NaN loss, out of memory, bad settings)."""
+
+
+@contextlib.contextmanager
+def in_file(path: str) -> Iterator[None]:
+    """Name ``path`` in any :class:`DataError` raised inside the block that names no file."""
+    try:
+        yield
+    except DataError as exc:
+        if exc.file is not None:
+            raise
+        raise DataError(exc.reason, file=path, column=exc.column, row=exc.row) from None

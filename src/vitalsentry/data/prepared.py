@@ -27,8 +27,14 @@ from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.data.splits import SPLIT_NAMES, split_patients
 from vitalsentry.data.timefeatures import time_features
-from vitalsentry.data.windows import count_windows, sliding_windows, valid_windows, window_labels, window_starts
-from vitalsentry.errors import DataError
+from vitalsentry.data.windows import (
+    count_windows,
+    sliding_windows,
+    valid_windows,
+    window_labels,
+    window_starts,
+)
+from vitalsentry.errors import DataError, in_file
 from vitalsentry.io import atomic_dir, sha256_file
 
 FORMAT = "vitalsentry-prepared/1"
@@ -156,7 +162,9 @@ class PreparedData:
 
 def patient_assignment(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
     """Split code (0 train, 1 val, 2 test) of every patient, as :func:`prepare` assigns it."""
-    return split_patients(frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame))
+    return split_patients(
+        frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
+    )
 
 
 def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
@@ -300,7 +308,9 @@ def window_frame(
     """
     grids = grid_frame(frame, list(data.channels), step_s=data.step_s, max_gap_s=max_gap_s)
     if latest_only:
-        grids, keeps = (list(t) for t in zip(*(_latest_only(g, window) for g in grids), strict=True))
+        grids, keeps = (
+            list(t) for t in zip(*(_latest_only(g, window) for g in grids), strict=True)
+        )
     else:
         keeps = [valid_windows(g.mask, window.length, window.stride) for g in grids]
     total = int(sum(k.sum() for k in keeps))
@@ -319,6 +329,12 @@ def window_frame(
 
 
 def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> PreparedData:
+    """Turn validated readings into split, windowed, scaler-ready data (see :func:`_prepare`)."""
+    with in_file(readings.path):
+        return _prepare(readings, data, window)
+
+
+def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> PreparedData:
     """Turn validated readings into split, windowed, scaler-ready data.
 
     Patients are split first (stratified by their majority label), then each patient — or,
@@ -373,9 +389,14 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
     code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
     split = pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
     windows, labels, patient, start_s = cut.windows, cut.labels, cut.patient, cut.start_s
-    reading_patient = None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
+    reading_patient = (
+        None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
+    )
     if not (split == 0).any():
-        raise DataError("the training split has no complete window; use more or longer series", file=readings.path)
+        raise DataError(
+            "the training split has no complete window; use more or longer series",
+            file=readings.path,
+        )
     scaler = ChannelScaler(data.feature_names).fit(windows[split == 0])
     input_sha = sha256_file(readings.path) if Path(readings.path).is_file() else ""
     return PreparedData(
@@ -398,7 +419,11 @@ def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prepa
 
 
 def _latest_reader(
-    feeds: pd.DataFrame, stream: np.ndarray, start_s: np.ndarray, window: WindowConfig, data: DataConfig
+    feeds: pd.DataFrame,
+    stream: np.ndarray,
+    start_s: np.ndarray,
+    window: WindowConfig,
+    data: DataConfig,
 ) -> np.ndarray:
     """(N,) id of the patient whose reading is the latest at each window's last step."""
     out = np.empty(stream.size, dtype=object)
@@ -455,7 +480,10 @@ def load_prepared(path: str | Path) -> PreparedData:
     root = Path(path)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise DataError("not a prepared data folder (no manifest.json); run `vitalsentry prepare` first", file=str(root))
+        raise DataError(
+            "not a prepared data folder (no manifest.json); run `vitalsentry prepare` first",
+            file=str(root),
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
@@ -470,7 +498,10 @@ def load_prepared(path: str | Path) -> PreparedData:
         if not file.is_file():
             raise DataError("file listed in the manifest is missing", file=str(file))
         if sha256_file(file) != digest:
-            raise DataError("file does not match its sha256 in the manifest (altered or corrupt)", file=str(file))
+            raise DataError(
+                "file does not match its sha256 in the manifest (altered or corrupt)",
+                file=str(file),
+            )
     arrays = {
         name: np.load(root / f"{name}.npy", allow_pickle=False)
         for name in _ARRAYS + _OPTIONAL_ARRAYS
