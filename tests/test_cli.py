@@ -53,7 +53,7 @@ def test_simulate_schemas(tmp_path: Path) -> None:
     ("content", "needles"),
     [
         ("", ("empty",)),
-        ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,70\n", ("patient-level splits",)),
+        ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,70\n", ("spo2 not in the data",)),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,abc\n", ("heart_rate", "row 1")),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,900\n", ("heart_rate", "900")),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,-5\n", ("heart_rate",)),
