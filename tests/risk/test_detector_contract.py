@@ -15,6 +15,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import estimator_checks
 
+from vitalsentry.evaluation.baselines import make_raw_iforest
 from vitalsentry.risk.detector import EmbeddingIsolationForest, load_detector, save_detector
 
 
@@ -32,6 +33,12 @@ DETECTORS: list[DetectorCase] = [
     DetectorCase(
         "embedding_iforest",
         lambda seed: EmbeddingIsolationForest(n_estimators=50, random_state=seed),
+        save_detector,
+        load_detector,
+    ),
+    DetectorCase(
+        "raw_feature_iforest",
+        lambda seed: make_raw_iforest(seed, n_estimators=50),
         save_detector,
         load_detector,
     ),
