@@ -597,7 +597,9 @@ def main() -> None:
         raise SystemExit(2) from None
     except OSError as exc:  # unreadable input, unwritable output, full disk
         where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"error: {where}{exc.strerror or exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(
+            f"error: {where}{exc.strerror or exc}", highlight=False, markup=False, soft_wrap=True
+        )
         raise SystemExit(2) from None
     except typer.Abort:
         err_console.print("aborted")

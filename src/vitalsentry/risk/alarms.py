@@ -242,7 +242,7 @@ def evaluate_alarms(
     patient_ids: ArrayLike,
     window_end_s: ArrayLike,
     high: ArrayLike,
-    event_intervals: Mapping[Hashable, Sequence[tuple[float, float]]],
+    event_intervals: Mapping[Any, Sequence[tuple[float, float]]],
     policy: AlarmPolicy,
     *,
     window_s: float,

@@ -1,0 +1,359 @@
+"""The model bundle: one directory holding everything a trained pipeline needs.
+
+Layout (DESIGN §6)::
+
+    manifest.json        format, library versions, config, feature names, training data
+                         fingerprint and notes, metrics, parent hash, sha256 of every file
+    encoder.safetensors  encoder weights
+    decoder.safetensors  decoder weights
+    scaler.json          per-channel scaler fitted on the training split
+    curve.json           training curve
+    ...                  later stages add files (detector, fusion) through BundleWriter(base=...)
+
+Nothing is ever loaded with pickle, joblib or a whole-object ``torch.load``: weights are
+safetensors, the rest JSON (or skops with an explicit trusted-types list, by its owner).
+Bundles are written into a temporary folder and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import safetensors.torch
+import sklearn
+import torch
+from torch import Tensor
+
+from vitalsentry import __version__
+from vitalsentry.config import ModelConfig, PipelineConfig
+from vitalsentry.data.scaler import ChannelScaler
+from vitalsentry.errors import BundleError, VitalSentryError
+from vitalsentry.io import atomic_dir, sha256_file
+from vitalsentry.models.autoencoder import Autoencoder
+
+FORMAT = "vitalsentry-bundle/1"
+MANIFEST = "manifest.json"
+ENCODER, DECODER, SCALER, CURVE = (
+    "encoder.safetensors",
+    "decoder.safetensors",
+    "scaler.json",
+    "curve.json",
+)
+REQUIRED_FILES = (ENCODER, DECODER, SCALER)
+REQUIRED_KEYS = ("config", "feature_names")
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "vitalsentry": __version__,
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _major_minor(version: str) -> tuple[int, ...]:
+    """``"1.9.1"`` → (1, 9); non-numeric parts are dropped (``"2.13.0+cpu"`` → (2, 13))."""
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _check_name(name: str) -> None:
+    if not name or name != Path(name).name or name.startswith(".") or name == MANIFEST:
+        raise BundleError(
+            f"bundle file name {name!r}: must be a plain file name other than {MANIFEST}"
+        )
+
+
+def manifest_sha256(path: str | Path) -> str:
+    """Return the sha256 of a bundle's ``manifest.json`` (its identity, e.g. as a parent)."""
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
+    return sha256_file(file)
+
+
+class BundleWriter:
+    """Write a bundle atomically; optionally start from a copy of an existing one.
+
+    Use as a context manager. Files are written into a temporary folder; on a clean exit
+    the manifest (with the sha256 of every file) is written and the folder replaces
+    ``out`` in one rename; on an exception nothing at ``out`` changes.
+
+    Parameters
+    ----------
+    out : path
+        Bundle directory to create or replace.
+    base : path, optional
+        Existing bundle (verified first) whose files and manifest are copied in, so a
+        later stage can add files (a detector, a fusion head) and produce a new bundle.
+        ``out`` may equal ``base``.
+
+    Attributes
+    ----------
+    manifest : dict
+        Manifest to fill in (``config``, ``feature_names``, ``data``, ``metrics`` …);
+        ``format``, ``versions``, ``created`` and ``files`` are set on exit.
+    """
+
+    def __init__(self, out: str | Path, *, base: str | Path | None = None) -> None:
+        self.out = Path(out)
+        self.base = None if base is None else load_bundle(base)
+        self.manifest: dict[str, Any] = (
+            {} if self.base is None else copy.deepcopy(self.base.manifest)
+        )
+        self.manifest.pop("files", None)
+        self._stack = contextlib.ExitStack()
+        self._dir: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The temporary folder being filled (only inside the ``with`` block)."""
+        if self._dir is None:
+            raise VitalSentryError(
+                "BundleWriter: use it as a context manager (with BundleWriter(...) as w)"
+            )
+        return self._dir
+
+    def __enter__(self) -> Self:
+        self._dir = self._stack.enter_context(atomic_dir(self.out))
+        if self.base is not None:
+            for name in self.base.manifest["files"]:
+                shutil.copy2(self.base.path / name, self._dir / name)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        finally:
+            self._dir = None
+        self._stack.__exit__(exc_type, exc, tb)
+
+    def _finish(self) -> None:
+        folder = self.folder
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+        missing = [f for f in REQUIRED_FILES if f not in files] + [
+            k for k in REQUIRED_KEYS if k not in self.manifest
+        ]
+        if missing:
+            raise BundleError(f"bundle {self.out}: cannot save without {', '.join(missing)}")
+        manifest = {
+            "format": FORMAT,
+            "versions": _versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **{
+                k: v for k, v in self.manifest.items() if k not in ("format", "versions", "created")
+            },
+            "files": {name: sha256_file(folder / name) for name in files},
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+
+    def put_tensors(self, name: str, tensors: Mapping[str, Tensor]) -> None:
+        """Save a state dict as safetensors (moved to CPU, made contiguous)."""
+        _check_name(name)
+        state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        safetensors.torch.save_file(state, str(self.folder / name))
+
+    def put_json(self, name: str, obj: Any) -> None:
+        """Save a JSON-ready object (NaN refused)."""
+        _check_name(name)
+        (self.folder / name).write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+    def put_file(self, name: str, write: Callable[[Path], None]) -> None:
+        """Save a file written by ``write(path)`` (e.g. a skops dump of a detector)."""
+        _check_name(name)
+        write(self.folder / name)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk.
+
+    Attributes
+    ----------
+    path : Path
+        Bundle directory.
+    manifest : dict
+        Parsed ``manifest.json``.
+    config : PipelineConfig
+        Every config the bundle was made with.
+    scaler : ChannelScaler
+        Scaler of the training data.
+    feature_names : tuple of str
+        Window channels the model expects, in order.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    config: PipelineConfig
+    scaler: ChannelScaler
+    feature_names: tuple[str, ...]
+
+    def has(self, name: str) -> bool:
+        """Whether the bundle lists the file ``name``."""
+        return name in self.manifest["files"]
+
+    def path_of(self, name: str) -> Path:
+        """Return the path of a listed file (verified at load time)."""
+        if not self.has(name):
+            raise BundleError(f"bundle {self.path}: has no file '{name}'")
+        return self.path / name
+
+    def read_json(self, name: str) -> Any:
+        """Parse a listed JSON file."""
+        try:
+            return json.loads(self.path_of(name).read_text())
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"bundle {self.path}: cannot read '{name}': {exc}") from None
+
+    def read_tensors(self, name: str) -> dict[str, Tensor]:
+        """Load a listed safetensors file onto the CPU."""
+        try:
+            return safetensors.torch.load_file(str(self.path_of(name)), device="cpu")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise BundleError(f"bundle {self.path}: cannot read '{name}': {exc}") from None
+
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of ``manifest.json`` (recorded as ``parent`` by fine-tuning)."""
+        return manifest_sha256(self.path)
+
+    def autoencoder(self, config: ModelConfig | None = None, prefix: str = "") -> Autoencoder:
+        """Build an autoencoder and load its weights (strict), in eval mode.
+
+        Parameters
+        ----------
+        config : ModelConfig, optional
+            Architecture; default the bundle's own model config.
+        prefix : str, default ""
+            File-name prefix of a second model in the bundle (e.g. ``"resp_"``).
+        """
+        model = Autoencoder(self.config.model if config is None else config)
+        for module, name in ((model.encoder, prefix + ENCODER), (model.decoder, prefix + DECODER)):
+            try:
+                module.load_state_dict(self.read_tensors(name), strict=True)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise BundleError(
+                    f"bundle {self.path}: '{name}' does not fit the model config ({first})"
+                ) from None
+        return model.eval()
+
+
+def _verify_files(root: Path, files: Any) -> None:
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"bundle {root}: {MANIFEST} lists no files")
+    for name, digest in files.items():
+        file = root / name
+        if name != Path(name).name or not file.is_file():
+            raise BundleError(f"bundle {root}: file '{name}' listed in {MANIFEST} is missing")
+        if sha256_file(file) != digest:
+            raise BundleError(
+                f"bundle {root}: file '{name}' does not match its sha256 (altered or corrupt)"
+            )
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"bundle {root}: required file '{name}' is not listed in {MANIFEST}")
+    extra = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name not in files and p.name != MANIFEST and not p.name.startswith(".")
+    )
+    if extra:
+        raise BundleError(
+            f"bundle {root}: file '{extra[0]}' is not listed in {MANIFEST} (foreign or tampered)"
+        )
+
+
+def _verify_versions(root: Path, manifest: dict[str, Any]) -> None:
+    versions = manifest.get("versions")
+    if not isinstance(versions, dict) or "vitalsentry" not in versions:
+        raise BundleError(f"bundle {root}: {MANIFEST} has no library versions")
+    made = str(versions["vitalsentry"])
+    if _major_minor(made) > _major_minor(__version__):
+        raise BundleError(
+            f"bundle {root}: made by vitalsentry {made}, newer than this {__version__}; upgrade vitalsentry"
+        )
+    skops_files = [n for n in manifest["files"] if n.endswith(".skops")]
+    made_sk = str(versions.get("sklearn", "?"))
+    if skops_files and _major_minor(made_sk) != _major_minor(sklearn.__version__):
+        raise BundleError(
+            f"bundle {root}: '{skops_files[0]}' was saved with scikit-learn {made_sk}, "
+            f"this is {sklearn.__version__}; refit it or install scikit-learn {made_sk}"
+        )
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open a bundle after checking its format, versions and the sha256 of every file.
+
+    Parameters
+    ----------
+    path : path
+        Bundle directory.
+
+    Returns
+    -------
+    Bundle
+        The verified bundle (weights are read on demand).
+
+    Raises
+    ------
+    BundleError
+        Not a bundle, unknown format version, a missing, extra or altered file, a bundle
+        from a newer vitalsentry, or an unreadable config or scaler; the message is one
+        line naming the file.
+    """
+    root = Path(path)
+    file = root / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"{root}: not a model bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"bundle {root}: {MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(
+            f"bundle {root}: format {found!r} is not {FORMAT!r}; re-create it with this version"
+        )
+    _verify_files(root, manifest.get("files"))
+    _verify_versions(root, manifest)
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"bundle {root}: {MANIFEST} lacks {', '.join(missing)}")
+    try:
+        config = PipelineConfig.from_dict(manifest["config"])
+        scaler = ChannelScaler.from_dict(json.loads((root / SCALER).read_text()))
+    except (VitalSentryError, ValueError, TypeError) as exc:
+        raise BundleError(f"bundle {root}: invalid config or '{SCALER}' ({exc})") from None
+    names = tuple(manifest["feature_names"])
+    if scaler.feature_names != names or len(names) != config.model.input_channels:
+        raise BundleError(
+            f"bundle {root}: feature names {list(names)} disagree with '{SCALER}' or the model's "
+            f"{config.model.input_channels} input channels"
+        )
+    return Bundle(root.resolve(), manifest, config, scaler, names)

@@ -1,0 +1,455 @@
+"""VitalRiskPipeline: a model bundle composed into windows → embeddings → risk.
+
+The CLI (``score``, ``evaluate``) and the HTTP service both call this object, so the same
+readings give the same risk everywhere. :func:`fit_detector` is the training-time arrow
+from a trained encoder to a detector and its calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+
+from vitalsentry.bundle import DECODER, ENCODER, SCALER, Bundle, BundleWriter, load_bundle
+from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig
+from vitalsentry.data.prepared import PreparedData, WindowSet, stream_feeds, window_frame
+from vitalsentry.data.scaler import ChannelScaler
+from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
+from vitalsentry.data.splits import split_patients
+from vitalsentry.errors import BundleError, DataError
+from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
+from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
+from vitalsentry.models.inference import encode, mc_dropout_encode, reconstruction_error
+from vitalsentry.persist import load_skops, save_skops
+from vitalsentry.risk.calibrate import (
+    RiskCalibration,
+    channel_contributions,
+    fit_calibration,
+    mc_summary,
+)
+from vitalsentry.risk.detector import EmbeddingIsolationForest, load_detector, save_detector
+
+DETECTOR_FILE = "detector.skops"
+CALIBRATION_FILE = "calibration.json"
+FUSION_FILE = "fusion.skops"
+FUSION_META = "fusion.json"
+RESP_PREFIX = "resp_"
+STREAM_KEY = "stream"
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """Scores of N windows.
+
+    Attributes
+    ----------
+    anomaly_score : numpy.ndarray
+        (N,) raw detector score, higher = more anomalous.
+    risk : numpy.ndarray
+        (N,) calibrated risk in [0, 1].
+    level : numpy.ndarray
+        (N,) "low" | "medium" | "high".
+    contributions : numpy.ndarray
+        (N, V) share of each vital channel in the reconstruction error (rows sum to 1).
+    risk_mean, risk_std : numpy.ndarray or None
+        (N,) Monte Carlo dropout mean and standard deviation of the risk, when asked for.
+    """
+
+    anomaly_score: np.ndarray
+    risk: np.ndarray
+    level: np.ndarray
+    contributions: np.ndarray
+    risk_mean: np.ndarray | None = None
+    risk_std: np.ndarray | None = None
+
+
+def check_features(bundle: Bundle, feature_names: tuple[str, ...], what: str) -> None:
+    """Refuse data whose window channels differ from the bundle's."""
+    if tuple(feature_names) != tuple(bundle.feature_names):
+        raise BundleError(
+            f"{what} has channels ({', '.join(feature_names)}) but the bundle at {bundle.path} "
+            f"expects ({', '.join(bundle.feature_names)})"
+        )
+
+
+def _calibration_split(prepared: PreparedData, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Masks (fit, validation) of windows for the detector and its thresholds.
+
+    The validation split (1) sets the thresholds; data without one (a 70/30 split) gets a
+    deterministic 80/20 patient-level part of the training patients instead.
+    """
+    train = prepared.split == 0
+    if (prepared.split == 1).any():
+        return train, prepared.split == 1, "validation patients (split 1)"
+    patients = np.unique(prepared.patient[train])
+    if patients.size < 2:
+        raise DataError("cannot hold out calibration patients: the training split has one patient")
+    part = split_patients(patients.tolist(), (0.8, 0.2), seed)
+    held = np.isin(prepared.patient, [p for p, code in part.items() if code != 0])
+    return (
+        train & ~held,
+        train & held,
+        "20% of the training patients (the data has no validation split)",
+    )
+
+
+def fit_detector(
+    bundle_path: str | Path, prepared: PreparedData, out: str | Path, config: DetectorConfig
+) -> dict[str, Any]:
+    """Fit the IsolationForest on normal training embeddings and calibrate its risk.
+
+    Parameters
+    ----------
+    bundle_path : path-like
+        Bundle with a trained encoder.
+    prepared : PreparedData
+        Data prepared with the bundle's channels.
+    out : path-like
+        New bundle: the input bundle plus ``detector.skops`` and ``calibration.json``.
+    config : DetectorConfig
+        Forest and calibration settings.
+
+    Returns
+    -------
+    dict
+        Summary: windows used, contamination, validation FPR and recall.
+    """
+    bundle = load_bundle(bundle_path)
+    check_features(bundle, prepared.feature_names, "the data")
+    model = bundle.autoencoder()
+    fit_mask, val_mask, val_source = _calibration_split(prepared, config.random_state)
+    normal_fit = fit_mask & (prepared.labels != 1)
+    if normal_fit.sum() < 2:
+        raise DataError("fewer than 2 normal training windows: cannot fit the detector")
+    emb = encode(model, bundle.scaler.transform(prepared.windows))
+    known = prepared.labels[fit_mask]
+    abnormal_fraction = float((known == 1).mean()) if known.size else None
+    detector = EmbeddingIsolationForest(
+        n_estimators=config.n_estimators,
+        max_samples="auto" if config.max_samples is None else config.max_samples,
+        contamination=config.contamination,
+        random_state=config.random_state,
+    ).fit(emb[normal_fit], abnormal_fraction=abnormal_fraction)
+    scores = detector.score_samples(emb)
+    abnormal_fit = fit_mask & (prepared.labels == 1)
+    val_normal = val_mask & (prepared.labels != 1)
+    val_abnormal = val_mask & (prepared.labels == 1)
+    if not val_normal.any():
+        raise DataError("no normal validation window: cannot choose the threshold")
+    calibration = fit_calibration(
+        scores[normal_fit],
+        scores[abnormal_fit] if abnormal_fit.any() else None,
+        val_normal_scores=scores[val_normal],
+        target_fpr=config.target_fpr,
+        val_abnormal_scores=scores[val_abnormal] if val_abnormal.any() else None,
+    )
+    summary = {
+        "fit_windows": int(normal_fit.sum()),
+        "abnormal_fraction": abnormal_fraction,
+        "contamination": detector.contamination_,
+        "threshold_source": val_source,
+        "val_fpr": calibration.val_fpr,
+        "val_recall": calibration.val_recall,
+    }
+    with BundleWriter(out, base=bundle.path) as writer:
+        writer.put_file(DETECTOR_FILE, lambda p: save_detector(detector, p))
+        writer.put_json(CALIBRATION_FILE, calibration.to_dict())
+        writer.manifest["config"]["detector"] = config.to_dict()
+        # scoring grids and windows data as the detector and its thresholds saw it
+        writer.manifest["config"]["data"] = prepared.data.to_dict()
+        writer.manifest["config"]["window"] = prepared.window.to_dict()
+        writer.manifest["detector_data"] = {
+            "fingerprint": prepared.fingerprint,
+            "source": prepared.source,
+        }
+        writer.manifest.setdefault("metrics", {})["detector"] = summary
+    return summary
+
+
+class VitalRiskPipeline:
+    """A verified bundle ready to score readings: grid → windows → encoder → risk.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A loaded bundle holding a detector and its calibration.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        for name in (DETECTOR_FILE, CALIBRATION_FILE):
+            if not bundle.has(name):
+                raise BundleError(
+                    f"{bundle.path}: no {name}; run `vitalsentry fit-detector` on this bundle first"
+                )
+        self.bundle = bundle
+        self.model: Autoencoder = bundle.autoencoder()
+        self.detector = load_detector(bundle.path_of(DETECTOR_FILE))
+        self.calibration = RiskCalibration.from_dict(bundle.read_json(CALIBRATION_FILE))
+        self.data_config = bundle.config.data
+        self.window_config = bundle.config.window
+        self.fusion = FusionHead(bundle) if bundle.has(FUSION_FILE) else None
+
+    @classmethod
+    def from_bundle(cls, path: str | Path) -> VitalRiskPipeline:
+        """Load and verify a bundle, then build the pipeline."""
+        return cls(load_bundle(path))
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Vital channels the model needs."""
+        return self.data_config.channels
+
+    @property
+    def model_version(self) -> str:
+        """Short identifier of the bundle (first 12 hex digits of its manifest hash)."""
+        return self.bundle.manifest_sha256[:12]
+
+    def embed(self, windows: np.ndarray) -> np.ndarray:
+        """Embeddings (N, latent) of unscaled windows (N, C, L)."""
+        return encode(self.model, self.bundle.scaler.transform(windows))
+
+    def score_windows(
+        self, windows: np.ndarray, *, mc_passes: int = 0, seed: int = 0
+    ) -> WindowScores:
+        """Score unscaled windows.
+
+        Parameters
+        ----------
+        windows : numpy.ndarray
+            (N, C, L) unscaled windows with the bundle's features.
+        mc_passes : int, default 0
+            Monte Carlo dropout passes (0 = off; otherwise ≥ 2).
+        seed : int, default 0
+            Seed of the dropout masks.
+
+        Returns
+        -------
+        WindowScores
+            Scores, risk, level, per-channel contributions and optional uncertainty.
+        """
+        scaled = self.bundle.scaler.transform(windows)
+        scores = self.detector.score_samples(encode(self.model, scaled))
+        n_vitals = len(self.channels)
+        errors = reconstruction_error(self.model, scaled)[:, :n_vitals]
+        result = WindowScores(
+            anomaly_score=scores,
+            risk=self.calibration.risk(scores),
+            level=self.calibration.level(scores),
+            contributions=channel_contributions(errors, self.channels),
+        )
+        if mc_passes:
+            draws = mc_dropout_encode(self.model, scaled, mc_passes, seed)
+            risks = np.stack([self.calibration.risk(self.detector.score_samples(d)) for d in draws])
+            mean, std = mc_summary(risks)
+            result = WindowScores(**{**result.__dict__, "risk_mean": mean, "risk_std": std})
+        return result
+
+    def windows_of(
+        self, frame: pd.DataFrame, *, stream: bool = False, latest_only: bool = False
+    ) -> WindowSet:
+        """Cut a readings frame into the bundle's windows (channels, step, window length).
+
+        In stream mode the whole frame is one feed in time order (DESIGN.md §4).
+        """
+        missing = [c for c in self.channels if c not in frame.columns]
+        if missing:
+            raise DataError(f"the readings lack the bundle's channel(s) {', '.join(missing)}")
+        max_gap = self.data_config.max_gap_s
+        if stream:
+            feed_of = dict.fromkeys(frame[PATIENT_COLUMN].unique(), STREAM_KEY)
+            frame, max_gap = stream_feeds(frame, feed_of, self.channels, self.data_config.step_s)
+        cut, _ = window_frame(
+            frame, self.data_config, self.window_config, max_gap_s=max_gap, latest_only=latest_only
+        )
+        return cut
+
+    def score_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        stream: bool = False,
+        latest_only: bool = False,
+        mc_passes: int = 0,
+    ) -> pd.DataFrame:
+        """Per-window risk for a readings frame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``patient_id, window_start, window_end, risk, level, anomaly_score``, one
+            ``contribution_<channel>`` per vital channel, ``risk_mean``/``risk_std`` with
+            MC dropout, and ``label`` when the readings carry labels.
+        """
+        cut = self.windows_of(frame, stream=stream, latest_only=latest_only)
+        if len(cut.labels) == 0:
+            span = self.window_config.length * self.data_config.step_s
+            raise DataError(
+                f"no complete window: the model needs {span:g} s of {', '.join(self.channels)} "
+                f"without gaps over {self.data_config.max_gap_s:g} s"
+            )
+        scores = self.score_windows(cut.windows, mc_passes=mc_passes)
+        step = self.data_config.step_s
+        out = pd.DataFrame(
+            {
+                PATIENT_COLUMN: cut.patient,
+                "window_start": pd.to_datetime(cut.start_s, unit="s", utc=True),
+                "window_end": pd.to_datetime(
+                    cut.start_s + (self.window_config.length - 1) * step, unit="s", utc=True
+                ),
+                "risk": scores.risk,
+                "level": scores.level,
+                "anomaly_score": scores.anomaly_score,
+            }
+        )
+        for i, name in enumerate(self.channels):
+            out[f"contribution_{name}"] = scores.contributions[:, i]
+        if scores.risk_std is not None:
+            out["risk_mean"], out["risk_std"] = scores.risk_mean, scores.risk_std
+        if LABEL_COLUMN in frame.columns:
+            out[LABEL_COLUMN] = cut.labels
+        return out
+
+
+def _aligned(cardio: PreparedData, resp: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j) such that cardio window i and respiratory window j are the same window."""
+    left = pd.DataFrame({"p": cardio.patient, "t": cardio.start_s, "i": np.arange(len(cardio))})
+    right = pd.DataFrame({"p": resp.patient, "t": resp.start_s, "j": np.arange(len(resp))})
+    both = left.merge(right, on=["p", "t"], how="inner")
+    if both.empty:
+        raise DataError("the cardio and respiratory windows have no window in common")
+    return both["i"].to_numpy(), both["j"].to_numpy()
+
+
+class FusionHead:
+    """The fusion stage of a bundle: respiratory encoder, scaler and classifier.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A bundle holding ``fusion.skops``, ``fusion.json`` and the ``resp_*`` encoder files.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        meta = bundle.read_json(FUSION_META)
+        self.config = FusionConfig.from_dict(meta["config"])
+        self.respiratory_data = DataConfig.from_dict(meta["respiratory"]["data"])
+        self.respiratory_features = tuple(meta["respiratory"]["feature_names"])
+        self.model = load_skops(
+            bundle.path_of(FUSION_FILE), FUSION_TRUSTED_TYPES, CalibratedClassifierCV
+        )
+        self.respiratory = bundle.autoencoder(
+            ModelConfig.from_dict(meta["respiratory"]["model"]), prefix=RESP_PREFIX
+        )
+        self.respiratory_scaler = ChannelScaler.from_dict(
+            bundle.read_json(f"{RESP_PREFIX}{SCALER}")
+        )
+
+    def features(
+        self,
+        pipe: VitalRiskPipeline,
+        cardio: PreparedData,
+        resp: PreparedData,
+        *,
+        use_static: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Fusion inputs of the windows both datasets share.
+
+        Returns
+        -------
+        (X, labels, split, patient)
+            X (M, F) features; labels, split and patient (M,) of the shared windows
+            (in stream mode, the patient of each window's latest reading).
+        """
+        if resp.feature_names != self.respiratory_features:
+            raise BundleError(
+                f"the respiratory data has channels ({', '.join(resp.feature_names)}) but the fusion "
+                f"model expects ({', '.join(self.respiratory_features)})"
+            )
+        i, j = _aligned(cardio, resp)
+        static = self.config.use_static if use_static is None else use_static
+        x = fusion_features(
+            pipe.embed(cardio.windows[i]),
+            encode(self.respiratory, self.respiratory_scaler.transform(resp.windows[j])),
+            static_matrix(cardio.static, cardio.context_patient[i]) if static else None,
+        )
+        return x, cardio.labels[i], cardio.split[i], cardio.context_patient[i]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(M,) calibrated probability of the abnormal class."""
+        proba: np.ndarray = self.model.predict_proba(x)[:, 1]
+        return proba
+
+
+def fit_fusion(
+    bundle_path: str | Path,
+    resp_bundle_path: str | Path,
+    cardio: PreparedData,
+    resp: PreparedData,
+    out: str | Path,
+    config: FusionConfig,
+) -> dict[str, Any]:
+    """Fit the fusion classifier on labelled training windows and add it to the bundle.
+
+    Parameters
+    ----------
+    bundle_path : path-like
+        Cardio bundle (HR, SpO2, time), with or without a detector.
+    resp_bundle_path : path-like
+        Respiratory bundle (RR, SpO2, time) trained on the same patients.
+    cardio, resp : PreparedData
+        The same data prepared with each bundle's channels (same split settings).
+    out : path-like
+        New bundle: the cardio bundle plus the fusion files.
+    config : FusionConfig
+        Static context on/off, calibration method, seed.
+
+    Returns
+    -------
+    dict
+        Summary: training windows and class counts.
+    """
+    bundle, resp_bundle = load_bundle(bundle_path), load_bundle(resp_bundle_path)
+    check_features(bundle, cardio.feature_names, "the cardio data")
+    check_features(resp_bundle, resp.feature_names, "the respiratory data")
+    if resp.data.split != cardio.data.split or resp.data.seed != cardio.data.seed:
+        raise DataError("the cardio and respiratory data were split with different settings")
+    i, j = _aligned(cardio, resp)
+    train = (cardio.split[i] == 0) & (cardio.labels[i] >= 0)
+    y = cardio.labels[i][train]
+    if np.unique(y).size < 2:
+        raise DataError("the fusion classifier needs both classes among the training windows")
+    cardio_model, resp_model = bundle.autoencoder(), resp_bundle.autoencoder()
+    x = fusion_features(
+        encode(cardio_model, bundle.scaler.transform(cardio.windows[i][train])),
+        encode(resp_model, resp_bundle.scaler.transform(resp.windows[j][train])),
+        static_matrix(cardio.static, cardio.context_patient[i][train])
+        if config.use_static
+        else None,
+    )
+    model = make_fusion_classifier(config).fit(x, y)
+    summary = {"train_windows": int(y.size), "abnormal": int(y.sum()), "features": int(x.shape[1])}
+    meta = {
+        "config": config.to_dict(),
+        "respiratory": {
+            "data": resp.data.to_dict(),
+            "model": resp_bundle.config.model.to_dict(),
+            "feature_names": list(resp.feature_names),
+            "bundle_manifest_sha256": resp_bundle.manifest_sha256,
+        },
+        "summary": summary,
+    }
+    with BundleWriter(out, base=bundle.path) as writer:
+        writer.put_file(FUSION_FILE, lambda p: save_skops(model, p))
+        writer.put_json(FUSION_META, meta)
+        for name in (ENCODER, DECODER):
+            writer.put_tensors(f"{RESP_PREFIX}{name}", resp_bundle.read_tensors(name))
+        writer.put_json(f"{RESP_PREFIX}{SCALER}", resp_bundle.scaler.to_dict())
+        writer.manifest["config"]["fusion"] = config.to_dict()
+        writer.manifest.setdefault("metrics", {})["fusion"] = summary
+    return summary
