@@ -1,0 +1,249 @@
+"""The FastAPI app: start-up (bundle loaded and verified once), error handlers, middleware.
+
+Every error answer is JSON: ``{"detail": "..."}``, or for 422 ``{"detail": [{"loc",
+"msg", "type"}]}`` where ``msg`` starts with the field, e.g.
+``readings[12].heart_rate: 900 is outside 20–300 /min``. Inputs are never echoed and
+stack traces never leave the server; server logs name patients by hash only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import traceback
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from uvicorn.config import LOGGING_CONFIG
+
+from vitalsentry import __version__
+from vitalsentry.data.schema import CHANNELS, plausible_range_text
+from vitalsentry.errors import VitalSentryError
+from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.serve.inputs import RequestError, format_loc
+from vitalsentry.serve.metrics import MetricsMiddleware, ServiceMetrics
+from vitalsentry.serve.routes import ops, v1
+from vitalsentry.serve.security import BodyLimitMiddleware, RateLimiter
+from vitalsentry.serve.service import ScoringService
+from vitalsentry.serve.settings import ENV_PREFIX, Settings, load_settings
+
+logger = logging.getLogger("vitalsentry.serve")
+
+MAX_REPORTED_ERRORS: Final = 20
+"""422 answers list at most this many field errors (plus a count of the rest)."""
+
+_RANGE_ERRORS: Final = frozenset({"greater_than_equal", "less_than_equal"})
+NO_BUNDLE: Final = f"no model bundle: set {ENV_PREFIX}BUNDLE or pass --bundle"
+
+
+def _field_message(error: dict[str, Any]) -> str:
+    """Return pydantic's message, or ``900 is outside 20–300 /min`` for a vital out of range."""
+    loc, value = error.get("loc", ()), error.get("input")
+    name = loc[-1] if loc else None
+    if error["type"] in _RANGE_ERRORS and name in CHANNELS and isinstance(value, int | float):
+        return f"{value:g} is outside {plausible_range_text(str(name))}"
+    if error["type"] == "json_invalid":
+        return f"invalid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """422 detail items (no input echoed): ``loc``, ``msg`` prefixed by the field, ``type``."""
+    out = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        loc = tuple(error.get("loc", ()))
+        where = (
+            () if error["type"] == "json_invalid" else (loc[1:] if loc[:1] == ("body",) else loc)
+        )
+        message = _field_message(error)
+        out.append(
+            {
+                "loc": list(loc),
+                "msg": f"{format_loc(where)}: {message}" if where else message,
+                "type": error["type"],
+            }
+        )
+    if len(errors) > MAX_REPORTED_ERRORS:
+        more = len(errors) - MAX_REPORTED_ERRORS
+        out.append({"loc": ["body"], "msg": f"… and {more} more errors", "type": "too_many_errors"})
+    return out
+
+
+def _unprocessable(loc: Sequence[str | int], message: str, kind: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=422, content={"detail": [{"loc": list(loc), "msg": message, "type": kind}]}
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": validation_detail(exc.errors())})
+
+
+async def _on_request_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestError)
+    prefix = () if exc.loc[:1] == ("query",) else ("body",)
+    return _unprocessable((*prefix, *exc.loc), str(exc), "value_error")
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """Bad input found by the pipeline (DataError) or a request the model cannot serve."""
+    return _unprocessable(("body",), str(exc), "data_error")
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Answer 500 without details.
+
+    The log gets the exception type and where it was raised (file, line, function of
+    each frame) but neither its message nor source lines, which could quote input values.
+    """
+    frames = "\n".join(
+        f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+    )
+    logger.error(
+        "unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url.path, frames
+    )
+    return JSONResponse(status_code=500, content={"detail": "internal server error"})
+
+
+def _load(settings: Settings) -> VitalRiskPipeline:
+    if settings.bundle is None:
+        raise VitalSentryError(NO_BUNDLE)
+    return VitalRiskPipeline.from_bundle(settings.bundle)
+
+
+def create_app(
+    settings: Settings | None = None, *, pipeline: VitalRiskPipeline | None = None
+) -> FastAPI:
+    """Build the service.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to :func:`load_settings` (the environment).
+    pipeline : VitalRiskPipeline, optional
+        An already loaded pipeline; otherwise the bundle at ``settings.bundle`` is loaded
+        and verified once, at start-up (the app's lifespan).
+
+    Returns
+    -------
+    FastAPI
+        The app; use it as an ASGI app or with ``uvicorn``.
+
+    Raises
+    ------
+    VitalSentryError
+        API keys are required but none is configured, or no bundle is given.
+    """
+    settings = settings if settings is not None else load_settings()
+    if settings.require_api_key and not settings.api_keys:
+        raise VitalSentryError(
+            f"no API key configured: set {ENV_PREFIX}API_KEYS (entries from `vitalsentry keygen`), "
+            f"or {ENV_PREFIX}REQUIRE_API_KEY=false to serve without keys"
+        )
+    if pipeline is None and settings.bundle is None:
+        raise VitalSentryError(NO_BUNDLE)
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            loaded = pipeline if pipeline is not None else await run_in_threadpool(_load, settings)
+        except VitalSentryError as exc:
+            logger.error("cannot start: %s", exc)
+            raise
+        app.state.service = ScoringService(loaded, settings, metrics)
+        logger.info("serving model %s (%s)", loaded.model_version, loaded.bundle.path)
+        yield
+        app.state.service = None
+
+    app = FastAPI(
+        title="vitalsentry",
+        version=__version__,
+        summary="Calibrated, explained deterioration risk from vital signs",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.service = None
+    app.include_router(v1)
+    app.include_router(ops)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(RequestError, _on_request_error)
+    app.add_exception_handler(VitalSentryError, _on_domain_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def log_config() -> dict[str, Any]:
+    """Return uvicorn's logging config plus the ``vitalsentry`` logger at INFO."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["vitalsentry"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def run(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve a bundle with uvicorn (what ``vitalsentry serve`` calls).
+
+    The bundle is verified and the settings checked before the server starts, so a
+    missing or tampered bundle or a malformed variable fails here with one line. The
+    process (and every worker, through ``OMP_NUM_THREADS``) runs torch with
+    ``torch_threads`` intra-op threads.
+
+    Parameters
+    ----------
+    bundle : path-like
+        Model bundle directory (overrides ``VITALSENTRY_BUNDLE``).
+    host : str, default "127.0.0.1"
+        Interface to listen on.
+    port : int, default 8000
+        TCP port.
+    workers : int, default 1
+        Worker processes; each loads the bundle once.
+
+    Raises
+    ------
+    VitalSentryError
+        Bad settings, no API key configured, or a missing or tampered bundle.
+    """
+    os.environ[f"{ENV_PREFIX}BUNDLE"] = str(Path(bundle).resolve())
+    settings = load_settings()
+    if settings.torch_threads:
+        os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
+        torch.set_num_threads(settings.torch_threads)
+    app = create_app(settings, pipeline=_load(settings))
+    target: Any = app if workers == 1 else f"{__name__}:create_app"
+    uvicorn.run(
+        target,
+        factory=workers > 1,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(),
+        server_header=False,
+    )

@@ -1,0 +1,86 @@
+"""Route dependencies as ``Annotated`` aliases: the scoring service, API-key scopes, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request, Security
+from fastapi.security import APIKeyHeader
+
+from vitalsentry.serve.security import KeyEntry, RateLimiter, find_key, retry_after_header
+from vitalsentry.serve.service import ScoringService
+from vitalsentry.serve.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="API key; the server holds its sha256 and scopes in VITALSENTRY_API_KEYS",
+)
+
+
+async def get_service(request: Request) -> ScoringService:
+    """Return the app's scoring service; 503 until the bundle is loaded."""
+    service: ScoringService | None = request.app.state.service
+    if service is None:
+        raise HTTPException(status_code=503, detail="the model is not loaded")
+    return service
+
+
+def require(scope: str | None) -> Callable[..., Awaitable[KeyEntry | None]]:
+    """Dependency checking the ``X-API-Key`` header, its scope and its rate limit.
+
+    Parameters
+    ----------
+    scope : str or None
+        Scope the key must hold; None accepts any valid key.
+
+    Returns
+    -------
+    callable
+        The dependency: returns the key's entry (None when keys are not required) or
+        raises 401 (no or unknown key), 403 (scope missing) or 429 (with Retry-After).
+    """
+
+    async def check(
+        request: Request, key: Annotated[str | None, Security(api_key_header)]
+    ) -> KeyEntry | None:
+        settings: Settings = request.app.state.settings
+        if not settings.require_api_key:
+            return None
+        if not key:
+            raise HTTPException(
+                status_code=401, detail=f"missing API key (header {API_KEY_HEADER})"
+            )
+        entry = find_key(key, settings.api_keys)
+        if entry is None:
+            raise HTTPException(status_code=401, detail="unknown API key")
+        if scope is not None and scope not in entry.scopes:
+            raise HTTPException(status_code=403, detail=f"this API key lacks the '{scope}' scope")
+        limiter: RateLimiter = request.app.state.limiter
+        wait = limiter.acquire(entry.key_id)
+        if wait > 0:
+            raise HTTPException(
+                status_code=429,
+                detail="rate limit exceeded for this API key",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        return entry
+
+    return check
+
+
+Service = Annotated[ScoringService, Depends(get_service)]
+ScoreKey = Annotated[KeyEntry | None, Depends(require("score"))]
+AdminKey = Annotated[KeyEntry | None, Depends(require("admin"))]
+AnyKey = Annotated[KeyEntry | None, Depends(require(None))]
+McPasses = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=1000,
+        description="Monte Carlo dropout passes: 0 = off, else ≥ 2 (capped by the server)",
+    ),
+]

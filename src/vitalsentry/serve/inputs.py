@@ -1,0 +1,204 @@
+"""Validated API input → the package's readings frame.
+
+Also the checks that need a patient's whole series (duplicate instants, channel
+coverage) and the NEWS2 of its latest values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vitalsentry.data.schema import CHANNELS, PATIENT_COLUMN, TIMESTAMP_COLUMN
+from vitalsentry.risk.news2 import (
+    COMPONENTS,
+    aggregate_score,
+    news2_components,
+    news2_level,
+    red_score,
+)
+from vitalsentry.serve.schemas import News2, ScoreRequest
+
+Loc = tuple[str | int, ...]
+
+NEWS2_INPUTS = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
+"""Measured NEWS2 parameters, in the order :func:`news2_components` takes them."""
+
+
+class RequestError(Exception):
+    """A request that is well-formed JSON but cannot be scored (answered with 422).
+
+    Parameters
+    ----------
+    loc : tuple of str or int
+        Where in the body, e.g. ``("readings", 12, "timestamp")``; empty for the body.
+    message : str
+        The reason, in plain words.
+    """
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        self.loc = loc
+        self.message = message
+        super().__init__(f"{format_loc(loc)}: {message}" if loc else message)
+
+
+def format_loc(loc: Loc) -> str:
+    """Write a location as a path: ``("readings", 12, "heart_rate")`` → ``readings[12].heart_rate``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def patient_tag(patient_id: str) -> str:
+    """Return what logs say instead of a patient id: the first 12 hex digits of its sha256."""
+    return hashlib.sha256(patient_id.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, eq=False)
+class PatientReadings:
+    """One patient's readings, checked for duplicate instants.
+
+    Attributes
+    ----------
+    patient_id : str
+        Identifier (never logged; see :func:`patient_tag`).
+    times : pandas.DatetimeIndex
+        (n,) UTC instants, unique, in request order.
+    values : dict of str to numpy.ndarray
+        Channel → (n,) float64, NaN where not measured; only channels measured at least once.
+    on_oxygen, consciousness_alert : bool
+        NEWS2 context.
+    loc : tuple of str or int
+        Where the patient sits in the request (prefix of error locations).
+    """
+
+    patient_id: str
+    times: pd.DatetimeIndex
+    values: dict[str, np.ndarray]
+    on_oxygen: bool = False
+    consciousness_alert: bool = True
+    loc: Loc = ()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def unique_times(times: pd.DatetimeIndex, where: Loc) -> pd.DatetimeIndex:
+    """Return ``times`` (as ns UTC) after refusing an instant given twice.
+
+    Raises
+    ------
+    RequestError
+        Naming the second reading at an instant and the first one.
+    """
+    times = times.as_unit("ns")
+    dup = times.duplicated()
+    if dup.any():
+        second = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(times == times[second])[0])
+        raise RequestError(
+            (*where, second, "timestamp"),
+            f"duplicate timestamp {times[second].isoformat()} (also readings[{first}])",
+        )
+    return times
+
+
+def from_request(request: ScoreRequest, loc: Loc = ()) -> PatientReadings:
+    """Turn a validated score request into :class:`PatientReadings`.
+
+    Raises
+    ------
+    RequestError
+        Two readings at the same instant.
+    """
+    readings = request.readings
+    times = unique_times(pd.DatetimeIndex([r.timestamp for r in readings]), (*loc, "readings"))
+    values = {}
+    for name in CHANNELS:
+        column = np.array([getattr(r, name) for r in readings], dtype=np.float64)
+        if not np.isnan(column).all():
+            values[name] = column
+    return PatientReadings(
+        request.patient_id, times, values, request.on_oxygen, request.consciousness_alert, loc
+    )
+
+
+def readings_frame(patients: Sequence[PatientReadings]) -> pd.DataFrame:
+    """Build the readings frame (patient_id, timestamp, channel columns) of several patients.
+
+    A channel is a column when any patient measured it; NaN elsewhere.
+    """
+    channels = [c for c in CHANNELS if any(c in p.values for p in patients)]
+    sizes = [len(p) for p in patients]
+    ids = np.repeat(np.array([p.patient_id for p in patients], dtype=object), sizes)
+    columns: dict[str, object] = {
+        PATIENT_COLUMN: pd.Series(ids).astype(str),
+        TIMESTAMP_COLUMN: pd.to_datetime(
+            np.concatenate([p.times.asi8 for p in patients]), unit="ns", utc=True
+        ),
+    }
+    for name in channels:
+        columns[name] = np.concatenate(
+            [p.values.get(name, np.full(len(p), np.nan)) for p in patients]
+        )
+    return pd.DataFrame(columns)
+
+
+def coverage_problem(
+    patient: PatientReadings, channels: Sequence[str], needed_s: float, length: int, step_s: float
+) -> str | None:
+    """Say which required channel is missing or too short for one window, if any.
+
+    A window of ``length`` steps needs each channel observed over at least
+    ``needed_s = (length - 1) × step_s`` seconds. Gaps and overlap are left to the
+    pipeline, which reports them itself.
+
+    Returns
+    -------
+    str or None
+        The reason, or None when every channel spans enough time.
+    """
+    what = (
+        f"the model needs {needed_s:g} s ({length} steps of {step_s:g} s) of {', '.join(channels)}"
+    )
+    for name in channels:
+        column = patient.values.get(name)
+        if column is None:
+            return f"no {name} reading; {what}"
+        seen = patient.times.asi8[~np.isnan(column)]
+        span = (seen.max() - seen.min()) / 1e9
+        if span < needed_s:
+            return f"{name} readings cover {span:g} s; {what}"
+    return None
+
+
+def news2_of(patient: PatientReadings) -> News2 | None:
+    """NEWS2 from the latest value of each of its five measured parameters.
+
+    Returns
+    -------
+    News2 or None
+        None unless respiratory rate, SpO2, systolic BP, heart rate and temperature
+        each have a value.
+    """
+    latest = []
+    for name in NEWS2_INPUTS:
+        column = patient.values.get(name)
+        if column is None:
+            return None
+        seen = np.flatnonzero(~np.isnan(column))
+        latest.append(float(column[seen[np.argmax(patient.times.asi8[seen])]]))
+    parts = news2_components(
+        *latest, on_oxygen=patient.on_oxygen, consciousness_alert=patient.consciousness_alert
+    )
+    score = aggregate_score(parts)
+    return News2(
+        score=int(score),
+        level=str(news2_level(score, red_score(parts))),  # type: ignore[arg-type]
+        components={name: int(parts[name]) for name in COMPONENTS},
+    )

@@ -1,0 +1,101 @@
+"""HTTP routes: thin wrappers over :class:`~vitalsentry.serve.service.ScoringService`.
+
+Scoring routes are plain ``def`` functions, so FastAPI runs them in its threadpool and
+the event loop keeps answering (health checks, other requests) while a model runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from vitalsentry.serve.deps import AdminKey, AnyKey, McPasses, ScoreKey, Service
+from vitalsentry.serve.fhir import FhirBundle
+from vitalsentry.serve.metrics import ServiceMetrics
+from vitalsentry.serve.schemas import (
+    BatchRequest,
+    BatchResult,
+    ErrorMessage,
+    Health,
+    ModelCard,
+    Ready,
+    ScoreRequest,
+    ScoreResult,
+)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "The body could not be read",
+        401: "Missing or unknown API key",
+        403: "The API key lacks the scope",
+        413: "Request body too large",
+        429: "Rate limit exceeded (see Retry-After)",
+        503: "The model is not loaded",
+    }
+    return {code: {"model": ErrorMessage, "description": text[code]} for code in codes}
+
+
+KEYED: Final = _errors(401, 403, 429, 503)
+WITH_BODY: Final = _errors(400, 401, 403, 413, 429, 503)
+
+v1 = APIRouter(prefix="/v1")
+ops = APIRouter(tags=["operations"])
+
+
+@v1.post("/score", responses=WITH_BODY, tags=["scoring"])
+def score(
+    _: ScoreKey, service: Service, body: ScoreRequest, mc_passes: McPasses = 0
+) -> ScoreResult:
+    """Risk of one patient's latest complete window (as ``vitalsentry score`` gives it)."""
+    return service.score(body, mc_passes)
+
+
+@v1.post("/score/batch", responses=WITH_BODY, tags=["scoring"])
+def score_batch(
+    _: ScoreKey, service: Service, body: BatchRequest, mc_passes: McPasses = 0
+) -> BatchResult:
+    """Risk of several patients, scored in one batched forward pass."""
+    return service.score_batch(body, mc_passes)
+
+
+@v1.post("/fhir/score", responses=WITH_BODY, tags=["scoring"])
+def score_fhir(
+    _: ScoreKey, service: Service, body: FhirBundle, mc_passes: McPasses = 0
+) -> BatchResult:
+    """Risk of every patient in a FHIR R4 Bundle of vital-sign Observations."""
+    return service.score_fhir(body, mc_passes)
+
+
+@v1.get("/model", responses=KEYED, tags=["model"])
+async def model_card(_: AnyKey, service: Service) -> ModelCard:
+    """Model card: version, training data fingerprint, metrics, channels and window."""
+    return service.card
+
+
+@ops.get("/healthz")
+async def healthz() -> Health:
+    """Liveness: the process answers."""
+    return Health()
+
+
+@ops.get("/readyz", responses=_errors(503))
+async def readyz(service: Service) -> Ready:
+    """Readiness: the bundle is loaded and verified."""
+    return Ready(model_version=service.model_version)
+
+
+@ops.get(
+    "/metrics",
+    response_model=None,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
+        **_errors(401, 403, 429),
+    },
+)
+async def metrics(_: AdminKey, request: Request) -> Response:
+    """Prometheus metrics in the text format (needs the ``admin`` scope)."""
+    collected: ServiceMetrics = request.app.state.metrics
+    return Response(collected.exposition(), media_type=CONTENT_TYPE_LATEST)

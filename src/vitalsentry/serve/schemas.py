@@ -1,0 +1,194 @@
+"""Request and response bodies of the HTTP API (pydantic v2), apart from domain types.
+
+Requests are strict: numbers must be JSON numbers (no ``"72"``), NaN and Infinity are
+refused, unknown fields are refused, timestamps are ISO-8601 strings with a UTC offset,
+and every vital must lie in its plausible range (:data:`vitalsentry.data.schema.CHANNELS`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from vitalsentry.data.schema import CHANNELS, plausible_range_text
+from vitalsentry.serve.settings import MAX_PATIENTS_CEILING, MAX_READINGS_CEILING
+
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
+"""Accepted timestamp range (the grid works in epoch seconds)."""
+
+
+def _iso_string(value: Any) -> Any:
+    """Refuse non-string timestamps (pydantic would read numbers as Unix times)."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 date-time string with a UTC offset")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    """Convert to UTC and refuse instants outside [1970, 2200)."""
+    utc = value.astimezone(UTC)
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{utc.isoformat()} is outside 1970–2200")
+    return utc
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_string),
+    AfterValidator(_in_range),
+    Field(
+        strict=False, description="ISO-8601 date-time with a UTC offset, e.g. 2024-05-01T08:00:00Z"
+    ),
+]
+
+
+def _vital(name: str) -> Any:
+    """Declare an optional vital-sign field bounded by its plausible range."""
+    spec = CHANNELS[name]
+    return Field(
+        None,
+        ge=spec.low,
+        le=spec.high,
+        description=f"{spec.label} in {spec.unit} (plausible {plausible_range_text(name)})",
+    )
+
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Reading(BaseModel):
+    """One instant of measurements; channels not measured are left out (or null)."""
+
+    model_config = _STRICT
+
+    timestamp: Timestamp
+    heart_rate: float | None = _vital("heart_rate")
+    spo2: float | None = _vital("spo2")
+    respiratory_rate: float | None = _vital("respiratory_rate")
+    temperature: float | None = _vital("temperature")
+    systolic_bp: float | None = _vital("systolic_bp")
+    diastolic_bp: float | None = _vital("diastolic_bp")
+
+
+PatientId = Annotated[str, Field(min_length=1, max_length=128, description="Patient identifier")]
+
+
+class ScoreRequest(BaseModel):
+    """One patient's recent readings, in any order, irregular sampling allowed."""
+
+    model_config = _STRICT
+
+    patient_id: PatientId
+    readings: list[Reading] = Field(min_length=1, max_length=MAX_READINGS_CEILING)
+    on_oxygen: bool = Field(False, description="NEWS2: supplemental oxygen (else room air)")
+    consciousness_alert: bool = Field(
+        True, description="NEWS2: alert (else new confusion, V, P or U)"
+    )
+
+
+class BatchRequest(BaseModel):
+    """Several patients scored in one batched forward pass."""
+
+    model_config = _STRICT
+
+    patients: list[ScoreRequest] = Field(min_length=1, max_length=MAX_PATIENTS_CEILING)
+
+
+Level = Literal["low", "medium", "high"]
+
+
+class Uncertainty(BaseModel):
+    """Monte Carlo dropout spread of the risk."""
+
+    mean: float = Field(ge=0, le=1)
+    std: float = Field(ge=0)
+    passes: int = Field(ge=2)
+
+
+class News2(BaseModel):
+    """NEWS2 from the latest value of each parameter (room air and alert unless stated)."""
+
+    score: int = Field(ge=0, le=20)
+    level: Literal["low", "low-medium", "medium", "high"]
+    components: dict[str, int]
+
+
+class ScoreResult(BaseModel):
+    """Risk of one patient's latest complete window."""
+
+    patient_id: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    risk: float = Field(ge=0, le=1, description="Calibrated deterioration risk")
+    level: Level
+    anomaly_score: float = Field(description="Raw detector score, higher = more anomalous")
+    contributions: dict[str, float] = Field(
+        description="Share of each vital channel in the reconstruction error (sums to 1)"
+    )
+    uncertainty: Uncertainty | None = None
+    news2: News2 | None = None
+
+
+class PatientError(BaseModel):
+    """A patient of a batch that could not be scored (the others were)."""
+
+    index: int = Field(ge=0, description="Position of the patient in the request")
+    patient_id: str
+    detail: str
+
+
+class BatchResult(BaseModel):
+    """Results of a batch, in request order, and the patients that could not be scored."""
+
+    model_version: str
+    results: list[ScoreResult]
+    errors: list[PatientError]
+
+
+class WindowInfo(BaseModel):
+    """The window the model scores."""
+
+    length: int
+    stride: int
+    step_s: float
+    seconds: float = Field(description="Span covered by one window, (length - 1) × step")
+    max_gap_s: float
+
+
+class ModelCard(BaseModel):
+    """What the served model is, what it was trained on and how well it did."""
+
+    model_version: str
+    created: str | None
+    vitalsentry_version: str | None
+    data_fingerprint: str | None
+    data_source: str | None
+    notes: list[str]
+    channels: list[str]
+    feature_names: list[str]
+    window: WindowInfo
+    risk_thresholds: dict[str, float]
+    metrics: dict[str, Any]
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    """Readiness: the bundle is loaded and verified."""
+
+    status: Literal["ready"] = "ready"
+    model_version: str
+
+
+class ErrorMessage(BaseModel):
+    """Error body of every non-422 error."""
+
+    detail: str

@@ -1,0 +1,240 @@
+"""The scoring service behind the routes: limits, checks, results and logs.
+
+Scoring goes through :meth:`VitalRiskPipeline.score_frame` with ``latest_only=True``,
+exactly as ``vitalsentry score`` does, so the same readings give the same risk. A batch
+(or a FHIR Bundle) is one readings frame holding every patient, so its windows are cut
+together and scored in one batched :meth:`~VitalRiskPipeline.score_windows` call; the
+:class:`~vitalsentry.serve.combine.Combiner` also folds concurrent requests into one
+call. Logs carry a hash of the patient id (:func:`patient_tag`), never the id or any
+vital value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.serve.combine import Combiner
+from vitalsentry.serve.fhir import FhirBundle, bundle_patients
+from vitalsentry.serve.inputs import (
+    PatientReadings,
+    RequestError,
+    coverage_problem,
+    from_request,
+    news2_of,
+    patient_tag,
+)
+from vitalsentry.serve.metrics import ServiceMetrics
+from vitalsentry.serve.schemas import (
+    BatchRequest,
+    BatchResult,
+    ModelCard,
+    PatientError,
+    ScoreRequest,
+    ScoreResult,
+    Uncertainty,
+    WindowInfo,
+)
+from vitalsentry.serve.settings import Settings
+
+logger = logging.getLogger("vitalsentry.serve")
+
+
+class ScoringService:
+    """A loaded pipeline with the service's limits, request combiner and metrics.
+
+    Parameters
+    ----------
+    pipeline : VitalRiskPipeline
+        The verified bundle's pipeline.
+    settings : Settings
+        Limits (readings, patients, MC passes).
+    metrics : ServiceMetrics
+        Where scores by level are counted.
+    """
+
+    def __init__(
+        self, pipeline: VitalRiskPipeline, settings: Settings, metrics: ServiceMetrics
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.combiner = Combiner(pipeline, metrics)
+        data, window = pipeline.data_config, pipeline.window_config
+        self.needed_s = (window.length - 1) * data.step_s
+        self.no_window = (
+            f"no complete window: {', '.join(pipeline.channels)} need {self.needed_s:g} s together "
+            f"without a gap over {data.max_gap_s:g} s"
+        )
+        self.card = _model_card(pipeline, self.needed_s)
+
+    @property
+    def model_version(self) -> str:
+        """Identifier of the served bundle."""
+        return self.pipeline.model_version
+
+    def mc_passes(self, requested: int) -> int:
+        """Return the passes to run: 0 (off), or ``requested`` capped at ``max_mc_passes``.
+
+        Raises
+        ------
+        RequestError
+            ``requested`` is 1 (a spread needs at least two passes).
+        """
+        if requested == 1:
+            raise RequestError(("query", "mc_passes"), "must be 0 (off) or at least 2")
+        return min(requested, self.settings.max_mc_passes)
+
+    def _check_size(self, patients: int, readings: int) -> None:
+        if patients > self.settings.max_patients:
+            raise RequestError(
+                (), f"{patients} patients; at most {self.settings.max_patients} per request"
+            )
+        if readings > self.settings.max_readings:
+            raise RequestError(
+                (), f"{readings} readings; at most {self.settings.max_readings} per request"
+            )
+
+    def _coverage(self, patient: PatientReadings) -> str | None:
+        data = self.pipeline.data_config
+        return coverage_problem(
+            patient,
+            self.pipeline.channels,
+            self.needed_s,
+            self.pipeline.window_config.length,
+            data.step_s,
+        )
+
+    def score(self, request: ScoreRequest, mc_passes: int) -> ScoreResult:
+        """Score one patient's latest complete window.
+
+        Raises
+        ------
+        RequestError
+            Too many readings, duplicate instants, a channel missing or too short, or
+            no complete window (gaps, or channels that do not overlap).
+        """
+        passes = self.mc_passes(mc_passes)
+        self._check_size(1, len(request.readings))
+        patient = from_request(request)
+        outcome = self._score_patients([patient], passes)
+        if outcome.errors:
+            raise RequestError(("readings",), outcome.errors[0].detail)
+        return outcome.results[0]
+
+    def score_batch(self, request: BatchRequest, mc_passes: int) -> BatchResult:
+        """Score several patients in one batched pass.
+
+        Raises
+        ------
+        RequestError
+            Too many patients or readings, a patient id given twice, or duplicate
+            instants within a patient. Patients without a complete window are reported
+            in ``errors`` while the others are scored.
+        """
+        passes = self.mc_passes(mc_passes)
+        self._check_size(len(request.patients), sum(len(p.readings) for p in request.patients))
+        first: dict[str, int] = {}
+        for i, item in enumerate(request.patients):
+            j = first.setdefault(item.patient_id, i)
+            if j != i:
+                raise RequestError(
+                    ("patients", i, "patient_id"), f"duplicate patient_id (also patients[{j}])"
+                )
+        patients = [from_request(item, ("patients", i)) for i, item in enumerate(request.patients)]
+        return self._score_patients(patients, passes)
+
+    def score_fhir(self, bundle: FhirBundle, mc_passes: int) -> BatchResult:
+        """Score every patient (``subject``) of a FHIR Bundle in one batched pass.
+
+        Raises
+        ------
+        RequestError
+            A bad entry (see :func:`bundle_patients`), or too many patients or entries.
+        """
+        passes = self.mc_passes(mc_passes)
+        patients = bundle_patients(bundle)
+        self._check_size(len(patients), len(bundle.entry))
+        return self._score_patients(patients, passes)
+
+    def _score_patients(self, patients: Sequence[PatientReadings], passes: int) -> BatchResult:
+        """Score distinct patients together; those that cannot be scored go to ``errors``."""
+        problems = {i: self._coverage(p) for i, p in enumerate(patients)}
+        ready = [i for i, problem in problems.items() if problem is None]
+        rows = (
+            dict(zip(ready, self.combiner.rows([patients[i] for i in ready], passes), strict=True))
+            if ready
+            else {}
+        )
+        results, errors = [], []
+        for i, patient in enumerate(patients):
+            row = rows.get(i)
+            if row is not None:
+                results.append(self._result(patient, row, passes))
+                continue
+            logger.info(
+                "not scored patient=%s reason=%s",
+                patient_tag(patient.patient_id),
+                "insufficient data" if problems[i] else "no complete window",
+            )
+            errors.append(
+                PatientError(
+                    index=i, patient_id=patient.patient_id, detail=problems[i] or self.no_window
+                )
+            )
+        return BatchResult(model_version=self.model_version, results=results, errors=errors)
+
+    def _result(self, patient: PatientReadings, row: dict[str, Any], passes: int) -> ScoreResult:
+        """One scored window (a row of :meth:`VitalRiskPipeline.score_frame`) as a result."""
+        level = str(row["level"])
+        self.metrics.scores.labels(level).inc()
+        logger.info(
+            "scored patient=%s level=%s mc_passes=%d",
+            patient_tag(patient.patient_id),
+            level,
+            passes,
+        )
+        return ScoreResult(
+            patient_id=patient.patient_id,
+            model_version=self.model_version,
+            window_start=row["window_start"].round("us").to_pydatetime(),
+            window_end=row["window_end"].round("us").to_pydatetime(),
+            risk=float(row["risk"]),
+            level=level,  # type: ignore[arg-type]
+            anomaly_score=float(row["anomaly_score"]),
+            contributions={c: float(row[f"contribution_{c}"]) for c in self.pipeline.channels},
+            uncertainty=Uncertainty(
+                mean=float(row["risk_mean"]), std=float(row["risk_std"]), passes=passes
+            )
+            if passes
+            else None,
+            news2=news2_of(patient),
+        )
+
+
+def _model_card(pipeline: VitalRiskPipeline, seconds: float) -> ModelCard:
+    """Build the model card from a pipeline's bundle manifest."""
+    manifest = pipeline.bundle.manifest
+    data = manifest.get("data", {})
+    window, cal = pipeline.window_config, pipeline.calibration
+    return ModelCard(
+        model_version=pipeline.model_version,
+        created=manifest.get("created"),
+        vitalsentry_version=manifest.get("versions", {}).get("vitalsentry"),
+        data_fingerprint=data.get("fingerprint"),
+        data_source=data.get("source"),
+        notes=list(data.get("notes", [])),
+        channels=list(pipeline.channels),
+        feature_names=list(pipeline.bundle.feature_names),
+        window=WindowInfo(
+            length=window.length,
+            stride=window.stride,
+            step_s=pipeline.data_config.step_s,
+            seconds=seconds,
+            max_gap_s=pipeline.data_config.max_gap_s,
+        ),
+        risk_thresholds={"medium": cal.risk_medium, "high": cal.risk_high},
+        metrics=manifest.get("metrics", {}),
+    )

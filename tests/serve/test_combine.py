@@ -1,0 +1,129 @@
+"""Concurrent requests folded into one pipeline call, with unchanged per-patient scores."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_readings
+
+from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.serve.combine import Combiner
+from vitalsentry.serve.inputs import PatientReadings, from_request
+from vitalsentry.serve.metrics import ServiceMetrics
+from vitalsentry.serve.schemas import ScoreRequest
+
+
+def patient(i: int, n: int = 90) -> PatientReadings:
+    data = {"patient_id": f"p{i}", "readings": make_readings(n, seed=i, step=1.0 + i / 10)}
+    return from_request(ScoreRequest.model_validate(data))
+
+
+class Gate:
+    """Wraps ``pipeline.score_frame``: records each call and holds the first one until opened."""
+
+    def __init__(self, pipeline: VitalRiskPipeline, fail_after_first: bool = False) -> None:
+        self.real = pipeline.score_frame
+        self.calls: list[tuple[int, int]] = []
+        self.open = threading.Event()
+        self.fail_after_first = fail_after_first
+
+    def __call__(self, frame: Any, **kwargs: Any) -> Any:
+        self.calls.append((frame["patient_id"].nunique(), kwargs["mc_passes"]))
+        if len(self.calls) == 1:
+            assert self.open.wait(10)
+        elif self.fail_after_first:
+            raise RuntimeError("model failure")
+        return self.real(frame, **kwargs)
+
+
+@pytest.fixture
+def gate(pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    g = Gate(pipeline)
+    monkeypatch.setattr(pipeline, "score_frame", g)
+    yield g
+    g.open.set()
+
+
+def run_while_held(
+    combiner: Combiner, gate: Gate, jobs: list[tuple[list[PatientReadings], int]]
+) -> list[Any]:
+    """Start the first job (held inside the pipeline), queue the rest, then release."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(combiner.rows, *jobs[0])]
+        while not gate.calls:
+            time.sleep(0.001)
+        futures += [pool.submit(combiner.rows, *job) for job in jobs[1:]]
+        deadline = time.monotonic() + 10
+        while len(combiner._queue) < len(jobs) - 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.open.set()
+        return [f.exception() or f.result() for f in futures]
+
+
+def test_queued_requests_are_scored_in_one_call(pipeline: VitalRiskPipeline, gate: Gate) -> None:
+    patients = [patient(i) for i in range(8)]
+    solo = Combiner(pipeline, ServiceMetrics())
+    gate.open.set()
+    alone = [solo.rows([p], 0)[0] for p in patients]
+    gate.calls.clear()
+    gate.open.clear()
+    metrics = ServiceMetrics()
+    combiner = Combiner(pipeline, metrics)
+    results = run_while_held(combiner, gate, [([p], 0) for p in patients])
+    assert gate.calls == [(1, 0), (7, 0)]
+    for (got,), want in zip(results, alone, strict=True):
+        assert got is not None and want is not None
+        assert got["risk"] == pytest.approx(want["risk"], abs=1e-6)
+        assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], abs=1e-6)
+        assert got["level"] == want["level"] and got["window_end"] == want["window_end"]
+    exposition = metrics.exposition().decode()
+    assert "vitalsentry_batch_patients_count 2.0" in exposition
+    assert "vitalsentry_batch_patients_sum 8.0" in exposition
+
+
+def test_mc_dropout_requests_run_alone(pipeline: VitalRiskPipeline, gate: Gate) -> None:
+    jobs = [
+        ([patient(0)], 0),
+        ([patient(1)], 3),
+        ([patient(2)], 0),
+        ([patient(3)], 3),
+        ([patient(4)], 0),
+    ]
+    results = run_while_held(Combiner(pipeline, ServiceMetrics()), gate, jobs)
+    assert sorted(gate.calls[1:]) == [(1, 3), (1, 3), (2, 0)]
+    assert all(
+        rows[0]["risk_std"] >= 0 for rows, (_, passes) in zip(results, jobs, strict=True) if passes
+    )
+
+
+def test_a_failure_reaches_every_request_of_the_call(
+    pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(pipeline, fail_after_first=True)
+    monkeypatch.setattr(pipeline, "score_frame", gate)
+    combiner = Combiner(pipeline, ServiceMetrics())
+    results = run_while_held(combiner, gate, [([patient(i)], 0) for i in range(4)])
+    assert isinstance(results[0], list)
+    assert all(isinstance(r, RuntimeError) for r in results[1:])
+    gate.open.set()
+    with pytest.raises(RuntimeError):
+        combiner.rows([patient(9)], 0)  # the combiner is free again
+
+
+def test_patients_without_a_window_get_none(pipeline: VitalRiskPipeline) -> None:
+    gap = patient(1, n=40)
+    gapped = PatientReadings(
+        "g",
+        gap.times.append(gap.times + pd.Timedelta(seconds=1000)),
+        {k: np.concatenate([v, v]) for k, v in gap.values.items()},
+    )
+    rows = Combiner(pipeline, ServiceMetrics()).rows([patient(0), gapped], 0)
+    assert rows[0] is not None and rows[1] is None
+    assert Combiner(pipeline, ServiceMetrics()).rows([gapped], 0) == [None]
