@@ -34,8 +34,15 @@ bench: install
 	mkdir -p bench-results
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --quick --out bench-results/$$(basename $$b .py).json || exit 1; done
 
+# Serves the demo's bundle (built first if absent). Without VITALSENTRY_API_KEYS a key is
+# generated for this run and printed; requests need it in the X-API-Key header.
 serve: install
 	test -f $(DEMO_OUT)/bundle/manifest.json || $(MAKE) demo
+	@if [ -z "$$VITALSENTRY_API_KEYS" ]; then \
+	  set -- $$($(BIN)/vitalsentry keygen --plain); \
+	  echo "VITALSENTRY_API_KEYS is not set: generated a key for this run: X-API-Key: $$1"; \
+	  export VITALSENTRY_API_KEYS="$$2"; \
+	fi; \
 	$(BIN)/vitalsentry serve --bundle $(DEMO_OUT)/bundle
 
 clean:

@@ -588,6 +588,46 @@ def demo(
     )
 
 
+# ---- service ------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Option("--bundle", help="Model bundle with a detector")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1)] = 1,
+) -> None:
+    """Serve a bundle over HTTP (API keys from VITALSENTRY_API_KEYS; see `vitalsentry keygen`)."""
+    from vitalsentry.serve.app import run
+
+    run(bundle, host=host, port=port, workers=workers)
+
+
+@app.command()
+def keygen(
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="score | embed | admin (repeatable)")
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Print 'KEY ENTRY' on one line (for scripts)")
+    ] = False,
+) -> None:
+    """Print a new random API key and its VITALSENTRY_API_KEYS entry (only the hash is stored)."""
+    from vitalsentry.serve.security import new_key
+
+    key, entry = new_key(scope or ["score"])
+    if plain:
+        console.print(f"{key} {entry}", soft_wrap=True, highlight=False)
+    else:
+        console.print(
+            f"API key (give it to the client, header X-API-Key): {key}\n"
+            f"server entry (append to VITALSENTRY_API_KEYS, comma-separated): {entry}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 def main() -> None:
     """Entry point: run the app, turning user-facing errors into one line and exit 2."""
     try:

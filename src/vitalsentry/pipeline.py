@@ -7,6 +7,7 @@ from a trained encoder to a detector and its calibration.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ class WindowScores:
         (N,) "low" | "medium" | "high".
     contributions : numpy.ndarray
         (N, V) share of each vital channel in the reconstruction error (rows sum to 1).
+    embedding : numpy.ndarray
+        (N, latent) encoder embeddings (dropout off).
+    recon_error : numpy.ndarray
+        (N,) reconstruction error summed over the vital channels.
     risk_mean, risk_std : numpy.ndarray or None
         (N,) Monte Carlo dropout mean and standard deviation of the risk, when asked for.
     """
@@ -65,6 +70,8 @@ class WindowScores:
     risk: np.ndarray
     level: np.ndarray
     contributions: np.ndarray
+    embedding: np.ndarray
+    recon_error: np.ndarray
     risk_mean: np.ndarray | None = None
     risk_std: np.ndarray | None = None
 
@@ -234,20 +241,22 @@ class VitalRiskPipeline:
             Scores, risk, level, per-channel contributions and optional uncertainty.
         """
         scaled = self.bundle.scaler.transform(windows)
-        scores = self.detector.score_samples(encode(self.model, scaled))
-        n_vitals = len(self.channels)
-        errors = reconstruction_error(self.model, scaled)[:, :n_vitals]
+        embedding = encode(self.model, scaled)
+        scores = self.detector.score_samples(embedding)
+        errors = reconstruction_error(self.model, scaled)[:, : len(self.channels)]
         result = WindowScores(
             anomaly_score=scores,
             risk=self.calibration.risk(scores),
             level=self.calibration.level(scores),
             contributions=channel_contributions(errors, self.channels),
+            embedding=embedding,
+            recon_error=errors.sum(axis=1),
         )
         if mc_passes:
             draws = mc_dropout_encode(self.model, scaled, mc_passes, seed)
             risks = np.stack([self.calibration.risk(self.detector.score_samples(d)) for d in draws])
             mean, std = mc_summary(risks)
-            result = WindowScores(**{**result.__dict__, "risk_mean": mean, "risk_std": std})
+            result = dataclasses.replace(result, risk_mean=mean, risk_std=std)
         return result
 
     def windows_of(
@@ -316,14 +325,57 @@ class VitalRiskPipeline:
         return out
 
 
-def _aligned(cardio: PreparedData, resp: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j) such that cardio window i and respiratory window j are the same window."""
+@dataclass(frozen=True)
+class FusionInputs:
+    """Embeddings and context of the windows the cardio and respiratory data share.
+
+    Attributes
+    ----------
+    cardio, respiratory : numpy.ndarray
+        (M, d1), (M, d2) embeddings.
+    static : numpy.ndarray
+        (M, 3) static context (NaN where unknown).
+    labels, split, patient : numpy.ndarray
+        (M,) of the shared windows (patient: in stream mode, the latest reading's).
+    """
+
+    cardio: np.ndarray
+    respiratory: np.ndarray
+    static: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    patient: np.ndarray
+
+    def matrix(self, use_static: bool, rows: np.ndarray | None = None) -> np.ndarray:
+        """Classifier input (M, F) — optionally only ``rows`` — with or without static context."""
+        pick = slice(None) if rows is None else rows
+        static = self.static[pick] if use_static else None
+        return fusion_features(self.cardio[pick], self.respiratory[pick], static)
+
+
+def fusion_inputs(
+    cardio_model: tuple[Autoencoder, ChannelScaler],
+    resp_model: tuple[Autoencoder, ChannelScaler],
+    cardio: PreparedData,
+    resp: PreparedData,
+) -> FusionInputs:
+    """Align the two datasets' windows by (patient, start) and embed both."""
     left = pd.DataFrame({"p": cardio.patient, "t": cardio.start_s, "i": np.arange(len(cardio))})
     right = pd.DataFrame({"p": resp.patient, "t": resp.start_s, "j": np.arange(len(resp))})
     both = left.merge(right, on=["p", "t"], how="inner")
     if both.empty:
         raise DataError("the cardio and respiratory windows have no window in common")
-    return both["i"].to_numpy(), both["j"].to_numpy()
+    i, j = both["i"].to_numpy(), both["j"].to_numpy()
+    (c_model, c_scaler), (r_model, r_scaler) = cardio_model, resp_model
+    patient = cardio.context_patient[i]
+    return FusionInputs(
+        cardio=encode(c_model, c_scaler.transform(cardio.windows[i])),
+        respiratory=encode(r_model, r_scaler.transform(resp.windows[j])),
+        static=static_matrix(cardio.static, patient),
+        labels=cardio.labels[i],
+        split=cardio.split[i],
+        patient=patient,
+    )
 
 
 class FusionHead:
@@ -350,35 +402,21 @@ class FusionHead:
             bundle.read_json(f"{RESP_PREFIX}{SCALER}")
         )
 
-    def features(
-        self,
-        pipe: VitalRiskPipeline,
-        cardio: PreparedData,
-        resp: PreparedData,
-        *,
-        use_static: bool | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Fusion inputs of the windows both datasets share.
-
-        Returns
-        -------
-        (X, labels, split, patient)
-            X (M, F) features; labels, split and patient (M,) of the shared windows
-            (in stream mode, the patient of each window's latest reading).
-        """
+    def inputs(
+        self, pipe: VitalRiskPipeline, cardio: PreparedData, resp: PreparedData
+    ) -> FusionInputs:
+        """Fusion inputs of the windows both datasets share (see :func:`fusion_inputs`)."""
         if resp.feature_names != self.respiratory_features:
             raise BundleError(
                 f"the respiratory data has channels ({', '.join(resp.feature_names)}) but the fusion "
                 f"model expects ({', '.join(self.respiratory_features)})"
             )
-        i, j = _aligned(cardio, resp)
-        static = self.config.use_static if use_static is None else use_static
-        x = fusion_features(
-            pipe.embed(cardio.windows[i]),
-            encode(self.respiratory, self.respiratory_scaler.transform(resp.windows[j])),
-            static_matrix(cardio.static, cardio.context_patient[i]) if static else None,
+        return fusion_inputs(
+            (pipe.model, pipe.bundle.scaler),
+            (self.respiratory, self.respiratory_scaler),
+            cardio,
+            resp,
         )
-        return x, cardio.labels[i], cardio.split[i], cardio.context_patient[i]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(M,) calibrated probability of the abnormal class."""
@@ -419,19 +457,17 @@ def fit_fusion(
     check_features(resp_bundle, resp.feature_names, "the respiratory data")
     if resp.data.split != cardio.data.split or resp.data.seed != cardio.data.seed:
         raise DataError("the cardio and respiratory data were split with different settings")
-    i, j = _aligned(cardio, resp)
-    train = (cardio.split[i] == 0) & (cardio.labels[i] >= 0)
-    y = cardio.labels[i][train]
+    inputs = fusion_inputs(
+        (bundle.autoencoder(), bundle.scaler),
+        (resp_bundle.autoencoder(), resp_bundle.scaler),
+        cardio,
+        resp,
+    )
+    train = (inputs.split == 0) & (inputs.labels >= 0)
+    y = inputs.labels[train]
     if np.unique(y).size < 2:
         raise DataError("the fusion classifier needs both classes among the training windows")
-    cardio_model, resp_model = bundle.autoencoder(), resp_bundle.autoencoder()
-    x = fusion_features(
-        encode(cardio_model, bundle.scaler.transform(cardio.windows[i][train])),
-        encode(resp_model, resp_bundle.scaler.transform(resp.windows[j][train])),
-        static_matrix(cardio.static, cardio.context_patient[i][train])
-        if config.use_static
-        else None,
-    )
+    x = inputs.matrix(config.use_static, train)
     model = make_fusion_classifier(config).fit(x, y)
     summary = {"train_windows": int(y.size), "abnormal": int(y.sum()), "features": int(x.shape[1])}
     meta = {

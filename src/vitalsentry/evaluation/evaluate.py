@@ -28,7 +28,7 @@ from vitalsentry.errors import DataError
 from vitalsentry.evaluation import baselines, metrics, plots
 from vitalsentry.evaluation.report import seed_table_rows, write_report
 from vitalsentry.models.fusion import make_fusion_classifier
-from vitalsentry.models.inference import attention_weights, reconstruction_error
+from vitalsentry.models.inference import attention_weights
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.risk.alarms import AlarmPolicy, evaluate_alarms
 
@@ -139,7 +139,7 @@ def _news2_scores(
 
 
 def _baselines(
-    pipe: VitalRiskPipeline,
+    recon_error: np.ndarray,
     readings: Readings,
     prepared: PreparedData,
     result: DatasetResult,
@@ -167,8 +167,7 @@ def _baselines(
         )
     except metrics.NotComputableError as exc:
         found["gbm"] = (None, str(exc))
-    errors = reconstruction_error(pipe.model, pipe.bundle.scaler.transform(test.windows))
-    found["recon_error"] = (errors[:, : len(pipe.channels)].sum(axis=1), "")
+    found["recon_error"] = (recon_error, "")
     for key, (scores, text) in found.items():
         use = known if scores is None else known & ~np.isnan(scores)
         pair = _auc_pair(test.labels[use], None if scores is None else scores[use], text)
@@ -200,24 +199,26 @@ def _fusion(
         )
         return
     resp = prepare(readings, head.respiratory_data, prepared.window)
-    x_all, y_all, split, patients = head.features(pipe, prepared, resp)
-    test = (split == 2) & (y_all >= 0)
-    train = (split == 0) & (y_all >= 0)
-    proba = head.predict_proba(x_all[test])
-    found = metrics.classification_metrics(y_all[test], proba)
+    inputs = head.inputs(pipe, prepared, resp)
+    test = (inputs.split == 2) & (inputs.labels >= 0)
+    train = (inputs.split == 0) & (inputs.labels >= 0)
+    y_test = inputs.labels[test]
+    proba = head.predict_proba(inputs.matrix(head.config.use_static, test))
+    found = metrics.classification_metrics(y_test, proba)
     result.put("tier3", found, TIER3)
     if found["roc_auc"] is not None:
-        _ci(result, "tier3.roc_auc", y_all[test], proba, patients[test], seed)
+        _ci(result, "tier3.roc_auc", y_test, proba, inputs.patient[test], seed)
     ablation: dict[str, Any] = {
         "with_static": head.config.use_static,
         **{k: found.get(k) for k in TIER3},
     }
-    if np.unique(y_all[train]).size == 2:
+    if np.unique(inputs.labels[train]).size == 2:
         other = not head.config.use_static
-        x_other, *_ = head.features(pipe, prepared, resp, use_static=other)
         model = make_fusion_classifier(FusionConfig(use_static=other, seed=seed))
-        model.fit(x_other[train], y_all[train])
-        alt = metrics.classification_metrics(y_all[test], model.predict_proba(x_other[test])[:, 1])
+        model.fit(inputs.matrix(other, train), inputs.labels[train])
+        alt = metrics.classification_metrics(
+            y_test, model.predict_proba(inputs.matrix(other, test))[:, 1]
+        )
         ablation = {
             "configured": ablation,
             "ablation": {"with_static": other, **{k: alt.get(k) for k in TIER3}},
@@ -336,7 +337,7 @@ def evaluate_dataset(
     y = test.labels
     known = y >= 0
     scored = pipe.score_windows(test.windows, mc_passes=mc_passes, seed=seed)
-    emb = pipe.embed(test.windows)
+    emb = scored.embedding
     result.put("tier1", metrics.embedding_metrics(emb[y == 0], emb[y == 1]), TIER1)
     detection = metrics.detection_metrics(
         y[known], scored.anomaly_score[known], pipe.calibration.threshold_high
@@ -353,7 +354,7 @@ def evaluate_dataset(
                 seed,
             )
     curves: dict[str, np.ndarray] = {"AE + IsolationForest": scored.anomaly_score[known]}
-    _baselines(pipe, readings, prepared, result, curves, seed)
+    _baselines(scored.recon_error, readings, prepared, result, curves, seed)
     _fusion(pipe, readings, prepared, result, seed)
     _alarms(pipe, readings, prepared, test, scored.level, policy, result)
     written = _plots(name, pipe, prepared, test, scored, emb, curves, readings, plots_dir)

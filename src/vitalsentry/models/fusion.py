@@ -32,12 +32,12 @@ TRUSTED_TYPES: Final[frozenset[str]] = frozenset(
 
 def make_fusion_classifier(config: FusionConfig) -> CalibratedClassifierCV:
     """Return an unfitted calibrated gradient-boosting classifier."""
-    base = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=config.seed)
+    base = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=config.seed)
     return CalibratedClassifierCV(base, method=config.calibration, cv=3)
 
 
 def static_matrix(static: pd.DataFrame, patients: np.ndarray) -> np.ndarray:
-    """Static context rows (age, sex, BMI) for each window's patient.
+    """Return the static context rows (age, sex, BMI) of each window's patient.
 
     Parameters
     ----------
