@@ -159,3 +159,10 @@ def test_predict_labels_are_one_for_anomalous(train):
     far = np.full((2, 6), 6.0)
     assert detector.predict(far).tolist() == [1, 1]
     assert detector.fit_predict(train, abnormal_fraction=0.05).sum() == pytest.approx(10, abs=1)
+
+
+def test_vectorised_scores_equal_scikit_learn() -> None:
+    rng = np.random.default_rng(5)
+    det = EmbeddingIsolationForest(n_estimators=60, random_state=1).fit(rng.normal(size=(700, 6)))
+    x = np.vstack([rng.normal(size=(3000, 6)), rng.normal(3, 1, size=(10, 6))])  # > one chunk
+    np.testing.assert_array_equal(det.score_samples(x), -det.model_.score_samples(x))

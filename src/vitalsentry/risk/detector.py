@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from numbers import Integral, Real
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
+from sklearn.ensemble._iforest import _average_path_length
 from sklearn.utils.validation import check_is_fitted
 
 from vitalsentry.errors import DataError, TrainingError
@@ -149,6 +150,7 @@ class EmbeddingIsolationForest(OutlierMixin, BaseEstimator):  # type: ignore[mis
             n_jobs=self.n_jobs,
         ).fit(data)
         self.n_features_in_ = data.shape[1]
+        self.flat_forest_ = _flatten(self.model_)
         self.contamination_ = contamination
         if isinstance(contamination, str):
             self.threshold_ = AUTO_THRESHOLD
@@ -173,7 +175,7 @@ class EmbeddingIsolationForest(OutlierMixin, BaseEstimator):  # type: ignore[mis
         """
         check_is_fitted(self)
         data = _check_embeddings(X, n_features=self.n_features_in_)
-        return np.asarray(-self.model_.score_samples(data), dtype=np.float64)
+        return _flat_scores(self.flat_forest_, data)
 
     def decision_function(self, X: ArrayLike) -> FloatArray:  # noqa: N803
         """Scores minus :attr:`threshold_`: positive = anomalous.
@@ -313,3 +315,69 @@ def load_detector(path: str | os.PathLike[str]) -> EmbeddingIsolationForest:
 
     """
     return load_skops(path, TRUSTED_TYPES, EmbeddingIsolationForest)
+
+
+_CHUNK: Final = 2048
+"""Windows scored per vectorised pass (bounds the (chunk, trees) index arrays)."""
+
+
+def _flatten(model: IsolationForest) -> dict[str, NDArray[Any]]:
+    """All trees of a fitted forest as flat arrays, for vectorised scoring.
+
+    scikit-learn scores tree by tree (about 40 µs per tree even for one window); walking
+    every tree at once, one depth level per numpy step, gives the same path lengths with
+    a per-call cost that suits live scoring. Leaves point to themselves, so extra steps
+    stay put.
+    """
+    if model._max_features != model.n_features_in_:
+        raise TrainingError("vectorised scoring needs max_features=1.0 (every tree sees every feature)")
+    features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
+    offset = 0
+    for tree, path_len, avg_len in zip(
+        model.estimators_, model._decision_path_lengths, model._average_path_length_per_tree, strict=True
+    ):
+        t = tree.tree_
+        leaf = t.children_left < 0
+        index = np.arange(t.node_count) + offset
+        features.append(np.where(leaf, 0, t.feature))
+        thresholds.append(t.threshold)
+        lefts.append(np.where(leaf, index, t.children_left + offset))
+        rights.append(np.where(leaf, index, t.children_right + offset))
+        values.append(np.where(leaf, path_len + avg_len - 1.0, 0.0))
+        roots.append(offset)
+        offset += t.node_count
+    depth = max(int(tree.tree_.max_depth) for tree in model.estimators_)
+    return {
+        "feature": np.concatenate(features).astype(np.int64),
+        "threshold": np.concatenate(thresholds).astype(np.float64),
+        "left": np.concatenate(lefts).astype(np.int64),
+        "right": np.concatenate(rights).astype(np.int64),
+        "leaf_value": np.concatenate(values).astype(np.float64),
+        "roots": np.asarray(roots, dtype=np.int64),
+        "max_depth": np.asarray(depth, dtype=np.int64),
+        "denominator": np.asarray(len(model.estimators_) * _average_path_length([model._max_samples])[0]),
+    }
+
+
+def _flat_scores(flat: dict[str, NDArray[Any]], data: FloatArray) -> FloatArray:
+    """Anomaly scores (higher = more anomalous) of ``data`` (n, d), equal to scikit-learn's.
+
+    As in scikit-learn, inputs are compared as float32 and the per-tree path lengths are
+    added tree by tree in float64.
+    """
+    x = data.astype(np.float32)
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for start in range(0, x.shape[0], _CHUNK):
+        part = x[start : start + _CHUNK]
+        rows = np.arange(part.shape[0])[:, None]
+        node = np.broadcast_to(flat["roots"], (part.shape[0], flat["roots"].size))
+        for _ in range(int(flat["max_depth"])):
+            go_left = part[rows, flat["feature"][node]] <= flat["threshold"][node]
+            node = np.where(go_left, flat["left"][node], flat["right"][node])
+        lengths = flat["leaf_value"][node]
+        depths = np.zeros(part.shape[0], dtype=np.float64)
+        for column in lengths.T:
+            depths += column
+        denominator = float(flat["denominator"])
+        out[start : start + _CHUNK] = 2.0 ** (-depths / denominator) if denominator else 1.0
+    return out
