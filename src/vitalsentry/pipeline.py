@@ -28,6 +28,7 @@ from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
 from vitalsentry.models.inference import encode, mc_dropout_encode, reconstruction_error
 from vitalsentry.persist import load_skops, save_skops
+from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
 from vitalsentry.risk.calibrate import (
     RiskCalibration,
     channel_contributions,
@@ -38,6 +39,7 @@ from vitalsentry.risk.detector import EmbeddingIsolationForest, load_detector, s
 
 DETECTOR_FILE = "detector.skops"
 CALIBRATION_FILE = "calibration.json"
+ALARM_FILE = "alarm_policy.json"
 FUSION_FILE = "fusion.skops"
 FUSION_META = "fusion.json"
 RESP_PREFIX = "resp_"
@@ -106,6 +108,27 @@ def _calibration_split(prepared: PreparedData, seed: int) -> tuple[np.ndarray, n
     )
 
 
+def _alarm_policy(prepared: PreparedData, val_mask: np.ndarray, high: np.ndarray) -> dict[str, Any]:
+    """Alarm policy chosen on validation patients: ≤ 1 alarm per patient-day (per-patient data)."""
+    if prepared.stream:
+        return {
+            "policy": dataclasses.asdict(AlarmPolicy()),
+            "chosen_on": "default: stream-mode data has no per-patient series",
+        }
+    policy, report = choose_alarm_policy(
+        prepared.patient[val_mask],
+        prepared.end_s[val_mask],
+        high[val_mask],
+        prepared.labels[val_mask],
+        window_s=prepared.window.length * prepared.data.step_s,
+    )
+    return {
+        "policy": dataclasses.asdict(policy),
+        "chosen_on": "validation windows: most sensitive policy within 1 alarm per patient-day",
+        "validation": report.to_dict(),
+    }
+
+
 def fit_detector(
     bundle_path: str | Path, prepared: PreparedData, out: str | Path, config: DetectorConfig
 ) -> dict[str, Any]:
@@ -156,7 +179,9 @@ def fit_detector(
         target_fpr=config.target_fpr,
         val_abnormal_scores=scores[val_abnormal] if val_abnormal.any() else None,
     )
+    alarm = _alarm_policy(prepared, val_mask, scores > calibration.threshold_high)
     summary = {
+        "alarm_policy": alarm["policy"],
         "fit_windows": int(normal_fit.sum()),
         "abnormal_fraction": abnormal_fraction,
         "contamination": detector.contamination_,
@@ -167,6 +192,7 @@ def fit_detector(
     with BundleWriter(out, base=bundle.path) as writer:
         writer.put_file(DETECTOR_FILE, lambda p: save_detector(detector, p))
         writer.put_json(CALIBRATION_FILE, calibration.to_dict())
+        writer.put_json(ALARM_FILE, alarm)
         writer.manifest["config"]["detector"] = config.to_dict()
         # scoring grids and windows data as the detector and its thresholds saw it
         writer.manifest["config"]["data"] = prepared.data.to_dict()
@@ -198,6 +224,11 @@ class VitalRiskPipeline:
         self.model: Autoencoder = bundle.autoencoder()
         self.detector = load_detector(bundle.path_of(DETECTOR_FILE))
         self.calibration = RiskCalibration.from_dict(bundle.read_json(CALIBRATION_FILE))
+        self.alarm_policy = (
+            AlarmPolicy(**bundle.read_json(ALARM_FILE)["policy"])
+            if bundle.has(ALARM_FILE)
+            else AlarmPolicy()
+        )
         self.data_config = bundle.config.data
         self.window_config = bundle.config.window
         self.fusion = FusionHead(bundle) if bundle.has(FUSION_FILE) else None

@@ -166,3 +166,18 @@ def test_bad_inputs_raise_data_error(ends, high, events, kwargs, match):
     ids = np.array(["p"] * len(ends))
     with pytest.raises(DataError, match=match):
         evaluate_alarms(ids, np.array(ends), np.array(high), events, AlarmPolicy(), **args)
+
+
+def test_window_events_and_policy_choice_within_budget() -> None:
+    from vitalsentry.risk.alarms import POLICY_GRID, choose_alarm_policy, window_events
+
+    ends = np.arange(40, dtype=float) * 100.0
+    labels = np.zeros(40, int)
+    labels[20:28] = 1
+    events = window_events(np.zeros(40), ends, labels, window_s=50.0)
+    assert events == {0.0: [(1950.0, 2700.0)]}
+    high = labels.astype(bool).copy()
+    high[[3, 4, 5, 10, 11, 12, 13]] = True  # false-alarm bursts of 3 and 4 windows
+    policy, report = choose_alarm_policy(np.zeros(40), ends, high, labels, window_s=50.0, max_per_patient_day=25.0)
+    assert policy == POLICY_GRID[2]  # (5 of 6) is the first that ignores both bursts
+    assert report.event_recall == 1.0 and report.false_alarms == 0

@@ -322,7 +322,7 @@ def evaluate_dataset(
     (dict, list of Path)
         The dataset's report section and the plots written.
     """
-    policy = policy or AlarmPolicy()
+    policy = policy or pipe.alarm_policy
     result = DatasetResult(findings=list(findings))
     prepared = prepare(readings, pipe.data_config, pipe.window_config)
     result.notes.extend(prepared.notes)
@@ -429,7 +429,7 @@ def _timeline(
         test.end_s[sel][order],
         scored.risk[sel][order] if scored.risk_mean is None else scored.risk_mean[sel][order],
         None if scored.risk_std is None else scored.risk_std[sel][order],
-        apply_alarm_policy(high, AlarmPolicy()),
+        apply_alarm_policy(high, pipe.alarm_policy),
         events.get(patient, []),
         out / f"{name}_timeline.png",
     )

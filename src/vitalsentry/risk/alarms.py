@@ -352,3 +352,64 @@ def _report(patients: int, patient_days: float, tally: _Tally) -> AlarmReport:
         median_delay_s=delay,
         reasons=reasons,
     )
+
+
+POLICY_GRID: tuple[AlarmPolicy, ...] = tuple(
+    AlarmPolicy(k=k, n=n, clear_after=4)
+    for k, n in ((3, 4), (4, 5), (5, 6), (6, 8), (8, 10), (10, 12))
+)
+"""Candidate policies, from the most sensitive to the most conservative."""
+
+
+def window_events(
+    patient_ids: ArrayLike, window_end_s: ArrayLike, labels: ArrayLike, *, window_s: float
+) -> dict[Any, list[tuple[float, float]]]:
+    """Events as runs of consecutive abnormal windows per patient, in epoch seconds.
+
+    A run's event spans from the start of its first window to the end of its last.
+    """
+    patients = np.asarray(patient_ids)
+    ends = np.asarray(window_end_s, dtype=np.float64)
+    abnormal = np.asarray(labels) == 1
+    events: dict[Any, list[tuple[float, float]]] = {}
+    for patient in np.unique(patients[abnormal]):
+        sel = patients == patient
+        order = np.argsort(ends[sel])
+        flags, t = abnormal[sel][order], ends[sel][order]
+        edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+        events[patient] = [
+            (float(t[a] - window_s), float(t[b])) for a, b in zip(starts, stops, strict=True)
+        ]
+    return events
+
+
+def choose_alarm_policy(
+    patient_ids: ArrayLike,
+    window_end_s: ArrayLike,
+    high: ArrayLike,
+    labels: ArrayLike,
+    *,
+    window_s: float,
+    max_per_patient_day: float = 1.0,
+) -> tuple[AlarmPolicy, AlarmReport]:
+    """Return the most sensitive policy of :data:`POLICY_GRID` within an alarm budget.
+
+    Meant for validation patients (never the test split): each candidate is applied to
+    their windows and the first whose alarms per patient-day stay within
+    ``max_per_patient_day`` is chosen; if none does, the most conservative one.
+
+    Returns
+    -------
+    (AlarmPolicy, AlarmReport)
+        The policy and its report on the given windows.
+    """
+    events = window_events(patient_ids, window_end_s, labels, window_s=window_s)
+    report = None
+    for policy in POLICY_GRID:
+        report = evaluate_alarms(patient_ids, window_end_s, high, events, policy, window_s=window_s)
+        rate = report.alarms_per_patient_day
+        if rate is not None and rate <= max_per_patient_day:
+            return policy, report
+    assert report is not None
+    return POLICY_GRID[-1], report
