@@ -14,7 +14,11 @@ from vitalsentry.data.sources import SAMPLE_DIR
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vitalsentry.cli", *args], capture_output=True, text=True, cwd=cwd, check=False
+        [sys.executable, "-m", "vitalsentry.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -53,7 +57,10 @@ def test_simulate_schemas(tmp_path: Path) -> None:
     ("content", "needles"),
     [
         ("", ("empty",)),
-        ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,70\n", ("spo2 not in the data",)),
+        (
+            "patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,70\n",
+            ("spo2 not in the data",),
+        ),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,abc\n", ("heart_rate", "row 1")),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,900\n", ("heart_rate", "900")),
         ("patient_id,timestamp,heart_rate\nP1,2024-01-01T00:00:00Z,-5\n", ("heart_rate",)),
@@ -65,12 +72,16 @@ def test_simulate_schemas(tmp_path: Path) -> None:
         ),
         (
             "patient_id,timestamp,heart_rate,spo2\n"
-            + "".join(f"P{p},2024-01-01T00:00:{i:02d}Z,70,97\n" for p in range(3) for i in range(30)),
+            + "".join(
+                f"P{p},2024-01-01T00:00:{i:02d}Z,70,97\n" for p in range(3) for i in range(30)
+            ),
             ("no complete window",),
         ),
     ],
 )
-def test_prepare_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, content: str, needles: tuple[str, ...]) -> None:
+def test_prepare_bad_input_is_one_line_and_leaves_nothing(
+    tmp_path: Path, content: str, needles: tuple[str, ...]
+) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
     out = tmp_path / "out"
@@ -83,7 +94,9 @@ def test_prepare_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, conten
 def test_misspelt_column_and_unknown_source(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("patient_id,timestamp,heart_rat\nP1,2024-01-01T00:00:00Z,70\n")
-    assert_one_line_error(run("prepare", str(bad), "--out", str(tmp_path / "o"), "--source", "tidy"), "heart_rat")
+    assert_one_line_error(
+        run("prepare", str(bad), "--out", str(tmp_path / "o"), "--source", "tidy"), "heart_rat"
+    )
     assert_one_line_error(run("audit", str(bad), "--source", "nope"), "unknown source", "nope")
 
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from vitalsentry.bundle import load_bundle
-from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig, TrainConfig, WindowConfig
+from vitalsentry.config import (
+    DataConfig,
+    DetectorConfig,
+    FusionConfig,
+    ModelConfig,
+    TrainConfig,
+    WindowConfig,
+)
 from vitalsentry.data.prepared import PreparedData, prepare
 from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
@@ -30,8 +37,17 @@ def cohort() -> Readings:
 
 
 def _train(data: PreparedData, out: Path) -> Path:
-    model = ModelConfig(input_channels=data.windows.shape[1], seq_len=64, lstm_hidden=16, latent_dim=8)
-    pretrain(data, model, TrainConfig(max_epochs=1, batch_size=64), out, accelerator="cpu", progress=False)
+    model = ModelConfig(
+        input_channels=data.windows.shape[1], seq_len=64, lstm_hidden=16, latent_dim=8
+    )
+    pretrain(
+        data,
+        model,
+        TrainConfig(max_epochs=1, batch_size=64),
+        out,
+        accelerator="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -42,7 +58,9 @@ def stages(cohort: Readings, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     resp = prepare(cohort, DataConfig(channels=("respiratory_rate", "spo2")), WINDOW)
     _train(cardio, root / "cardio")
     _train(resp, root / "resp")
-    summary = fit_detector(root / "cardio", cardio, root / "detector", DetectorConfig(n_estimators=50))
+    summary = fit_detector(
+        root / "cardio", cardio, root / "detector", DetectorConfig(n_estimators=50)
+    )
     fit_fusion(root / "detector", root / "resp", cardio, resp, root / "final", FusionConfig())
     return {"root": root, "cardio": cardio, "resp": resp, "summary": summary}
 
@@ -53,25 +71,40 @@ def test_detector_stage_records_threshold(stages: dict[str, object]) -> None:
     assert summary["threshold_source"] == "validation patients (split 1)"
     assert 0.0 <= summary["val_fpr"] <= 0.03 + 1e-9
     bundle = load_bundle(Path(str(stages["root"])) / "final")
-    assert {"detector.skops", "calibration.json", "fusion.skops", "resp_encoder.safetensors"} <= set(
-        bundle.manifest["files"]
-    )
+    assert {
+        "detector.skops",
+        "calibration.json",
+        "fusion.skops",
+        "resp_encoder.safetensors",
+    } <= set(bundle.manifest["files"])
 
 
 def test_score_frame_columns_and_consistency(stages: dict[str, object], cohort: Readings) -> None:
     pipe = VitalRiskPipeline.from_bundle(Path(str(stages["root"])) / "final")
     one = cohort.frame[cohort.frame["patient_id"] == "P0001"]
     table = pipe.score_frame(one)
-    expected = {"patient_id", "window_start", "window_end", "risk", "level", "anomaly_score", "label"}
+    expected = {
+        "patient_id",
+        "window_start",
+        "window_end",
+        "risk",
+        "level",
+        "anomaly_score",
+        "label",
+    }
     assert expected <= set(table.columns)
     assert {"contribution_heart_rate", "contribution_spo2"} <= set(table.columns)
     assert table["risk"].between(0, 1).all()
-    np.testing.assert_allclose(table[["contribution_heart_rate", "contribution_spo2"]].sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        table[["contribution_heart_rate", "contribution_spo2"]].sum(axis=1), 1.0
+    )
     latest = pipe.score_frame(one, latest_only=True)
     assert len(latest) == 1
     mc = pipe.score_frame(one, mc_passes=4)
     assert (mc["risk_std"] >= 0).all()
-    np.testing.assert_allclose(mc["risk"], table["risk"])  # MC passes leave the point estimate alone
+    np.testing.assert_allclose(
+        mc["risk"], table["risk"]
+    )  # MC passes leave the point estimate alone
 
 
 def test_scoring_refuses_missing_channels(stages: dict[str, object], cohort: Readings) -> None:
@@ -94,7 +127,9 @@ def test_fit_detector_refuses_other_channels(stages: dict[str, object], tmp_path
 
 def test_evaluation_report(stages: dict[str, object], cohort: Readings, tmp_path: Path) -> None:
     report = write_evaluation(
-        {"simulated": (Path(str(stages["root"])) / "final", cohort, ("a finding",))}, tmp_path, mc_passes=2
+        {"simulated": (Path(str(stages["root"])) / "final", cohort, ("a finding",))},
+        tmp_path,
+        mc_passes=2,
     )
     written = json.loads((tmp_path / "report.json").read_text())
     assert written["datasets"]["simulated"]["findings"] == ["a finding"]

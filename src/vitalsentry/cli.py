@@ -27,6 +27,7 @@ from vitalsentry.config import (
 from vitalsentry.errors import VitalSentryError
 
 if TYPE_CHECKING:
+    from vitalsentry.data.readings import Readings
     from vitalsentry.training.loop import TrainResult
 
 app = typer.Typer(
@@ -74,7 +75,7 @@ def _read(
     step: float | None,
     column_map: list[str] | None,
     spo2_proxy: bool = True,
-):  # type: ignore[no-untyped-def]
+) -> Readings:
     from vitalsentry.data.sources import read_readings
 
     readings = read_readings(
@@ -275,7 +276,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar")]
 
 
 def _train_config(base: TrainConfig, seed: int, **overrides: object) -> TrainConfig:
-    """The recipe ``base`` with the options the user set."""
+    """Return the recipe ``base`` with the options the user set."""
     changes = {k: v for k, v in overrides.items() if v is not None and v is not False}
     return base.replace(seed=seed, **changes)
 

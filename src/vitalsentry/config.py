@@ -112,14 +112,23 @@ class DataConfig(ConfigMixin):
 
         _check(len(self.channels) > 0, "channels: at least one channel is needed")
         for name in self.channels:
-            _check(name in CHANNELS, f"channels: unknown channel '{name}' (known: {', '.join(CHANNELS)})")
+            _check(
+                name in CHANNELS,
+                f"channels: unknown channel '{name}' (known: {', '.join(CHANNELS)})",
+            )
         _check(len(set(self.channels)) == len(self.channels), "channels: duplicate channel")
         _check(self.step_s > 0, f"step_s: must be > 0, got {self.step_s}")
         _check(self.max_gap_s >= self.step_s, "max_gap_s: must be ≥ step_s")
-        _check(self.time_encoding in ("per_timestep", "per_window"), "time_encoding: per_timestep or per_window")
+        _check(
+            self.time_encoding in ("per_timestep", "per_window"),
+            "time_encoding: per_timestep or per_window",
+        )
         _check(len(self.split) in (2, 3), "split: two or three fractions")
         _check(all(f > 0 for f in self.split), "split: fractions must be > 0")
-        _check(abs(sum(self.split) - 1.0) < 1e-6, f"split: fractions must sum to 1, got {sum(self.split):g}")
+        _check(
+            abs(sum(self.split) - 1.0) < 1e-6,
+            f"split: fractions must sum to 1, got {sum(self.split):g}",
+        )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -169,7 +178,9 @@ class ModelConfig(ConfigMixin):
     def __post_init__(self) -> None:
         _check(self.input_channels >= 1, "input_channels: must be ≥ 1")
         _check(self.seq_len % 4 == 0, "seq_len: must be a multiple of 4")
-        _check(self.latent_dim >= 1 and self.lstm_hidden >= 1, "latent_dim, lstm_hidden: must be ≥ 1")
+        _check(
+            self.latent_dim >= 1 and self.lstm_hidden >= 1, "latent_dim, lstm_hidden: must be ≥ 1"
+        )
         _check(self.lstm_layers >= 1, "lstm_layers: must be ≥ 1")
         _check(0.0 <= self.dropout < 1.0, "dropout: must be in [0, 1)")
         _check(self.pooling in ("last", "attention"), "pooling: last or attention")
@@ -201,7 +212,10 @@ class TrainConfig(ConfigMixin):
         _check(self.patience >= 1, f"patience: must be ≥ 1, got {self.patience}")
         _check(self.min_delta >= 0, "min_delta: must be ≥ 0")
         _check(self.precision in ("32", "bf16"), "precision: 32 or bf16")
-        _check(len(self.class_weights) == 2 and min(self.class_weights) > 0, "class_weights: two positive numbers")
+        _check(
+            len(self.class_weights) == 2 and min(self.class_weights) > 0,
+            "class_weights: two positive numbers",
+        )
 
     @classmethod
     def finetune(cls) -> TrainConfig:
@@ -221,7 +235,10 @@ class DetectorConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "n_estimators: must be ≥ 1")
-        _check(self.contamination is None or 0 < self.contamination <= 0.5, "contamination: in (0, 0.5]")
+        _check(
+            self.contamination is None or 0 < self.contamination <= 0.5,
+            "contamination: in (0, 0.5]",
+        )
         _check(0 < self.target_fpr < 1, "target_fpr: in (0, 1)")
 
 

@@ -149,7 +149,7 @@ def _audit(run: _Run, readings: Readings, name: str) -> tuple[str, ...]:
 
 
 def _data_files(run: _Run) -> tuple[Path, Path, Path]:
-    """The cohort file, and the Vitals 2024 and IoT files (given or simulated)."""
+    """Write the cohort file, and the Vitals 2024 and IoT files unless given."""
     s = run.s
     cohort_path = run.path("data", "cohort.parquet")
     readings, events = sim.simulate_cohort(

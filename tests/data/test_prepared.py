@@ -28,10 +28,20 @@ def cohort(n_patients: int = 10, seconds: int = 3600, seed: int = 0) -> Readings
         hr = 70 + 5 * np.sin(np.arange(seconds) / 300) + rng.normal(0, 1, seconds)
         spo2 = np.full(seconds, np.nan)
         spo2[::60] = 97 + rng.normal(0, 0.5, len(spo2[::60]))
-        label = (np.arange(seconds) > seconds * 0.8).astype(np.int8) if p % 2 else np.zeros(seconds, np.int8)
+        label = (
+            (np.arange(seconds) > seconds * 0.8).astype(np.int8)
+            if p % 2
+            else np.zeros(seconds, np.int8)
+        )
         parts.append(
             pd.DataFrame(
-                {"patient_id": f"P{p:02d}", "timestamp": t, "heart_rate": hr, "spo2": spo2, "label": label}
+                {
+                    "patient_id": f"P{p:02d}",
+                    "timestamp": t,
+                    "heart_rate": hr,
+                    "spo2": spo2,
+                    "label": label,
+                }
             )
         )
     frame = validate_frame(pd.concat(parts, ignore_index=True), "cohort")
@@ -40,16 +50,30 @@ def cohort(n_patients: int = 10, seconds: int = 3600, seed: int = 0) -> Readings
 
 def stream_readings(n: int = 600) -> Readings:
     rng = np.random.default_rng(1)
-    ts = pd.Timestamp("2024-07-19 21:53:46", tz="UTC") - pd.to_timedelta(np.arange(n) * 60, unit="s")
+    ts = pd.Timestamp("2024-07-19 21:53:46", tz="UTC") - pd.to_timedelta(
+        np.arange(n) * 60, unit="s"
+    )
     hr = rng.integers(60, 100, n).astype(float)
     bmi = rng.uniform(15, 35, n)
     label = ((hr > 90) | (bmi > 30) | (bmi < 18.5)).astype(np.int8)
     ids = [str(i + 1) for i in range(n)]
     frame = pd.DataFrame(
-        {"patient_id": ids, "timestamp": ts, "heart_rate": hr, "spo2": rng.uniform(95, 100, n), "label": label}
+        {
+            "patient_id": ids,
+            "timestamp": ts,
+            "heart_rate": hr,
+            "spo2": rng.uniform(95, 100, n),
+            "label": label,
+        }
     )
     static = pd.DataFrame({"bmi": bmi}, index=pd.Index(ids, name="patient_id"))
-    return Readings(frame=validate_frame(frame, "vitals"), static=static, source="vitals2024", stream=True, path="v")
+    return Readings(
+        frame=validate_frame(frame, "vitals"),
+        static=static,
+        source="vitals2024",
+        stream=True,
+        path="v",
+    )
 
 
 def test_seed_configuration_shape_and_splits() -> None:
@@ -100,7 +124,9 @@ def test_load_refuses_non_prepared_folder(tmp_path: Path) -> None:
 
 
 def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
-    prepared = prepare(cohort(n_patients=4, seconds=900), DataConfig(split=(0.5, 0.5)), WindowConfig())
+    prepared = prepare(
+        cohort(n_patients=4, seconds=900), DataConfig(split=(0.5, 0.5)), WindowConfig()
+    )
     broken = prepared.select(np.ones(len(prepared), bool))
     object.__setattr__(broken, "static", None)  # to_parquet fails mid-write
     with pytest.raises(AttributeError):
@@ -110,7 +136,9 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
 
 def test_missing_channel_and_short_series_errors() -> None:
     with pytest.raises(DataError, match="respiratory_rate not in the data"):
-        prepare(cohort(2, 600), DataConfig(channels=("heart_rate", "respiratory_rate")), WindowConfig())
+        prepare(
+            cohort(2, 600), DataConfig(channels=("heart_rate", "respiratory_rate")), WindowConfig()
+        )
     with pytest.raises(DataError, match="no complete window"):
         prepare(cohort(4, 200), DataConfig(split=(0.5, 0.5)), WindowConfig())
 
@@ -128,7 +156,9 @@ def test_stream_mode_feeds_and_reading_patient() -> None:
 
 def test_latest_only_window_ends_at_last_complete_step() -> None:
     readings = cohort(3, 1000)
-    cut, _ = window_frame(readings.frame, DataConfig(), WindowConfig(), max_gap_s=300, latest_only=True)
+    cut, _ = window_frame(
+        readings.frame, DataConfig(), WindowConfig(), max_gap_s=300, latest_only=True
+    )
     assert cut.windows.shape == (3, 4, 256)
     last_spo2 = readings.frame.dropna(subset=["spo2"]).groupby("patient_id")["timestamp"].max()
     ends = cut.start_s + 255

@@ -92,10 +92,14 @@ def validate_frame(frame: pd.DataFrame, path: str) -> pd.DataFrame:
             raise DataError("missing required column", file=path, column=col)
     channels = [c for c in CHANNELS if c in frame.columns]
     if not channels:
-        raise DataError(f"no vital-sign channel column (expected any of {', '.join(CHANNELS)})", file=path)
+        raise DataError(
+            f"no vital-sign channel column (expected any of {', '.join(CHANNELS)})", file=path
+        )
     if frame[TIMESTAMP_COLUMN].isna().any():
         row = int(np.flatnonzero(frame[TIMESTAMP_COLUMN].isna().to_numpy())[0]) + 1
-        raise DataError("missing or unparseable timestamp", file=path, column=TIMESTAMP_COLUMN, row=row)
+        raise DataError(
+            "missing or unparseable timestamp", file=path, column=TIMESTAMP_COLUMN, row=row
+        )
     for name in channels:
         values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isinf(values)
@@ -121,4 +125,6 @@ def validate_frame(frame: pd.DataFrame, path: str) -> pd.DataFrame:
         raise DataError(
             "duplicate timestamp for the same patient", file=path, column=TIMESTAMP_COLUMN, row=row
         )
-    return frame.sort_values([PATIENT_COLUMN, TIMESTAMP_COLUMN], kind="stable").reset_index(drop=True)
+    return frame.sort_values([PATIENT_COLUMN, TIMESTAMP_COLUMN], kind="stable").reset_index(
+        drop=True
+    )

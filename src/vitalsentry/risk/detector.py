@@ -330,11 +330,16 @@ def _flatten(model: IsolationForest) -> dict[str, NDArray[Any]]:
     stay put.
     """
     if model._max_features != model.n_features_in_:
-        raise TrainingError("vectorised scoring needs max_features=1.0 (every tree sees every feature)")
+        raise TrainingError(
+            "vectorised scoring needs max_features=1.0 (every tree sees every feature)"
+        )
     features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
     offset = 0
     for tree, path_len, avg_len in zip(
-        model.estimators_, model._decision_path_lengths, model._average_path_length_per_tree, strict=True
+        model.estimators_,
+        model._decision_path_lengths,
+        model._average_path_length_per_tree,
+        strict=True,
     ):
         t = tree.tree_
         leaf = t.children_left < 0
@@ -355,7 +360,9 @@ def _flatten(model: IsolationForest) -> dict[str, NDArray[Any]]:
         "leaf_value": np.concatenate(values).astype(np.float64),
         "roots": np.asarray(roots, dtype=np.int64),
         "max_depth": np.asarray(depth, dtype=np.int64),
-        "denominator": np.asarray(len(model.estimators_) * _average_path_length([model._max_samples])[0]),
+        "denominator": np.asarray(
+            len(model.estimators_) * _average_path_length([model._max_samples])[0]
+        ),
     }
 
 
