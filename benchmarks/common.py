@@ -1,0 +1,87 @@
+"""Shared helpers of the benchmark scripts (DESIGN.md §10): records, medians, machine name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> str:
+    """Describe this machine in one line (CPU model, cores, and GPU when present)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def record(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    baseline: str | None = None,
+    baseline_value: float | None = None,
+    higher_is_better: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build one result record; ``ratio`` is > 1 when the figure beats its baseline."""
+    ratio = None
+    if baseline_value is not None and value > 0 and baseline_value > 0:
+        ratio = value / baseline_value if higher_is_better else baseline_value / value
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_value": baseline_value,
+        "ratio": ratio,
+        "machine": machine(),
+        "settings": settings or {},
+    }
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """Parse the two flags every benchmark takes: ``--quick`` and ``--out FILE``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON records here")
+    return parser.parse_args()
+
+
+def emit(records: list[dict[str, Any]], out: Path | None) -> None:
+    """Print the records as JSON and write them to ``out`` when given."""
+    text = json.dumps(records, indent=2)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
