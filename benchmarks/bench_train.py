@@ -1,0 +1,410 @@
+"""Training benchmark: the project's trainer against a plain PyTorch loop of the same model.
+
+Measured in one run on the same machine, interleaved and reported as medians:
+
+* training windows/s (train-phase time of an epoch, first epoch excluded as warm-up) of
+  ``vitalsentry.training.pretrain`` against a plain loop (``DataLoader(TensorDataset)``,
+  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr)
+  against the plain loop's batch 32; on CUDA also batch 4096 with bf16 autocast;
+* encoder inference windows/s of ``vitalsentry.models.inference.encode`` against a plain
+  ``torch.no_grad`` loop at batch 32 and 256;
+* without ``--quick``: time for the project trainer (seed recipe and ``fast``) to reach
+  the plain seed recipe's best validation loss (within 2 %) on a vitals2024-scale
+  simulated file (``--rows``, default 200,020), prepared with the seed settings.
+
+Usage: ``python benchmarks/bench_train.py [--quick] [--out FILE] [--rows N] [--repeats R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, record
+from vitalsentry.config import DataConfig, ModelConfig, Precision, TrainConfig, WindowConfig
+from vitalsentry.data.prepared import PreparedData
+from vitalsentry.data.scaler import ChannelScaler
+from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.models.inference import encode
+from vitalsentry.training.loop import bf16_is_fast
+from vitalsentry.training.pretrain import init_model, pretrain
+
+SEED_MODEL = ModelConfig()
+TARGET_MARGIN = 1.02
+
+
+def synthetic_data(n_train: int, n_val: int, seed: int = 0) -> PreparedData:
+    """Seed-shaped (N, 4, 256) windows: HR/SpO2 sines with noise and hour features."""
+    rng = np.random.default_rng(seed)
+    data, window = DataConfig(), WindowConfig()
+    n, length = n_train + n_val, window.length
+    t = np.arange(length)
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    hr = 75 + 8 * np.sin(2 * np.pi * t / 64 + phase) + rng.normal(0, 2, (n, length))
+    spo2 = 97 + np.sin(2 * np.pi * t / 128 + phase) + rng.normal(0, 0.5, (n, length))
+    hour = 2 * np.pi * (rng.uniform(0, 86400, (n, 1)) + t) / 86400
+    windows = np.stack([hr, spo2, np.sin(hour), np.cos(hour)], axis=1).astype(np.float32)
+    split = np.r_[np.zeros(n_train), np.ones(n_val)].astype(np.int8)
+    patient = np.array([f"p{i % 50}" if s == 0 else f"v{i % 5}" for i, s in enumerate(split)])
+    return PreparedData(
+        windows=windows,
+        labels=np.zeros(n, np.int8),
+        split=split,
+        patient=patient,
+        start_s=np.arange(n) * 128.0,
+        feature_names=data.feature_names,
+        scaler=ChannelScaler(data.feature_names).fit(windows[:n_train]),
+        data=data,
+        window=window,
+        source="synthetic",
+        stream=False,
+        notes=(),
+        input_sha256="",
+        static=pd.DataFrame(index=pd.Index([], name="patient_id")),
+    )
+
+
+class EpochLog(Callback):
+    """Train-phase seconds of every epoch and (elapsed seconds, val loss) after each."""
+
+    def __init__(self) -> None:
+        self.train_s: list[float] = []
+        self.val: list[tuple[float, float]] = []
+        self._t0 = self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start the epoch clock."""
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Stop the clock: the epoch's training batches are done."""
+        self.train_s.append(time.perf_counter() - self._start)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Record the elapsed time and the validation loss."""
+        self.val.append(
+            (time.perf_counter() - self._t0, float(trainer.callback_metrics["val_loss"]))
+        )
+
+
+def project_train(
+    data: PreparedData, batch: int, *, epochs: int, fast: bool = False, precision: Precision = "32"
+) -> EpochLog:
+    """Run the project's pre-training and return its epoch log."""
+    log = EpochLog()
+    train = TrainConfig(batch_size=batch, max_epochs=epochs, patience=epochs, precision=precision)
+    with tempfile.TemporaryDirectory() as tmp:
+        pretrain(
+            data, SEED_MODEL, train, Path(tmp) / "b", progress=False, fast=fast, callbacks=[log]
+        )
+    return log
+
+
+class TorchLSTM(torch.nn.Module):
+    """Stock ``nn.LSTM(num_layers, dropout)`` in place of the project's StackedLSTM."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        cfg = SEED_MODEL
+        self.lstm = torch.nn.LSTM(
+            input_size, hidden_size, cfg.lstm_layers, batch_first=True, dropout=cfg.dropout
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the last layer's outputs (B, T, hidden)."""
+        out: torch.Tensor = self.lstm(x)[0]
+        return out
+
+
+def plain_model() -> Autoencoder:
+    """Build the seed architecture written plainly: stock multi-layer LSTMs, seeded."""
+    torch.manual_seed(0)
+    model = Autoencoder(SEED_MODEL)
+    model.encoder.lstm = TorchLSTM(32, SEED_MODEL.lstm_hidden)  # type: ignore[assignment]
+    model.decoder.lstm = TorchLSTM(SEED_MODEL.lstm_hidden, 32)  # type: ignore[assignment]
+    return model
+
+
+def plain_train(
+    train_x: torch.Tensor,
+    batch: int,
+    *,
+    epochs: int,
+    val_x: torch.Tensor | None = None,
+    device: str = "cpu",
+    bf16: bool = False,
+    patience: int | None = None,
+) -> tuple[list[float], list[tuple[float, float]]]:
+    """Train with the plain seed-style loop; return train seconds per epoch and (elapsed, val loss)."""
+    model = plain_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(train_x), batch_size=batch, shuffle=True)
+    train_s, val = [], []
+    best, wait, t0 = float("inf"), 0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        for (x,) in loader:
+            x = x.to(device)
+            opt.zero_grad()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.mse_loss(model(x).float(), x)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        train_s.append(time.perf_counter() - start)
+        if val_x is None:
+            continue
+        model.eval()
+        with torch.no_grad():
+            errs = [
+                torch.nn.functional.mse_loss(model(v.to(device)), v.to(device), reduction="sum")
+                for v in torch.split(val_x, 512)
+            ]
+        loss_v = float(sum(errs)) / val_x.numel()
+        val.append((time.perf_counter() - t0, loss_v))
+        if loss_v < best - 0.001:
+            best, wait = loss_v, 0
+        else:
+            wait += 1
+            if patience is not None and wait >= patience:
+                break
+    return train_s, val
+
+
+def plain_encode(model: Autoencoder, windows: torch.Tensor, batch: int) -> None:
+    """Seed-style inference: DataLoader batches through the encoder under no_grad."""
+    model.eval()
+    with torch.no_grad():
+        for (x,) in DataLoader(TensorDataset(windows), batch_size=batch):
+            model.encoder(x)
+
+
+def steady_rate(n: int, epoch_seconds: list[float]) -> float:
+    """Windows/s from the median epoch, skipping the first (warm-up)."""
+    return n / statistics.median(epoch_seconds[1:] or epoch_seconds)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
+    """Training windows/s: project vs plain, interleaved over ``repeats`` rounds."""
+    n_train, epochs = (1536, 3) if quick else (4096, 4)
+    data = synthetic_data(n_train, 64)
+    train_x = torch.from_numpy(data.split_part(0).scaled_windows())
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    cases: dict[str, Callable[[], float]] = {
+        "plain32": lambda: steady_rate(
+            n_train, plain_train(train_x, 32, epochs=epochs, device=device)[0]
+        ),
+        "project32": lambda: steady_rate(n_train, project_train(data, 32, epochs=epochs).train_s),
+        "plain256": lambda: steady_rate(
+            n_train, plain_train(train_x, 256, epochs=epochs, device=device)[0]
+        ),
+        "project256": lambda: steady_rate(n_train, project_train(data, 256, epochs=epochs).train_s),
+        "fast": lambda: steady_rate(
+            n_train, project_train(data, 32, epochs=epochs, fast=True).train_s
+        ),
+    }
+    if cuda:
+        big = synthetic_data(4 * 4096, 512)
+        big_x = torch.from_numpy(big.split_part(0).scaled_windows())
+        n_big = len(big_x)
+        cases["plain4096bf16"] = lambda: steady_rate(
+            n_big, plain_train(big_x, 4096, epochs=epochs, device=device, bf16=True)[0]
+        )
+        cases["project4096bf16"] = lambda: steady_rate(
+            n_big, project_train(big, 4096, epochs=epochs, precision="bf16").train_s
+        )
+    rates: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for key, fn in cases.items():
+            rates[key].append(fn())
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    settings = {
+        "windows": n_train,
+        "epochs": epochs,
+        "repeats": repeats,
+        "device": device,
+        "model": "seed",
+    }
+    unit = "windows/s"
+    out = [
+        record(
+            "train_batch32",
+            med["project32"],
+            unit,
+            baseline="plain PyTorch loop, batch 32",
+            baseline_value=med["plain32"],
+            settings=settings,
+        ),
+        record(
+            "train_batch256",
+            med["project256"],
+            unit,
+            baseline="plain PyTorch loop, batch 256",
+            baseline_value=med["plain256"],
+            settings=settings,
+        ),
+        record(
+            "train_fast",
+            med["fast"],
+            unit,
+            baseline="plain PyTorch loop, batch 32",
+            baseline_value=med["plain32"],
+            settings={
+                **settings,
+                "fast": "batch 256, lr x8" + (", bf16 autocast" if bf16_is_fast(device) else ""),
+            },
+        ),
+    ]
+    if cuda:
+        out.append(
+            record(
+                "train_batch4096_bf16",
+                med["project4096bf16"],
+                unit,
+                baseline="plain loop, batch 4096, bf16 autocast",
+                baseline_value=med["plain4096bf16"],
+                settings=settings,
+            )
+        )
+    return out
+
+
+def encode_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
+    """Measure encoder inference windows/s: ``encode`` vs plain no_grad loops."""
+    n = 2048 if quick else 8192
+    windows = synthetic_data(n, 1).split_part(0).scaled_windows()
+    x = torch.from_numpy(windows)
+    model, plain = init_model(SEED_MODEL, 0), plain_model()
+    if torch.cuda.is_available():
+        model, plain = model.cuda(), plain.cuda()
+    encode(model, windows[:64])
+    times: dict[str, list[float]] = {"project": [], "plain32": [], "plain256": []}
+    for _ in range(repeats):
+        times["project"].append(timed(lambda: encode(model, windows)))
+        times["plain32"].append(timed(lambda: plain_encode(plain, x, 32)))
+        times["plain256"].append(timed(lambda: plain_encode(plain, x, 256)))
+    rate = {k: n / statistics.median(v) for k, v in times.items()}
+    settings = {"windows": n, "repeats": repeats, "batch": "encode default (CPU 256, GPU 2048)"}
+    return [
+        record(
+            "encode",
+            rate["project"],
+            "windows/s",
+            baseline="plain no_grad loop, batch 32",
+            baseline_value=rate["plain32"],
+            settings=settings,
+        ),
+        record(
+            "encode_vs_batch256",
+            rate["project"],
+            "windows/s",
+            baseline="plain no_grad loop, batch 256",
+            baseline_value=rate["plain256"],
+            settings=settings,
+        ),
+    ]
+
+
+def vitals2024_data(rows: int) -> PreparedData:
+    """Simulate a vitals2024-schema file of ``rows`` rows and prepare it (seed settings)."""
+    from vitalsentry.data.prepared import prepare
+    from vitalsentry.data.simulate import simulate_vitals2024, write_table
+    from vitalsentry.data.sources import read_readings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_table(simulate_vitals2024(rows, seed=0), Path(tmp) / "vitals2024.csv")
+        return prepare(read_readings(path, "vitals2024"), DataConfig(), WindowConfig())
+
+
+def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
+    """Seconds for the project to reach the plain seed recipe's best val loss (+2 %)."""
+    data = vitals2024_data(rows)
+    train_x = torch.from_numpy(data.split_part(0).scaled_windows())
+    val_x = torch.from_numpy(data.split_part(1).scaled_windows())
+    _, plain_val = plain_train(train_x, 32, epochs=max_epochs, val_x=val_x, patience=10)
+    best_t, best = min(plain_val, key=lambda tv: tv[1])
+    target = best * TARGET_MARGIN
+    settings = {
+        "rows": rows,
+        "windows": len(data),
+        "train_windows": len(train_x),
+        "target_val_loss": target,
+        "plain_best_val_loss": best,
+        "plain_epochs": len(plain_val),
+        "max_epochs": max_epochs,
+    }
+    out = []
+    for name, fast in (("time_to_seed_best", False), ("time_to_seed_best_fast", True)):
+        train = TrainConfig(max_epochs=max_epochs)
+        log = EpochLog()
+        with tempfile.TemporaryDirectory() as tmp:
+            pretrain(
+                data, SEED_MODEL, train, Path(tmp) / "b", progress=False, fast=fast, callbacks=[log]
+            )
+        reached = [t for t, v in log.val if v <= target]
+        # Not reached: the figure is the whole run's time and there is no ratio.
+        value = reached[0] if reached else log.val[-1][0]
+        rec = record(
+            name,
+            value,
+            "s",
+            baseline="plain seed loop: time to its best val loss",
+            baseline_value=best_t,
+            higher_is_better=False,
+            settings={
+                **settings,
+                "fast": fast,
+                "reached_target": bool(reached),
+                "project_best_val_loss": min(v for _, v in log.val),
+                "project_epochs": len(log.val),
+            },
+        )
+        out.append(rec if reached else {**rec, "ratio": None})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON records here")
+    parser.add_argument(
+        "--rows", type=int, default=200_020, help="rows of the simulated vitals2024 file"
+    )
+    parser.add_argument(
+        "--max-epochs", type=int, default=100, help="epoch cap of the time-to-target runs"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved rounds (default 3, quick 2)"
+    )
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 3)
+    records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)
+    if not args.quick:
+        records += time_to_target(args.rows, args.max_epochs)
+    emit(records, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""LightningModule around the pure :class:`~vitalsentry.models.autoencoder.Autoencoder`.
+
+Loss: mean squared reconstruction error per window, averaged with per-window weights
+(all 1 in pre-training; the class weights in fine-tuning). Randomness (dropout masks,
+augmentation) is re-seeded at the start of every epoch from (seed, epoch, rank), so a run
+resumed from an end-of-epoch checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from vitalsentry.config import TrainConfig
+from vitalsentry.data.schema import is_time_feature
+from vitalsentry.errors import TrainingError
+from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.training.augment import amplitude_jitter, time_warp
+from vitalsentry.training.data import stream_seed
+
+CHECKPOINT_KEY = "vitalsentry"
+"""Key of this module's own state (curve, run identity) inside a Lightning checkpoint."""
+
+_DROPOUT_STREAM, _AUGMENT_STREAM = 1, 2
+
+
+class NonFiniteLossError(TrainingError):
+    """The training loss became NaN or infinite (the step's update was not applied).
+
+    Parameters
+    ----------
+    epoch, step : int
+        1-based epoch and batch within the epoch.
+    value : float
+        The loss value (NaN or ±inf).
+    """
+
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        self.epoch, self.step = epoch, step
+        kind = "NaN" if value != value else "infinite"
+        super().__init__(f"{kind} loss at epoch {epoch} step {step}")
+
+
+def per_window_mse(recon: Tensor, x: Tensor) -> Tensor:
+    """Mean squared error of each window over channels and steps: (B, C, L) → (B,)."""
+    return (recon.float() - x).square().mean(dim=(1, 2))
+
+
+class AutoencoderModule(pl.LightningModule):
+    """Trains an autoencoder to reconstruct its (optionally augmented) input.
+
+    Parameters
+    ----------
+    model : Autoencoder
+        The model (its conv stacks are frozen here when ``train.freeze_conv``).
+    train : TrainConfig
+        Learning rate, seed, augmentation and freezing settings.
+    feature_names : tuple of str
+        Window channels; time features are never jittered.
+    identity : dict
+        What defines the run (configs, data fingerprint), saved in every checkpoint so
+        ``resume`` can refuse a checkpoint of another run.
+
+    Attributes
+    ----------
+    curve : list of dict
+        One ``{"epoch", "train_loss", "val_loss"}`` per finished epoch (restored on resume).
+    """
+
+    vital_mask: Tensor
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        train: TrainConfig,
+        feature_names: tuple[str, ...],
+        identity: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.model = model.train()  # a parent model loaded from a bundle arrives in eval mode
+        self.train_config = train
+        self.identity = identity
+        self.curve: list[dict[str, float]] = []
+        self.register_buffer(
+            "vital_mask",
+            torch.tensor([not is_time_feature(n) for n in feature_names]),
+            persistent=False,
+        )
+        self.frozen = model.conv_modules() if train.freeze_conv else ()
+        for module in self.frozen:
+            module.requires_grad_(False)
+        self._generator: torch.Generator | None = None
+        self._sums = torch.zeros(4)  # val loss·weight, val weight, train loss, train batches
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over the trainable parameters at the configured learning rate.
+
+        The fused kernel (CPU and CUDA) does the same update in one pass over all
+        parameters; it agrees with the per-tensor loop to float rounding.
+        """
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        fused = self.device.type in ("cpu", "cuda") or None
+        return torch.optim.Adam(params, lr=self.train_config.lr, fused=fused)
+
+    def on_train_epoch_start(self) -> None:
+        """Re-seed dropout and augmentation from (seed, epoch, rank); keep frozen layers in eval."""
+        seed, epoch, rank = self.train_config.seed, self.current_epoch, self.global_rank
+        torch.manual_seed(stream_seed(seed, epoch, rank, _DROPOUT_STREAM))
+        self._generator = torch.Generator(self.device).manual_seed(
+            stream_seed(seed, epoch, rank, _AUGMENT_STREAM)
+        )
+        for module in self.frozen:
+            module.eval()
+        self._sums = torch.zeros(4, device=self.device)
+
+    def _augment(self, x: Tensor) -> Tensor:
+        cfg = self.train_config
+        if not (cfg.time_warp or cfg.jitter):
+            return x
+        assert self._generator is not None
+        if cfg.time_warp:
+            x = time_warp(x, cfg.warp_strength, self._generator)
+        if cfg.jitter:
+            x = amplitude_jitter(x, cfg.jitter_sigma, self._generator, vital_mask=self.vital_mask)
+        return x
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Weighted reconstruction loss of one batch; stops on a NaN/inf loss before the update."""
+        windows, weights = batch
+        x = self._augment(windows)
+        loss = (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self.current_epoch + 1, batch_idx + 1, float(loss.detach()))
+        self._sums[2] += loss.detach()
+        self._sums[3] += 1
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation sums."""
+        self._sums[:2] = 0
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """Accumulate the (unweighted) reconstruction error; padding windows have weight 0."""
+        windows, weights = batch
+        self._sums[0] += (per_window_mse(self.model(windows), windows) * weights).sum()
+        self._sums[1] += weights.sum()
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val_loss`` (exact mean over all processes) and append the epoch to the curve."""
+        sums = self.trainer.strategy.reduce(self._sums.clone(), reduce_op="sum")
+        assert isinstance(sums, Tensor)
+        val_loss = sums[0] / sums[1]
+        self.log("val_loss", val_loss, prog_bar=True)
+        self.curve.append(
+            {
+                "epoch": self.current_epoch + 1,
+                "train_loss": float(sums[2] / sums[3].clamp(min=1)),
+                "val_loss": float(val_loss),
+            }
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the curve and run identity in the checkpoint."""
+        checkpoint[CHECKPOINT_KEY] = {"curve": self.curve, "identity": self.identity}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the curve when resuming."""
+        self.curve = list(checkpoint[CHECKPOINT_KEY]["curve"])

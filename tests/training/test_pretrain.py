@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from vitalsentry.bundle import CURVE, ENCODER, load_bundle
+from vitalsentry.config import ModelConfig, TrainConfig
+from vitalsentry.data.prepared import PreparedData
+from vitalsentry.errors import DataError, TrainingError
+from vitalsentry.training import loop
+from vitalsentry.training.loop import checkpoint_dir, resolve_accelerator
+from vitalsentry.training.pretrain import pretrain
+
+
+class CrashError(Exception):
+    """Simulated crash."""
+
+
+class CrashAt(Callback):
+    """Raise ``error`` at the start of a (0-based) epoch."""
+
+    def __init__(self, epoch: int, error: BaseException) -> None:
+        self.epoch, self.error = epoch, error
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise self.error
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_bundle(path).read_tensors(ENCODER)
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretrain_writes_a_loadable_bundle(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "pre"
+    result = pretrain(prepared, tiny_model, quick_train, out, progress=False)
+    assert result.bundle == out and result.rank == 0
+    assert result.epochs == 3 == len(result.curve)
+    assert [row["epoch"] for row in result.curve] == [1, 2, 3]
+    assert result.best_val_loss == min(row["val_loss"] for row in result.curve)
+    assert not result.stopped_early
+    assert "held-out patients" in result.validation
+    assert not checkpoint_dir(out).exists()
+    bundle = load_bundle(out)
+    assert bundle.read_json(CURVE) == result.curve
+    manifest = bundle.manifest
+    assert manifest["data"]["fingerprint"] == prepared.fingerprint
+    assert manifest["data"]["notes"] == ["synthetic test data"]
+    assert manifest["training"]["phase"] == "pretrain"
+    assert manifest["training"]["best_val_loss"] == result.best_val_loss
+    assert manifest["parent"] is None
+    assert bundle.config.model == tiny_model and bundle.config.train == quick_train
+    assert bundle.feature_names == prepared.feature_names
+    assert not (tmp_path / "lightning_logs").exists() and not Path("lightning_logs").exists()
+
+
+def test_training_reduces_the_loss(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=6, lr=5e-3)
+    result = pretrain(
+        prepared, tiny_model.replace(dropout=0.0), train, tmp_path / "b", progress=False
+    )
+    assert result.curve[-1]["train_loss"] < 0.9 * result.curve[0]["train_loss"]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(
+        batch_size=16, max_epochs=2, time_warp=True, jitter=True, weighted_sampling=True
+    )
+    pretrain(prepared, tiny_model, train, tmp_path / "a", progress=False)
+    pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)
+    pretrain(prepared, tiny_model, train.replace(seed=1), tmp_path / "c", progress=False)
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+
+
+def test_resume_after_a_crash_gives_identical_weights(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=4, patience=10, jitter=True, time_warp=True)
+    straight = pretrain(prepared, tiny_model, train, tmp_path / "straight", progress=False)
+    out = tmp_path / "resumed"
+    with pytest.raises(CrashError):
+        pretrain(
+            prepared, tiny_model, train, out, progress=False, callbacks=[CrashAt(2, CrashError())]
+        )
+    assert (checkpoint_dir(out) / "last.ckpt").is_file() and not out.exists()
+    resumed = pretrain(prepared, tiny_model, train, out, progress=False, resume=True)
+    assert any("resumed from" in note for note in resumed.notes)
+    assert resumed.curve == straight.curve
+    assert _same(_weights(out), _weights(tmp_path / "straight"))
+    assert not checkpoint_dir(out).exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "b"
+    with pytest.raises(CrashError):
+        pretrain(
+            prepared,
+            tiny_model,
+            quick_train,
+            out,
+            progress=False,
+            callbacks=[CrashAt(1, CrashError())],
+        )
+    with pytest.raises(TrainingError, match=r"belongs to another run .*train"):
+        pretrain(
+            prepared, tiny_model, quick_train.replace(lr=0.01), out, progress=False, resume=True
+        )
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    result = pretrain(
+        prepared,
+        tiny_model,
+        quick_train.replace(max_epochs=1),
+        tmp_path / "b",
+        progress=False,
+        resume=True,
+    )
+    assert any("started from scratch" in note for note in result.notes)
+
+
+def test_early_stopping_on_the_validation_loss(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=20, patience=2, min_delta=10.0)
+    result = pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)
+    assert result.stopped_early and result.epochs == 3
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "b"
+    train = TrainConfig(batch_size=16, max_epochs=10, lr=1e38)
+    with pytest.raises(
+        TrainingError,
+        match=r"(NaN|infinite) loss at epoch \d+ step \d+; (last good checkpoint kept at|no checkpoint)",
+    ) as err:
+        pretrain(prepared, tiny_model.replace(dropout=0.0), train, out, progress=False)
+    assert "\n" not in str(err.value)
+    assert not out.exists()
+
+
+def test_nan_loss_after_a_good_epoch_keeps_its_checkpoint(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    class PoisonWeights(Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    next(pl_module.parameters()).fill_(float("nan"))
+
+    out = tmp_path / "b"
+    with pytest.raises(
+        TrainingError,
+        match=r"NaN loss at epoch 2 step 1; last good checkpoint kept at .*last\.ckpt",
+    ):
+        pretrain(
+            prepared, tiny_model, quick_train, out, progress=False, callbacks=[PoisonWeights()]
+        )
+    state = torch.load(checkpoint_dir(out) / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_out_of_memory_becomes_advice(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with pytest.raises(
+        TrainingError,
+        match=r"out of memory with batch size 16 on cpu: lower the batch size \(e\.g\. 8\)",
+    ):
+        pretrain(
+            prepared,
+            tiny_model,
+            quick_train,
+            tmp_path / "b",
+            progress=False,
+            callbacks=[CrashAt(0, oom)],
+        )
+
+
+def test_keyboard_interrupt_becomes_a_resumable_training_error(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        TrainingError, match="training interrupted at epoch 2; last good checkpoint kept"
+    ):
+        pretrain(
+            prepared,
+            tiny_model,
+            quick_train,
+            tmp_path / "b",
+            progress=False,
+            callbacks=[CrashAt(1, KeyboardInterrupt())],
+        )
+
+
+def test_channel_mismatch_is_refused(
+    prepared: PreparedData, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        TrainingError,
+        match=r"takes 6 input channels but the data has 4 \(heart_rate, spo2, hour_sin, hour_cos\)",
+    ):
+        pretrain(
+            prepared,
+            ModelConfig(input_channels=6, seq_len=64),
+            quick_train,
+            tmp_path / "b",
+            progress=False,
+        )
+    with pytest.raises(TrainingError, match="windows of 256 steps but the data's have 64"):
+        pretrain(prepared, ModelConfig(), quick_train, tmp_path / "b", progress=False)
+
+
+def test_non_finite_windows_are_a_data_error(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    windows = prepared.windows.copy()
+    windows[0, 0, 5] = np.inf
+    with pytest.raises(DataError, match="NaN or infinite"):
+        pretrain(
+            replace(prepared, windows=windows),
+            tiny_model,
+            quick_train,
+            tmp_path / "b",
+            progress=False,
+        )
+
+
+def test_bf16_without_fast_bf16_falls_back_to_float32_and_says_so(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "bf16_is_fast", lambda accelerator: False)
+    train = TrainConfig(batch_size=16, max_epochs=1, precision="bf16")
+    result = pretrain(
+        prepared, tiny_model, train, tmp_path / "b", progress=False, accelerator="cpu"
+    )
+    assert any("cpu has no fast bf16" in note and "float32" in note for note in result.notes)
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.manifest["training"]["precision"] == "32-true"
+    assert bundle.manifest["training"]["notes"] == list(result.notes)
+    assert bundle.config.train.precision == "32"
+
+
+def test_bf16_autocast_where_it_is_fast(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "bf16_is_fast", lambda accelerator: True)
+    train = TrainConfig(batch_size=16, max_epochs=1, precision="bf16")
+    result = pretrain(
+        prepared, tiny_model, train, tmp_path / "b", progress=False, accelerator="cpu"
+    )
+    assert result.notes == ()
+    assert np.isfinite(result.best_val_loss)
+    assert load_bundle(tmp_path / "b").manifest["training"]["precision"] == "bf16-mixed"
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fast_option_changes_batch_lr_and_precision_and_says_so(
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bf16: bool,
+) -> None:
+    monkeypatch.setattr(loop, "bf16_is_fast", lambda accelerator: bf16)
+    result = pretrain(
+        prepared, tiny_model, TrainConfig(max_epochs=1), tmp_path / "b", progress=False, fast=True
+    )
+    (note,) = result.notes
+    assert "changes the recipe" in note and ("bf16 autocast" in note) == bf16
+    bundle = load_bundle(tmp_path / "b")
+    train = bundle.config.train
+    assert train.batch_size == 256 and train.lr == pytest.approx(8e-3)
+    assert train.precision == ("bf16" if bf16 else "32")
+    assert bundle.manifest["training"]["precision"] == ("bf16-mixed" if bf16 else "32-true")
+    fast, _ = loop.fast_recipe(TrainConfig(batch_size=16, lr=1e-4), "cpu")
+    assert fast.lr == pytest.approx(1.6e-3)
+
+
+def test_seventy_thirty_data_validates_on_carved_patients(
+    make_data: Callable[..., PreparedData], tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    data = make_data(n_patients=12, split=(0.7, 0.3))
+    result = pretrain(
+        data, tiny_model, TrainConfig(batch_size=16, max_epochs=1), tmp_path / "b", progress=False
+    )
+    assert "no validation split in the data" in result.validation
+    assert load_bundle(tmp_path / "b").manifest["training"]["validation"] == result.validation
+
+
+def test_accelerator_resolution() -> None:
+    assert resolve_accelerator("cpu") == "cpu"
+    assert resolve_accelerator("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(TrainingError, match="accelerator"):
+        resolve_accelerator("tpu")
