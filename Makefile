@@ -22,8 +22,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/vitalsentry demo --out $(DEMO_OUT) $(if $(wildcard $(SHARED_VITALS)),--vitals-csv $(SHARED_VITALS)) $(DEMO_ARGS)
 
+# One OpenMP thread per process: tests run processes side by side (DDP, CLI subprocesses),
+# and oversubscribed OpenMP threads on 2 cores slow torch and scikit-learn by orders of magnitude.
 test: install
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
