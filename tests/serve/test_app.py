@@ -553,3 +553,9 @@ def test_run_verifies_then_hands_over_to_uvicorn(
     with pytest.raises(BundleError):
         run(tampered(bundle_dir, tmp_path))
     assert len(calls) == 2
+
+
+def test_repeated_mc_passes_is_refused(client: TestClient) -> None:
+    response = client.post("/v1/score?mc_passes=2&mc_passes=3", json=body())
+    assert response.status_code == 422
+    assert "mc_passes" in response.text

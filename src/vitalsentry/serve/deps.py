@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from vitalsentry.serve.security import KeyEntry, RateLimiter, find_key, retry_after_header
@@ -76,11 +77,25 @@ Service = Annotated[ScoringService, Depends(get_service)]
 ScoreKey = Annotated[KeyEntry | None, Depends(require("score"))]
 AdminKey = Annotated[KeyEntry | None, Depends(require("admin"))]
 AnyKey = Annotated[KeyEntry | None, Depends(require(None))]
-McPasses = Annotated[
-    int,
-    Query(
-        ge=0,
-        le=1000,
-        description="Monte Carlo dropout passes: 0 = off, else ≥ 2 (capped by the server)",
-    ),
-]
+
+
+def _mc_passes(
+    request: Request,
+    mc_passes: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=1000,
+            description="Monte Carlo dropout passes: 0 = off, else ≥ 2 (capped by the server)",
+        ),
+    ] = 0,
+) -> int:
+    """Return the ``mc_passes`` query parameter, refused when given more than once."""
+    if len(request.query_params.getlist("mc_passes")) > 1:
+        raise RequestValidationError(
+            [{"loc": ("query", "mc_passes"), "msg": "give mc_passes once", "type": "value_error"}]
+        )
+    return mc_passes
+
+
+McPasses = Annotated[int, Depends(_mc_passes)]

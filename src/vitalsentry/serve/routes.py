@@ -46,25 +46,21 @@ ops = APIRouter(tags=["operations"])
 
 
 @v1.post("/score", responses=WITH_BODY, tags=["scoring"])
-def score(
-    _: ScoreKey, service: Service, body: ScoreRequest, mc_passes: McPasses = 0
-) -> ScoreResult:
+def score(_: ScoreKey, service: Service, body: ScoreRequest, mc_passes: McPasses) -> ScoreResult:
     """Risk of one patient's latest complete window (as ``vitalsentry score`` gives it)."""
     return service.score(body, mc_passes)
 
 
 @v1.post("/score/batch", responses=WITH_BODY, tags=["scoring"])
 def score_batch(
-    _: ScoreKey, service: Service, body: BatchRequest, mc_passes: McPasses = 0
+    _: ScoreKey, service: Service, body: BatchRequest, mc_passes: McPasses
 ) -> BatchResult:
     """Risk of several patients, scored in one batched forward pass."""
     return service.score_batch(body, mc_passes)
 
 
 @v1.post("/fhir/score", responses=WITH_BODY, tags=["scoring"])
-def score_fhir(
-    _: ScoreKey, service: Service, body: FhirBundle, mc_passes: McPasses = 0
-) -> BatchResult:
+def score_fhir(_: ScoreKey, service: Service, body: FhirBundle, mc_passes: McPasses) -> BatchResult:
     """Risk of every patient in a FHIR R4 Bundle of vital-sign Observations."""
     return service.score_fhir(body, mc_passes)
 
