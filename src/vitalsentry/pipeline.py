@@ -124,7 +124,7 @@ def _alarm_policy(prepared: PreparedData, val_mask: np.ndarray, high: np.ndarray
     )
     return {
         "policy": dataclasses.asdict(policy),
-        "chosen_on": "validation windows: most sensitive policy within 1 alarm per patient-day",
+        "chosen_on": "validation windows: most sensitive policy within 1 false alarm per patient-day",
         "validation": report.to_dict(),
     }
 

@@ -179,7 +179,7 @@ def test_window_events_and_policy_choice_within_budget() -> None:
     high = labels.astype(bool).copy()
     high[[3, 4, 5, 10, 11, 12, 13]] = True  # false-alarm bursts of 3 and 4 windows
     policy, report = choose_alarm_policy(
-        np.zeros(40), ends, high, labels, window_s=50.0, max_per_patient_day=25.0
+        np.zeros(40), ends, high, labels, window_s=50.0, max_per_patient_day=10.0
     )
     assert policy == POLICY_GRID[2]  # (5 of 6) is the first that ignores both bursts
     assert report.event_recall == 1.0 and report.false_alarms == 0

@@ -393,11 +393,13 @@ def choose_alarm_policy(
     window_s: float,
     max_per_patient_day: float = 1.0,
 ) -> tuple[AlarmPolicy, AlarmReport]:
-    """Return the most sensitive policy of :data:`POLICY_GRID` within an alarm budget.
+    """Return the most sensitive policy of :data:`POLICY_GRID` within a false-alarm budget.
 
     Meant for validation patients (never the test split): each candidate is applied to
-    their windows and the first whose alarms per patient-day stay within
-    ``max_per_patient_day`` is chosen; if none does, the most conservative one.
+    their windows and the first whose false alarms (alarms outside every labelled event)
+    per patient-day stay within ``max_per_patient_day`` is chosen; if none does, the most
+    conservative one. True alarms are not limited: a patient with four events a day
+    should raise four alarms.
 
     Returns
     -------
@@ -408,8 +410,10 @@ def choose_alarm_policy(
     report = None
     for policy in POLICY_GRID:
         report = evaluate_alarms(patient_ids, window_end_s, high, events, policy, window_s=window_s)
-        rate = report.alarms_per_patient_day
-        if rate is not None and rate <= max_per_patient_day:
+        if (
+            report.patient_days > 0
+            and report.false_alarms / report.patient_days <= max_per_patient_day
+        ):
             return policy, report
     assert report is not None
     return POLICY_GRID[-1], report
