@@ -556,6 +556,7 @@ def test_run_verifies_then_hands_over_to_uvicorn(
 
 
 def test_repeated_mc_passes_is_refused(client: TestClient) -> None:
-    response = client.post("/v1/score?mc_passes=2&mc_passes=3", json=body())
-    assert response.status_code == 422
-    assert "mc_passes" in response.text
+    for query in ("mc_passes=2&mc_passes=3", "mc_passes=0.0", "mc_passes=%202"):
+        response = client.post(f"/v1/score?{query}", json=body())
+        assert response.status_code == 422, query
+        assert "mc_passes" in response.text

@@ -90,10 +90,17 @@ def _mc_passes(
         ),
     ] = 0,
 ) -> int:
-    """Return the ``mc_passes`` query parameter, refused when given more than once."""
-    if len(request.query_params.getlist("mc_passes")) > 1:
+    """Return the ``mc_passes`` query parameter: one plain whole number, else a 422."""
+    given = request.query_params.getlist("mc_passes")
+    if len(given) > 1 or (given and not given[0].isdigit()):
         raise RequestValidationError(
-            [{"loc": ("query", "mc_passes"), "msg": "give mc_passes once", "type": "value_error"}]
+            [
+                {
+                    "loc": ("query", "mc_passes"),
+                    "msg": "mc_passes must be given once, as a whole number",
+                    "type": "value_error",
+                }
+            ]
         )
     return mc_passes
 
