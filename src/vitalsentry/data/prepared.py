@@ -40,6 +40,8 @@ from vitalsentry.io import atomic_dir, sha256_file
 FORMAT = "vitalsentry-prepared/1"
 _ARRAYS = ("windows", "labels", "split", "patient", "start_s")
 _OPTIONAL_ARRAYS = ("reading_patient",)
+_COPY_CHUNK = 8192
+"""Windows copied from the strided view per step (bounds the temporary arrays)."""
 STREAM_NOTE = (
     "stream mode: the file has one reading per patient, so each split's readings are read "
     "as one monitoring feed in time order and every gap between consecutive readings is bridged"
@@ -246,12 +248,20 @@ def _fill_windows(
     length, stride = window.length, window.stride
     n_vitals = len(data.channels)
     start_s = grid.start_s + window_starts(grid.n_steps, length, stride)[keep] * grid.step_s
-    out[:, :n_vitals] = sliding_windows(grid.values, length, stride)[keep]
+    vitals = sliding_windows(grid.values, length, stride)
+    hours = None
     if data.time_encoding == "per_timestep":
-        tf = time_features(grid.epoch_s, day_of_week=data.day_of_week)
-        out[:, n_vitals:] = sliding_windows(tf, length, stride)[keep]
+        hours = sliding_windows(
+            time_features(grid.epoch_s, day_of_week=data.day_of_week), length, stride
+        )
     else:
         out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
+    rows = np.flatnonzero(keep)
+    for lo in range(0, rows.size, _COPY_CHUNK):  # bounded temporaries, not one copy per grid
+        part = rows[lo : lo + _COPY_CHUNK]
+        out[lo : lo + part.size, :n_vitals] = vitals[part]
+        if hours is not None:
+            out[lo : lo + part.size, n_vitals:] = hours[part]
     labels = window_labels(grid.labels, length, stride, window.label_mode)[keep]
     return labels, start_s
 
@@ -378,8 +388,9 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
     else:
         max_gap = data.max_gap_s
     cut, grids = window_frame(frame, data, window, max_gap_s=max_gap)
+    longest = max((g.n_steps for g in grids), default=0)
+    del grids  # the grids are as large as the windows: free them before the scaler's copy
     if len(cut.labels) == 0:
-        longest = max((g.n_steps for g in grids), default=0)
         raise DataError(
             f"no complete window: no stretch of {window.length} steps of {data.step_s:g} s where every "
             f"channel ({', '.join(channels)}) is measured or interpolated across gaps ≤ {max_gap:g} s "
