@@ -63,6 +63,44 @@ STATIC_FIELDS: tuple[str, ...] = ("age", "sex", "bmi")
 BP_PANEL_LOINC = "85354-9"
 """LOINC code of the blood-pressure panel whose components carry SBP and DBP."""
 
+VITALS2024_COLUMNS: tuple[str, ...] = (
+    "Patient ID",
+    "Heart Rate",
+    "Respiratory Rate",
+    "Timestamp",
+    "Body Temperature",
+    "Oxygen Saturation",
+    "Systolic Blood Pressure",
+    "Diastolic Blood Pressure",
+    "Age",
+    "Gender",
+    "Weight (kg)",
+    "Height (m)",
+    "Derived_HRV",
+    "Derived_Pulse_Pressure",
+    "Derived_BMI",
+    "Derived_MAP",
+    "Risk Category",
+)
+"""Header of the Human Vital Signs Dataset 2024."""
+
+IOT_COLUMNS: tuple[str, ...] = (
+    "Patient_ID",
+    "Timestamp",
+    "Sensor_ID",
+    "Sensor_Type",
+    "Temperature (°C)",
+    "Systolic_BP (mmHg)",
+    "Diastolic_BP (mmHg)",
+    "Heart_Rate (bpm)",
+    "Device_Battery_Level (%)",
+    "Target_Blood_Pressure",
+    "Target_Heart_Rate",
+    "Target_Health_Status",
+    "Battery_Level (%)",
+)
+"""Header of the Healthcare IoT file (``healthcare_iot_target_dataset.csv``)."""
+
 LABEL_COLUMN = "label"
 PATIENT_COLUMN = "patient_id"
 TIMESTAMP_COLUMN = "timestamp"

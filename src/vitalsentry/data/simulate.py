@@ -86,11 +86,13 @@ from scipy.signal import lfilter
 
 from vitalsentry.data.schema import (
     CHANNELS,
+    IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
     VITAL_CHANNELS,
+    VITALS2024_COLUMNS,
 )
 from vitalsentry.errors import DataError
 from vitalsentry.io import atomic_path
@@ -884,27 +886,6 @@ def _datetime_text(values: NDArray[np.datetime64]) -> NDArray[np.str_]:
     return np.asarray(np.char.replace(text, "T", " "))
 
 
-VITALS2024_COLUMNS: Final = (
-    "Patient ID",
-    "Heart Rate",
-    "Respiratory Rate",
-    "Timestamp",
-    "Body Temperature",
-    "Oxygen Saturation",
-    "Systolic Blood Pressure",
-    "Diastolic Blood Pressure",
-    "Age",
-    "Gender",
-    "Weight (kg)",
-    "Height (m)",
-    "Derived_HRV",
-    "Derived_Pulse_Pressure",
-    "Derived_BMI",
-    "Derived_MAP",
-    "Risk Category",
-)
-"""Columns of the Human Vital Signs 2024 file, in order."""
-
 _VITALS2024_FIRST: Final = np.datetime64("2024-07-19T21:53:46", "s")
 
 
@@ -972,23 +953,6 @@ def simulate_vitals2024(rows: int, seed: int = 0) -> pd.DataFrame:
     )
     return pd.DataFrame(dict(zip(VITALS2024_COLUMNS, values, strict=True)))
 
-
-IOT_COLUMNS: Final = (
-    "Patient_ID",
-    "Timestamp",
-    "Sensor_ID",
-    "Sensor_Type",
-    "Temperature (°C)",
-    "Systolic_BP (mmHg)",
-    "Diastolic_BP (mmHg)",
-    "Heart_Rate (bpm)",
-    "Device_Battery_Level (%)",
-    "Target_Blood_Pressure",
-    "Target_Heart_Rate",
-    "Target_Health_Status",
-    "Battery_Level (%)",
-)
-"""Columns of the Healthcare IoT file, in order."""
 
 IOT_SENSOR_TYPES: Final = ("Temperature", "Blood Pressure", "Heart Rate", "Battery")
 _IOT_FIRST: Final = np.datetime64("2024-01-01T00:00:00", "s")

@@ -34,11 +34,13 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 
 from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.schema import (
+    IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
     VITAL_CHANNELS,
+    VITALS2024_COLUMNS,
 )
 from vitalsentry.errors import DataError
 
@@ -50,44 +52,6 @@ SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
 
 SERIES_START = pd.Timestamp("2024-01-01T00:00:00Z")
 """First synthesised timestamp of files without timestamps (heart-rate, tidy with a step)."""
-
-VITALS2024_COLUMNS: tuple[str, ...] = (
-    "Patient ID",
-    "Heart Rate",
-    "Respiratory Rate",
-    "Timestamp",
-    "Body Temperature",
-    "Oxygen Saturation",
-    "Systolic Blood Pressure",
-    "Diastolic Blood Pressure",
-    "Age",
-    "Gender",
-    "Weight (kg)",
-    "Height (m)",
-    "Derived_HRV",
-    "Derived_Pulse_Pressure",
-    "Derived_BMI",
-    "Derived_MAP",
-    "Risk Category",
-)
-"""Header of the Human Vital Signs Dataset 2024."""
-
-IOT_COLUMNS: tuple[str, ...] = (
-    "Patient_ID",
-    "Timestamp",
-    "Sensor_ID",
-    "Sensor_Type",
-    "Temperature (°C)",
-    "Systolic_BP (mmHg)",
-    "Diastolic_BP (mmHg)",
-    "Heart_Rate (bpm)",
-    "Device_Battery_Level (%)",
-    "Target_Blood_Pressure",
-    "Target_Heart_Rate",
-    "Target_Health_Status",
-    "Battery_Level (%)",
-)
-"""Header of the Healthcare IoT file (``healthcare_iot_target_dataset.csv``)."""
 
 SPO2_PROXY_NOTE = (
     "spo2 is a proxy derived from temperature (iot reader, spo2_proxy=True), not a measurement"
