@@ -54,7 +54,8 @@ def _batched(
     """Apply ``fn`` to batches of ``windows`` in eval mode and concatenate the results.
 
     ``dropout=True`` switches only the dropout layers (between LSTM layers) back to
-    sampling, for Monte Carlo dropout. The model is moved to ``device`` for the call and back after.
+    sampling, for Monte Carlo dropout. A model on another device is moved there for the call
+    and back after.
     """
     _check_windows(model, windows)
     target = _device_of(model, device)
@@ -64,7 +65,9 @@ def _batched(
         raise VitalSentryError(f"batch_size: must be ≥ 1, got {batch_size}")
     home = _device_of(model, None)
     was_training = model.training
-    model.to(target).eval()
+    if home != target:
+        model.to(target)
+    model.eval()
     if dropout:
         for module in model.modules():
             if isinstance(module, nn.Dropout | Dropout):
@@ -77,7 +80,9 @@ def _batched(
                 for i in range(0, len(x), batch_size)
             ]
     finally:
-        model.to(home).train(was_training)
+        if home != target:
+            model.to(home)
+        model.train(was_training)
     if not parts:
         return np.empty((0,), np.float32)
     return torch.cat(parts).numpy()
