@@ -18,6 +18,7 @@ Usage: ``python benchmarks/bench_train.py [--quick] [--out FILE] [--rows N] [--r
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -130,11 +131,20 @@ class TorchLSTM(torch.nn.Module):
 
 
 def plain_model() -> Autoencoder:
-    """Build the seed architecture written plainly: stock multi-layer LSTMs, seeded."""
-    torch.manual_seed(0)
+    """Build the seed architecture written plainly (stock multi-layer LSTMs).
+
+    It starts from the same initial weights as the project's trainer (seed 0), so both
+    runs differ only in their loops.
+    """
+    project = init_model(SEED_MODEL, 0)
     model = Autoencoder(SEED_MODEL)
     model.encoder.lstm = TorchLSTM(32, SEED_MODEL.lstm_hidden)  # type: ignore[assignment]
     model.decoder.lstm = TorchLSTM(SEED_MODEL.lstm_hidden, 32)  # type: ignore[assignment]
+    state = {}
+    for key, value in project.state_dict().items():
+        layer = re.fullmatch(r"(.+)\.lstm\.layers\.(\d+)\.(\w+)_l0", key)
+        state[f"{layer[1]}.lstm.lstm.{layer[3]}_l{layer[2]}" if layer else key] = value
+    model.load_state_dict(state)
     return model
 
 
@@ -149,6 +159,7 @@ def plain_train(
     patience: int | None = None,
 ) -> tuple[list[float], list[tuple[float, float]]]:
     """Train with the plain seed-style loop; return train seconds per epoch and (elapsed, val loss)."""
+    torch.manual_seed(0)  # shuffling and dropout of the plain loop
     model = plain_model().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(train_x), batch_size=batch, shuffle=True)
