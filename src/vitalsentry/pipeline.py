@@ -26,7 +26,7 @@ from vitalsentry.errors import BundleError, DataError
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
-from vitalsentry.models.inference import encode, mc_dropout_encode, reconstruction_error
+from vitalsentry.models.inference import encode, encode_with_error, mc_dropout_encode
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
 from vitalsentry.risk.calibrate import (
@@ -272,9 +272,9 @@ class VitalRiskPipeline:
             Scores, risk, level, per-channel contributions and optional uncertainty.
         """
         scaled = self.bundle.scaler.transform(windows)
-        embedding = encode(self.model, scaled)
+        embedding, all_errors = encode_with_error(self.model, scaled)
         scores = self.detector.score_samples(embedding)
-        errors = reconstruction_error(self.model, scaled)[:, : len(self.channels)]
+        errors = all_errors[:, : len(self.channels)]
         result = WindowScores(
             anomaly_score=scores,
             risk=self.calibration.risk(scores),

@@ -10,6 +10,7 @@ from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import (
     attention_weights,
     encode,
+    encode_with_error,
     mc_dropout_encode,
     reconstruction_error,
 )
@@ -106,3 +107,10 @@ def test_non_finite_windows_are_refused(windows: np.ndarray) -> None:
 
 def test_empty_input_gives_empty_output() -> None:
     assert encode(_model(), np.zeros((0, 3, 32), np.float32)).shape == (0, 6)
+
+
+def test_encode_with_error_equals_the_separate_passes(windows: np.ndarray) -> None:
+    model = _model()
+    emb, err = encode_with_error(model, windows, batch_size=7)
+    np.testing.assert_allclose(emb, encode(model, windows), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(err, reconstruction_error(model, windows), rtol=1e-5, atol=1e-6)

@@ -151,6 +151,34 @@ def reconstruction_error(
     return out.reshape(len(windows), model.config.input_channels)
 
 
+def encode_with_error(
+    model: Autoencoder,
+    windows: NDArray[np.floating],
+    *,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Embeddings and per-channel reconstruction error from one encoder pass.
+
+    Same values as :func:`encode` and :func:`reconstruction_error`, without running the
+    encoder twice (the decoder reconstructs from the embedding it already has).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (N, latent_dim) embeddings and (N, C) mean squared error per channel, float32.
+    """
+    latent = model.config.latent_dim
+
+    def both(x: Tensor) -> Tensor:
+        z = model.encoder(x)
+        return torch.cat([z, (model.decoder(z) - x).square().mean(dim=2)], dim=1)
+
+    out = _batched(model, windows, both, batch_size=batch_size, device=device)
+    out = out.reshape(len(windows), latent + model.config.input_channels)
+    return out[:, :latent], out[:, latent:]
+
+
 def mc_dropout_encode(
     model: Autoencoder,
     windows: NDArray[np.floating],
