@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from vitalsentry.data.timefeatures import (
     day_of_week_features,
     epoch_seconds,
+    grid_time_features,
     hour_features,
     time_features,
     time_features_for_timestamps,
@@ -133,3 +134,20 @@ def test_bad_timestamps_rejected() -> None:
         time_features_for_timestamps(pd.Series([1.0, 2.0]))
     with pytest.raises(DataError, match="NaT"):
         time_features_for_timestamps(pd.DatetimeIndex(["2024-01-01", None], tz="UTC"))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    start=st.floats(min_value=0, max_value=4.1e9, allow_nan=False),
+    step=st.sampled_from([0.5, 1.0, 7.0, 60.0, 3600.0]),
+    n_steps=st.integers(min_value=1, max_value=400_000),
+    day_of_week=st.booleans(),
+)
+def test_grid_time_features_match_direct(
+    start: float, step: float, n_steps: int, day_of_week: bool
+) -> None:
+    grid = grid_time_features(start, step, n_steps, day_of_week=day_of_week)
+    direct = time_features(start + np.arange(n_steps) * step, day_of_week=day_of_week)
+    assert grid.shape == direct.shape
+    assert grid.dtype == np.float32
+    np.testing.assert_allclose(grid, direct, atol=1e-5)

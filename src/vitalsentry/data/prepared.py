@@ -26,7 +26,7 @@ from vitalsentry.data.readings import Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.data.splits import SPLIT_NAMES, split_patients
-from vitalsentry.data.timefeatures import time_features
+from vitalsentry.data.timefeatures import grid_time_features, time_features
 from vitalsentry.data.windows import (
     count_windows,
     sliding_windows,
@@ -252,7 +252,11 @@ def _fill_windows(
     hours = None
     if data.time_encoding == "per_timestep":
         hours = sliding_windows(
-            time_features(grid.epoch_s, day_of_week=data.day_of_week), length, stride
+            grid_time_features(
+                grid.start_s, grid.step_s, grid.n_steps, day_of_week=data.day_of_week
+            ),
+            length,
+            stride,
         )
     else:
         out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
