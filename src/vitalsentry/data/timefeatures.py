@@ -132,7 +132,9 @@ def grid_time_features(
     """
     period = (7.0 if day_of_week else 1.0) * SECONDS_PER_DAY / step_s
     n = int(period) if period.is_integer() and period < n_steps else n_steps
-    table = time_features(start_s + np.arange(n, dtype=np.float64) * step_s, day_of_week=day_of_week)
+    table = time_features(
+        start_s + np.arange(n, dtype=np.float64) * step_s, day_of_week=day_of_week
+    )
     if n == n_steps:
         return table
     repeats = -(-n_steps // n)
