@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import platform
 import shutil
@@ -205,6 +206,9 @@ class Bundle:
         Scaler of the training data.
     feature_names : tuple of str
         Window channels the model expects, in order.
+    manifest_sha256 : str
+        sha256 of the ``manifest.json`` bytes that were loaded (the bundle's identity,
+        recorded as ``parent`` by fine-tuning).
     """
 
     path: Path
@@ -212,6 +216,7 @@ class Bundle:
     config: PipelineConfig
     scaler: ChannelScaler
     feature_names: tuple[str, ...]
+    manifest_sha256: str
 
     def has(self, name: str) -> bool:
         """Whether the bundle lists the file ``name``."""
@@ -236,11 +241,6 @@ class Bundle:
             return safetensors.torch.load_file(str(self.path_of(name)), device="cpu")
         except (OSError, ValueError, RuntimeError) as exc:
             raise BundleError(f"bundle {self.path}: cannot read '{name}': {exc}") from None
-
-    @property
-    def manifest_sha256(self) -> str:
-        """sha256 of ``manifest.json`` (recorded as ``parent`` by fine-tuning)."""
-        return manifest_sha256(self.path)
 
     def autoencoder(self, config: ModelConfig | None = None, prefix: str = "") -> Autoencoder:
         """Build an autoencoder and load its weights (strict), in eval mode.
@@ -332,7 +332,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if not file.is_file():
         raise BundleError(f"{root}: not a model bundle (no {MANIFEST})")
     try:
-        manifest = json.loads(file.read_text())
+        raw = file.read_bytes()
+        manifest = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise BundleError(f"bundle {root}: {MANIFEST} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -356,4 +357,4 @@ def load_bundle(path: str | Path) -> Bundle:
             f"bundle {root}: feature names {list(names)} disagree with '{SCALER}' or the model's "
             f"{config.model.input_channels} input channels"
         )
-    return Bundle(root.resolve(), manifest, config, scaler, names)
+    return Bundle(root.resolve(), manifest, config, scaler, names, hashlib.sha256(raw).hexdigest())

@@ -65,9 +65,11 @@ def _batched(
         raise VitalSentryError(f"batch_size: must be ≥ 1, got {batch_size}")
     home = _device_of(model, None)
     was_training = model.training
+    mixed = dropout or any(m.training for m in model.modules())
     if home != target:
         model.to(target)
-    model.eval()
+    if mixed:  # a model wholly in eval mode is left as it is (cheaper small calls)
+        model.eval()
     if dropout:
         for module in model.modules():
             if isinstance(module, nn.Dropout | Dropout):
@@ -82,7 +84,8 @@ def _batched(
     finally:
         if home != target:
             model.to(home)
-        model.train(was_training)
+        if mixed:
+            model.train(was_training)
     if not parts:
         return np.empty((0,), np.float32)
     return torch.cat(parts).numpy()
