@@ -438,6 +438,13 @@ def fit_detector(
     target_fpr: Annotated[
         float, typer.Option("--target-fpr", help="False-positive rate on validation patients")
     ] = 0.03,
+    fpr_confidence: Annotated[
+        float,
+        typer.Option(
+            "--fpr-confidence",
+            help="Confidence of the patient-bootstrap bound on the threshold; 0 = plain quantile",
+        ),
+    ] = 0.9,
     seed: SeedOpt = 0,
 ) -> None:
     """Fit the IsolationForest on normal training embeddings and calibrate the risk."""
@@ -449,6 +456,7 @@ def fit_detector(
         contamination=contamination,
         random_state=seed,
         target_fpr=target_fpr,
+        fpr_confidence=fpr_confidence,
     )
     summary = run(bundle, load_prepared(data), out, config)
     recall = summary["val_recall"]

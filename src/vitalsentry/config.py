@@ -232,9 +232,11 @@ class DetectorConfig(ConfigMixin):
     contamination: float | None = None
     random_state: int = 0
     target_fpr: float = 0.03
+    fpr_confidence: float = 0.9
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "n_estimators: must be ≥ 1")
+        _check(0 <= self.fpr_confidence < 1, "fpr_confidence: in [0, 1)")
         _check(
             self.contamination is None or 0 < self.contamination <= 0.5,
             "contamination: in (0, 0.5]",

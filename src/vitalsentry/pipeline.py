@@ -178,6 +178,9 @@ def fit_detector(
         val_normal_scores=scores[val_normal],
         target_fpr=config.target_fpr,
         val_abnormal_scores=scores[val_abnormal] if val_abnormal.any() else None,
+        val_normal_groups=prepared.patient[val_normal],
+        fpr_confidence=config.fpr_confidence,
+        seed=config.random_state,
     )
     alarm = _alarm_policy(prepared, val_mask, scores > calibration.threshold_high)
     summary = {

@@ -195,3 +195,58 @@ def test_mc_summary():
         mc_summary(np.ones((1, 4)))
     with pytest.raises(DataError, match="n_passes"):
         mc_summary(np.ones(4))
+
+
+def _cohort(rng: np.random.Generator, patients: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normal scores of patients who differ in their own level (the realistic case)."""
+    offsets = rng.normal(0.0, 0.5, patients)
+    scores = (offsets[:, None] + rng.normal(0.0, 1.0, (patients, windows))).ravel()
+    return scores, np.repeat(np.arange(patients), windows)
+
+
+def test_guarded_threshold_keeps_new_patients_within_the_target_more_often():
+    rng = np.random.default_rng(0)
+    fpr: dict[float, list[float]] = {0.0: [], 0.9: []}
+    for _ in range(40):
+        val, groups = _cohort(rng, 5, 60)
+        test, _ = _cohort(rng, 5, 60)
+        for confidence, rates in fpr.items():
+            cal = fit_calibration(
+                np.arange(10.0),
+                val_normal_scores=val,
+                val_normal_groups=groups,
+                fpr_confidence=confidence,
+            )
+            rates.append(float(np.mean(test > cal.threshold_high)))
+    plain, guarded = (np.array(fpr[c]) for c in (0.0, 0.9))
+    assert np.mean(plain > 0.03) > 0.3  # the plain quantile misses about half the time
+    assert np.mean(guarded > 0.03) < np.mean(plain > 0.03) - 0.1
+    assert np.mean(guarded) < 0.025 < np.mean(plain)
+
+
+def test_guarded_threshold_is_never_below_the_plain_one_and_is_seeded(scores):
+    val = scores["val_normal"]
+    groups = np.arange(val.size) % 7
+    plain = fit_calibration(scores["normal"], val_normal_scores=val)
+    kwargs = {"val_normal_scores": val, "val_normal_groups": groups, "fpr_confidence": 0.9}
+    guarded = fit_calibration(scores["normal"], **kwargs)
+    assert guarded.threshold_high >= plain.threshold_high
+    assert guarded.threshold_high == fit_calibration(scores["normal"], **kwargs).threshold_high
+    assert guarded.val_fpr <= plain.val_fpr
+    one_patient = fit_calibration(
+        scores["normal"], **(kwargs | {"val_normal_groups": np.zeros(val.size)})
+    )
+    assert one_patient.threshold_high == plain.threshold_high
+
+
+def test_guarded_threshold_rejects_bad_settings(scores):
+    val = scores["val_normal"]
+    with pytest.raises(VitalSentryError, match="fpr_confidence"):
+        fit_calibration(scores["normal"], val_normal_scores=val, fpr_confidence=1.0)
+    with pytest.raises(VitalSentryError, match="val_normal_groups"):
+        fit_calibration(
+            scores["normal"],
+            val_normal_scores=val,
+            val_normal_groups=np.zeros(3),
+            fpr_confidence=0.9,
+        )
