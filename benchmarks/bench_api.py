@@ -5,9 +5,9 @@
 2. Starts the service with ``vitalsentry.serve.app.run`` in a subprocess on 127.0.0.1
    (rate limit off so the load is not throttled) and drives ``POST /v1/score`` with a
    256-reading body at concurrency 1, 8 and 32, a fixed number of requests per level
-   (httpx, one connection per concurrent client). Baseline: the same request scored
-   in-process (``VitalRiskPipeline.score_frame``), so the ratio is the served path's cost
-   against the bare pipeline's.
+   (httpx, one connection per concurrent client). Baseline: the same validated request
+   scored in-process by the service object (``ScoringService.score``, no HTTP), so the
+   ratio is the served path's cost against the scoring itself.
 3. In-process batch scoring of 1024 windows (``score_windows``) against the bare encoder
    forward pass (``encode``) on the same scaled windows; target ratio ≥ 0.8.
 
@@ -160,9 +160,11 @@ def main() -> None:
     torch.set_num_threads(1)  # as the server runs it (VITALSENTRY_TORCH_THREADS defaults to 1)
     from vitalsentry.models.inference import encode
     from vitalsentry.pipeline import VitalRiskPipeline
-    from vitalsentry.serve.inputs import from_request, readings_frame
+    from vitalsentry.serve.metrics import ServiceMetrics
     from vitalsentry.serve.schemas import ScoreRequest
     from vitalsentry.serve.security import new_key
+    from vitalsentry.serve.service import ScoringService
+    from vitalsentry.serve.settings import Settings
 
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,10 +172,9 @@ def main() -> None:
         pipe = VitalRiskPipeline.from_bundle(bundle)
         payload = {"patient_id": "bench-1", "readings": fixtures.make_readings(LENGTH)}
         body = ScoreRequest.model_validate(payload).model_dump_json(exclude_none=True).encode()
-        frame = readings_frame([from_request(ScoreRequest.model_validate_json(body))])
-        in_process = median_time(
-            lambda: pipe.score_frame(frame, latest_only=True), 20 if args.quick else 50
-        )
+        request = ScoreRequest.model_validate_json(body)
+        service = ScoringService(pipe, Settings(), ServiceMetrics())
+        in_process = median_time(lambda: service.score(request, 0), 20 if args.quick else 50)
 
         key, entry = new_key(["score", "admin"])
         with _server(bundle, entry, _free_port()) as base:
@@ -199,7 +200,7 @@ def main() -> None:
                         f"score_p50_latency_c{concurrency}",
                         got["p50_ms"],
                         "ms",
-                        baseline="in-process score_frame (same request)",
+                        baseline="in-process ScoringService.score (same request, no HTTP)",
                         baseline_value=base_ms,
                         higher_is_better=False,
                         settings=settings,
@@ -208,7 +209,7 @@ def main() -> None:
                         f"score_p99_latency_c{concurrency}",
                         got["p99_ms"],
                         "ms",
-                        baseline="in-process score_frame (same request)",
+                        baseline="in-process ScoringService.score (same request, no HTTP)",
                         baseline_value=base_ms,
                         higher_is_better=False,
                         settings=settings,
@@ -217,7 +218,7 @@ def main() -> None:
                         f"score_throughput_c{concurrency}",
                         got["rps"],
                         "requests/s",
-                        baseline="1 / in-process score_frame",
+                        baseline="1 / in-process ScoringService.score",
                         baseline_value=1.0 / in_process,
                         settings=settings,
                     ),

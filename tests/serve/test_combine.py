@@ -14,7 +14,7 @@ import pytest
 from conftest import make_readings
 
 from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.combine import Combiner
+from vitalsentry.serve.combine import Combiner, Scored
 from vitalsentry.serve.inputs import PatientReadings, from_request
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import ScoreRequest
@@ -25,28 +25,34 @@ def patient(i: int, n: int = 90) -> PatientReadings:
     return from_request(ScoreRequest.model_validate(data))
 
 
+def value(scored: Scored | None, name: str) -> Any:
+    """One field of a scored window."""
+    assert scored is not None
+    return getattr(scored.scores, name)[scored.index]
+
+
 class Gate:
-    """Wraps ``pipeline.score_frame``: records each call and holds the first one until opened."""
+    """Wraps ``pipeline.score_windows``: records each call and holds the first one until opened."""
 
     def __init__(self, pipeline: VitalRiskPipeline, fail_after_first: bool = False) -> None:
-        self.real = pipeline.score_frame
+        self.real = pipeline.score_windows
         self.calls: list[tuple[int, int]] = []
         self.open = threading.Event()
         self.fail_after_first = fail_after_first
 
-    def __call__(self, frame: Any, **kwargs: Any) -> Any:
-        self.calls.append((frame["patient_id"].nunique(), kwargs["mc_passes"]))
+    def __call__(self, windows: Any, **kwargs: Any) -> Any:
+        self.calls.append((len(windows), kwargs["mc_passes"]))
         if len(self.calls) == 1:
             assert self.open.wait(10)
         elif self.fail_after_first:
             raise RuntimeError("model failure")
-        return self.real(frame, **kwargs)
+        return self.real(windows, **kwargs)
 
 
 @pytest.fixture
 def gate(pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     g = Gate(pipeline)
-    monkeypatch.setattr(pipeline, "score_frame", g)
+    monkeypatch.setattr(pipeline, "score_windows", g)
     yield g
     g.open.set()
 
@@ -80,9 +86,9 @@ def test_queued_requests_are_scored_in_one_call(pipeline: VitalRiskPipeline, gat
     assert gate.calls == [(1, 0), (7, 0)]
     for (got,), want in zip(results, alone, strict=True):
         assert got is not None and want is not None
-        assert got["risk"] == pytest.approx(want["risk"], abs=1e-6)
-        assert got["anomaly_score"] == pytest.approx(want["anomaly_score"], abs=1e-6)
-        assert got["level"] == want["level"] and got["window_end"] == want["window_end"]
+        assert value(got, "risk") == pytest.approx(value(want, "risk"), abs=1e-6)
+        assert value(got, "anomaly_score") == pytest.approx(value(want, "anomaly_score"), abs=1e-6)
+        assert value(got, "level") == value(want, "level") and got.end_s == want.end_s
     exposition = metrics.exposition().decode()
     assert "vitalsentry_batch_patients_count 2.0" in exposition
     assert "vitalsentry_batch_patients_sum 8.0" in exposition
@@ -99,7 +105,9 @@ def test_mc_dropout_requests_run_alone(pipeline: VitalRiskPipeline, gate: Gate) 
     results = run_while_held(Combiner(pipeline, ServiceMetrics()), gate, jobs)
     assert sorted(gate.calls[1:]) == [(1, 3), (1, 3), (2, 0)]
     assert all(
-        rows[0]["risk_std"] >= 0 for rows, (_, passes) in zip(results, jobs, strict=True) if passes
+        value(rows[0], "risk_std") >= 0
+        for rows, (_, passes) in zip(results, jobs, strict=True)
+        if passes
     )
 
 
@@ -107,7 +115,7 @@ def test_a_failure_reaches_every_request_of_the_call(
     pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(pipeline, fail_after_first=True)
-    monkeypatch.setattr(pipeline, "score_frame", gate)
+    monkeypatch.setattr(pipeline, "score_windows", gate)
     combiner = Combiner(pipeline, ServiceMetrics())
     results = run_while_held(combiner, gate, [([patient(i)], 0) for i in range(4)])
     assert isinstance(results[0], list)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import START, make_readings
 
-from vitalsentry.data.readings import validate_frame
+from vitalsentry.data.grid import grid_frame
 from vitalsentry.serve.inputs import (
     PatientReadings,
     RequestError,
@@ -13,8 +13,8 @@ from vitalsentry.serve.inputs import (
     format_loc,
     from_request,
     news2_of,
+    patient_grid,
     patient_tag,
-    readings_frame,
 )
 from vitalsentry.serve.schemas import ScoreRequest
 
@@ -59,14 +59,25 @@ def test_from_request_refuses_a_repeated_instant() -> None:
     assert "(also readings[1])" in info.value.message
 
 
-def test_readings_frame_of_several_patients_is_a_valid_readings_frame() -> None:
-    a = from_request(request("a", n=4, channels=("heart_rate",)))
-    b = from_request(request("b", n=3, channels=("spo2", "temperature")))
-    frame = readings_frame([a, b])
-    assert list(frame.columns) == ["patient_id", "timestamp", "heart_rate", "spo2", "temperature"]
-    assert frame["heart_rate"].isna().sum() == 3 and frame["spo2"].isna().sum() == 4
-    assert frame["timestamp"].dtype == "datetime64[ns, UTC]"
-    assert validate_frame(frame, "x")["patient_id"].tolist() == ["a"] * 4 + ["b"] * 3
+def test_patient_grid_is_the_grid_of_the_readings_frame() -> None:
+    data = request("a", n=40, step=1.7, channels=("heart_rate", "temperature"))
+    data.readings.reverse()  # request order does not matter
+    patient = from_request(data)
+    frame = pd.DataFrame(
+        {
+            "patient_id": "a",
+            "timestamp": patient.times,
+            "spo2": np.nan,
+            **{name: values for name, values in patient.values.items()},
+        }
+    ).sort_values("timestamp")
+    channels = ["heart_rate", "spo2"]  # spo2 not measured: all masked
+    want = grid_frame(frame, channels, step_s=1.0, max_gap_s=5.0)[0]
+    got = patient_grid(patient, channels, "a", step_s=1.0, max_gap_s=5.0)
+    assert got.key == "a" and got.start_s == want.start_s
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    assert not got.mask[1].any()
 
 
 def test_coverage_problem() -> None:

@@ -301,9 +301,6 @@ def window_frame(
 ) -> tuple[WindowSet, list[SeriesGrid]]:
     """Grid every key of a readings frame and cut its complete windows.
 
-    Windows with a masked step (a gap longer than ``max_gap_s``, or before a channel's
-    first reading) are dropped.
-
     Parameters
     ----------
     frame : pandas.DataFrame
@@ -318,10 +315,36 @@ def window_frame(
     Returns
     -------
     (WindowSet, list of SeriesGrid)
-        The windows and the grids they were cut from.
+        The windows (see :func:`cut_windows`) and the grids they were cut from.
     """
     grids = grid_frame(frame, list(data.channels), step_s=data.step_s, max_gap_s=max_gap_s)
-    for i, grid in enumerate(grids):  # windows are float32: halve the grids' memory, one at a time
+    return cut_windows(grids, data, window, latest_only=latest_only), grids
+
+
+def cut_windows(
+    grids: list[SeriesGrid], data: DataConfig, window: WindowConfig, *, latest_only: bool = False
+) -> WindowSet:
+    """Cut the complete windows of grids (rows in ``data.channels`` order).
+
+    Windows with a masked step (a gap longer than the grid's maximum gap, or before a
+    channel's first reading) are dropped. The grids' values are replaced by float32
+    copies, one at a time (windows are float32: this halves the grids' memory).
+
+    Parameters
+    ----------
+    grids : list of SeriesGrid
+        One grid per key (patient or stream).
+    data, window : DataConfig, WindowConfig
+        Channels, step, time encoding; window length, stride, label mode.
+    latest_only : bool, default False
+        Keep only the latest complete window of each key (live scoring).
+
+    Returns
+    -------
+    WindowSet
+        The windows, in grid order.
+    """
+    for i, grid in enumerate(grids):
         grids[i] = replace(grid, values=grid.values.astype(np.float32))
     if latest_only:
         grids, keeps = (
@@ -341,7 +364,7 @@ def window_frame(
         labels[part], start_s[part] = _fill_windows(grid, keep, data, window, windows[part])
         patient[part] = grid.key
         offset += n
-    return WindowSet(windows, labels, patient.astype(str), start_s), grids
+    return WindowSet(windows, labels, patient.astype(str), start_s)
 
 
 def prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> PreparedData:

@@ -4,41 +4,55 @@ The model is shared and not safe to run from two threads at once (MC dropout swi
 its dropout layers on, and every inference call sets its train/eval mode), so one
 thread at a time — the leader — runs the pipeline. Requests that arrive while it runs
 queue up; when it finishes, the next leader takes every queued request (without MC
-dropout) and scores all their patients in ONE :meth:`VitalRiskPipeline.score_frame`
+dropout) and scores all their patients in ONE :meth:`VitalRiskPipeline.score_windows`
 call, i.e. one batched forward pass and one detector call. Under load this shares the
-fixed cost of a call (the detector's per-tree overhead above all) among the requests.
+fixed cost of a call among the requests.
 
-Combining changes nothing in a patient's scores: each patient keeps its own grid and
-windows (patients are keyed apart in the frame); only floating-point rounding of the
-batched matrix products may differ (about 1e-7). Requests with MC dropout run alone, so
-their dropout masks do not depend on other traffic.
+Each patient's latest complete window is cut from its own grid exactly as
+:meth:`VitalRiskPipeline.score_frame` with ``latest_only=True`` cuts it (the same grid and
+window functions, without building a readings frame), so the service and
+``vitalsentry score`` give the same risk. Combining changes nothing in a patient's scores;
+only floating-point rounding of the batched matrix products may differ (about 1e-7).
+Requests with MC dropout run alone, so their dropout masks do not depend on other traffic.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from dataclasses import dataclass, field
 
-from vitalsentry.data.readings import validate_frame
-from vitalsentry.data.schema import PATIENT_COLUMN
-from vitalsentry.errors import DataError
-from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.inputs import PatientReadings, readings_frame
+from vitalsentry.data.prepared import cut_windows
+from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
+from vitalsentry.serve.inputs import PatientReadings, patient_grid
 from vitalsentry.serve.metrics import ServiceMetrics
 
-SOURCE = "request"
-"""Name given to request data in :class:`DataError` messages."""
 
-Row = dict[str, Any]
+@dataclass(frozen=True)
+class Scored:
+    """One patient's scored window.
+
+    Attributes
+    ----------
+    start_s, end_s : float
+        Epoch seconds of the window's first and last step.
+    scores : WindowScores
+        The scores of the whole pipeline call.
+    index : int
+        This window's row in ``scores``.
+    """
+
+    start_s: float
+    end_s: float
+    scores: WindowScores
+    index: int
 
 
 @dataclass(eq=False)
 class _Job:
     patients: Sequence[PatientReadings]
     passes: int
-    rows: list[Row | None] = field(default_factory=list)
+    rows: list[Scored | None] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
 
@@ -61,7 +75,7 @@ class Combiner:
         self._queue: list[_Job] = []
         self._busy = False
 
-    def rows(self, patients: Sequence[PatientReadings], passes: int) -> list[Row | None]:
+    def rows(self, patients: Sequence[PatientReadings], passes: int) -> list[Scored | None]:
         """Score each patient's latest complete window.
 
         Parameters
@@ -73,9 +87,9 @@ class Combiner:
 
         Returns
         -------
-        list of dict or None
-            Per patient, its row of :meth:`VitalRiskPipeline.score_frame`, or None when
-            it has no complete window (gaps, or channels that do not overlap).
+        list of Scored or None
+            Per patient, its scored window, or None when it has no complete window
+            (gaps, or channels that do not overlap).
         """
         job = _Job(patients, passes)
         batch: list[_Job] = []
@@ -108,23 +122,30 @@ class Combiner:
 
     def _run(self, batch: list[_Job]) -> None:
         """Score every patient of ``batch`` in one pipeline call and hand out the rows."""
-        keyed = [
-            replace(patient, patient_id=f"{k}:{i}")
-            for k, job in enumerate(batch)
-            for i, patient in enumerate(job.patients)
-        ]
-        self.metrics.batch_patients.observe(len(keyed))
+        pipe = self.pipeline
+        data, window = pipe.data_config, pipe.window_config
         try:
-            frame = validate_frame(readings_frame(keyed), SOURCE)
-            found: dict[str, Row] = {}
-            try:
-                scored = self.pipeline.score_frame(
-                    frame, latest_only=True, mc_passes=batch[0].passes
+            grids = [
+                patient_grid(
+                    patient,
+                    pipe.channels,
+                    f"{k}:{i}",
+                    step_s=data.step_s,
+                    max_gap_s=data.max_gap_s,
                 )
-                records = cast(list[Row], scored.to_dict("records"))
-                found = {str(r[PATIENT_COLUMN]): r for r in records}
-            except DataError:  # no patient has a complete window
-                pass
+                for k, job in enumerate(batch)
+                for i, patient in enumerate(job.patients)
+            ]
+            self.metrics.batch_patients.observe(len(grids))
+            cut = cut_windows(grids, data, window, latest_only=True)
+            found: dict[str, Scored] = {}
+            if len(cut.windows):
+                scores = pipe.score_windows(cut.windows, mc_passes=batch[0].passes)
+                span = (window.length - 1) * data.step_s
+                found = {
+                    str(key): Scored(float(start), float(start) + span, scores, j)
+                    for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
+                }
             for k, job in enumerate(batch):
                 job.rows = [found.get(f"{k}:{i}") for i in range(len(job.patients))]
         except BaseException as exc:

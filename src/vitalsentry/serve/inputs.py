@@ -1,4 +1,4 @@
-"""Validated API input → the package's readings frame.
+"""Validated API input → per-patient readings and their grids.
 
 Also the checks that need a patient's whole series (duplicate instants, channel
 coverage) and the NEWS2 of its latest values.
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vitalsentry.data.schema import CHANNELS, PATIENT_COLUMN, TIMESTAMP_COLUMN
+from vitalsentry.data.grid import SeriesGrid, grid_series
+from vitalsentry.data.schema import CHANNELS
+from vitalsentry.data.timefeatures import epoch_seconds
 from vitalsentry.risk.news2 import (
     COMPONENTS,
     aggregate_score,
@@ -128,25 +130,38 @@ def from_request(request: ScoreRequest, loc: Loc = ()) -> PatientReadings:
     )
 
 
-def readings_frame(patients: Sequence[PatientReadings]) -> pd.DataFrame:
-    """Build the readings frame (patient_id, timestamp, channel columns) of several patients.
+def patient_grid(
+    patient: PatientReadings, channels: Sequence[str], key: str, *, step_s: float, max_gap_s: float
+) -> SeriesGrid:
+    """Grid one patient's readings of ``channels`` in time order (as :func:`grid_frame` would).
 
-    A channel is a column when any patient measured it; NaN elsewhere.
+    Parameters
+    ----------
+    patient : PatientReadings
+        Validated readings (any order; unique instants).
+    channels : sequence of str
+        Channels of the grid's rows; one the patient lacks is all NaN (masked).
+    key : str
+        Name of the grid (the windows' ``patient``).
+    step_s, max_gap_s : float
+        Grid step and longest bridged gap.
+
+    Returns
+    -------
+    SeriesGrid
+        The grid, without labels.
     """
-    channels = [c for c in CHANNELS if any(c in p.values for p in patients)]
-    sizes = [len(p) for p in patients]
-    ids = np.repeat(np.array([p.patient_id for p in patients], dtype=object), sizes)
-    columns: dict[str, object] = {
-        PATIENT_COLUMN: pd.Series(ids).astype(str),
-        TIMESTAMP_COLUMN: pd.to_datetime(
-            np.concatenate([p.times.asi8 for p in patients]), unit="ns", utc=True
-        ),
-    }
-    for name in channels:
-        columns[name] = np.concatenate(
-            [p.values.get(name, np.full(len(p), np.nan)) for p in patients]
-        )
-    return pd.DataFrame(columns)
+    order = np.argsort(patient.times.asi8, kind="stable")
+    missing = np.full(len(patient), np.nan)
+    values = np.stack([patient.values.get(name, missing)[order] for name in channels])
+    return grid_series(
+        epoch_seconds(patient.times)[order],
+        values,
+        None,
+        step_s=step_s,
+        max_gap_s=max_gap_s,
+        key=key,
+    )
 
 
 def coverage_problem(

@@ -1,9 +1,9 @@
 """The scoring service behind the routes: limits, checks, results and logs.
 
-Scoring goes through :meth:`VitalRiskPipeline.score_frame` with ``latest_only=True``,
-exactly as ``vitalsentry score`` does, so the same readings give the same risk. A batch
-(or a FHIR Bundle) is one readings frame holding every patient, so its windows are cut
-together and scored in one batched :meth:`~VitalRiskPipeline.score_windows` call; the
+Each patient's latest complete window is cut as :meth:`VitalRiskPipeline.score_frame`
+with ``latest_only=True`` cuts it (``vitalsentry score``), so the same readings give the
+same risk. A batch (or a FHIR Bundle) is scored in one batched
+:meth:`~VitalRiskPipeline.score_windows` call; the
 :class:`~vitalsentry.serve.combine.Combiner` also folds concurrent requests into one
 call. Logs carry a hash of the patient id (:func:`patient_tag`), never the id or any
 vital value.
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from datetime import UTC, datetime
 
 from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.combine import Combiner
+from vitalsentry.serve.combine import Combiner, Scored
 from vitalsentry.serve.fhir import FhirBundle, bundle_patients
 from vitalsentry.serve.inputs import (
     PatientReadings,
@@ -186,9 +186,10 @@ class ScoringService:
             )
         return BatchResult(model_version=self.model_version, results=results, errors=errors)
 
-    def _result(self, patient: PatientReadings, row: dict[str, Any], passes: int) -> ScoreResult:
-        """One scored window (a row of :meth:`VitalRiskPipeline.score_frame`) as a result."""
-        level = str(row["level"])
+    def _result(self, patient: PatientReadings, scored: Scored, passes: int) -> ScoreResult:
+        """One scored window as a result."""
+        scores, i = scored.scores, scored.index
+        level = str(scores.level[i])
         self.metrics.scores.labels(level).inc()
         logger.info(
             "scored patient=%s level=%s mc_passes=%d",
@@ -199,19 +200,27 @@ class ScoringService:
         return ScoreResult(
             patient_id=patient.patient_id,
             model_version=self.model_version,
-            window_start=row["window_start"].round("us").to_pydatetime(),
-            window_end=row["window_end"].round("us").to_pydatetime(),
-            risk=float(row["risk"]),
+            window_start=_utc(scored.start_s),
+            window_end=_utc(scored.end_s),
+            risk=float(scores.risk[i]),
             level=level,  # type: ignore[arg-type]
-            anomaly_score=float(row["anomaly_score"]),
-            contributions={c: float(row[f"contribution_{c}"]) for c in self.pipeline.channels},
+            anomaly_score=float(scores.anomaly_score[i]),
+            contributions={
+                name: float(value)
+                for name, value in zip(self.pipeline.channels, scores.contributions[i], strict=True)
+            },
             uncertainty=Uncertainty(
-                mean=float(row["risk_mean"]), std=float(row["risk_std"]), passes=passes
+                mean=float(scores.risk_mean[i]), std=float(scores.risk_std[i]), passes=passes
             )
-            if passes
+            if passes and scores.risk_mean is not None and scores.risk_std is not None
             else None,
             news2=news2_of(patient),
         )
+
+
+def _utc(epoch_s: float) -> datetime:
+    """Epoch seconds as an aware UTC datetime, rounded to the microsecond."""
+    return datetime.fromtimestamp(round(epoch_s, 6), tz=UTC)
 
 
 def _model_card(pipeline: VitalRiskPipeline, seconds: float) -> ModelCard:
