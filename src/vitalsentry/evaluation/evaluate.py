@@ -284,6 +284,7 @@ def _alarms(
     result.put("alarms", values, ALARMS)
     if report.patient_days > 0:
         result.alarms["false_per_patient_day"] = report.false_alarms / report.patient_days
+        result.alarms["events_per_patient_day"] = report.events / report.patient_days
     result.extra["alarm_detail"] = report.to_dict() | {"policy": dataclasses.asdict(policy)}
 
 

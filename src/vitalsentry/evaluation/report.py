@@ -429,7 +429,16 @@ def _alarm_section(result: Mapping[str, Any]) -> list[str]:
     ci = result["ci95"]
     row = [_with_ci(alarms[m], ci.get(f"alarms.{m}")) for m in METRIC_SECTIONS["alarms"]]
     header = ["Alarms per patient-day", "Event recall", "Median detection delay (s)"]
-    return ["### Alarms", "", *_table(header, [row])]
+    lines = ["### Alarms", "", *_table(header, [row])]
+    if "false_per_patient_day" in alarms and "events_per_patient_day" in alarms:
+        lines += [
+            "",
+            f"Of these, {alarms['false_per_patient_day']:.3f} per patient-day are false alarms "
+            "(alarm episodes on during no labelled event). The test patients "
+            f"had {alarms['events_per_patient_day']:.3f} labelled events per patient-day, the "
+            "fewest alarms that can reach full event recall.",
+        ]
+    return lines
 
 
 def _extra_and_reasons(result: Mapping[str, Any]) -> list[str]:
