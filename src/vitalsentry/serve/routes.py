@@ -6,9 +6,13 @@ the event loop keeps answering (health checks, other requests) while a model run
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+import pydantic_core
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vitalsentry.serve.deps import AdminKey, AnyKey, McPasses, ScoreKey, Service
@@ -41,7 +45,39 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 KEYED: Final = _errors(401, 403, 429, 503)
 WITH_BODY: Final = _errors(400, 401, 403, 413, 429, 503)
 
-v1 = APIRouter(prefix="/v1")
+
+class _RustJsonRequest(Request):
+    """A request whose JSON body is parsed by pydantic-core (about 3× the stdlib's speed).
+
+    It reads what :func:`json.loads` reads, ``NaN`` and ``±Infinity`` included (pydantic
+    then refuses them by field), and fails with :class:`json.JSONDecodeError` as it does.
+    """
+
+    async def json(self) -> Any:
+        """Return the parsed body (parsed once)."""
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = pydantic_core.from_json(body, allow_inf_nan=True)
+            except ValueError as exc:
+                raise json.JSONDecodeError(str(exc), body.decode(errors="replace"), 0) from None
+        return self._json
+
+
+class RustJsonRoute(APIRoute):
+    """Route that hands its endpoint a :class:`_RustJsonRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler so that it reads the body with pydantic-core."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_RustJsonRequest(request.scope, request.receive))
+
+        return route
+
+
+v1 = APIRouter(prefix="/v1", route_class=RustJsonRoute)
 ops = APIRouter(tags=["operations"])
 
 
