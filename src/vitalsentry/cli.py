@@ -253,7 +253,11 @@ MinDelta = Annotated[
     float | None, typer.Option("--min-delta", help="Early-stopping minimum improvement")
 ]
 Precision = Annotated[
-    str | None, typer.Option("--precision", help="32 | bf16 (bf16 autocast on CUDA only)")
+    str | None,
+    typer.Option(
+        "--precision",
+        help="32 | bf16 (bf16 autocast where it is fast: CUDA, or a CPU with AMX; float32 elsewhere)",
+    ),
 ]
 TimeWarp = Annotated[
     bool, typer.Option("--time-warp", help="Time-warp augmentation of training batches")
