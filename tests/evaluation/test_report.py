@@ -216,3 +216,14 @@ def test_render_markdown_notes_when_targets_are_met():
     md = render_markdown(report)
     assert "#### Data audit findings that explain the gaps" in md
     assert "#### Data audit findings for this dataset" in md
+
+
+def test_alarm_section_states_false_alarms_and_event_density():
+    report = _report()
+    alarms = report["datasets"]["vitals2024"]["alarms"]
+    assert "false alarms" not in render_markdown(report)
+    alarms.update(false_per_patient_day=0.25, events_per_patient_day=6.0)
+    validate_report(report)
+    md = render_markdown(report)
+    assert "Of these, 0.250 per patient-day are false alarms" in md
+    assert "6.000 labelled events per patient-day" in md
