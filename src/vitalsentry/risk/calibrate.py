@@ -23,7 +23,8 @@ patients given, ``threshold_high`` is raised to the c-quantile of the same quant
 seeded): an upper confidence bound on the threshold that gives ``target_fpr`` over
 patients like these. The bootstrap is optimistic with few patients, so the bound holds
 less often than c (simulated, 5 patients: new cohorts exceed the target about 20-30% of
-the time instead of about 50%). "medium" is strictly above ``threshold_medium``, the ``1 - 3 * target_fpr`` quantile
+the time instead of about 50%).
+"medium" is strictly above ``threshold_medium``, the ``1 - 3 * target_fpr`` quantile
 (:data:`MEDIUM_FPR_FACTOR`), capped at ``threshold_high``. Both thresholds are stored
 in score and in risk units; levels are decided in score units (the risk is clipped).
 """
