@@ -145,13 +145,7 @@ def reconstruction_error(
     numpy.ndarray, shape (N, C), float32
         Mean over the ``L`` steps of the squared difference, per channel.
     """
-
-    def error(x: Tensor) -> Tensor:
-        recon: Tensor = model(x)
-        return (recon - x).square().mean(dim=2)
-
-    out = _batched(model, windows, error, batch_size=batch_size, device=device)
-    return out.reshape(len(windows), model.config.input_channels)
+    return encode_with_error(model, windows, batch_size=batch_size, device=device)[1]
 
 
 def encode_with_error(
@@ -163,8 +157,9 @@ def encode_with_error(
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Embeddings and per-channel reconstruction error from one encoder pass.
 
-    Same values as :func:`encode` and :func:`reconstruction_error`, without running the
-    encoder twice (the decoder reconstructs from the embedding it already has).
+    Same embeddings as :func:`encode`; the decoder reconstructs from the embedding it
+    already has, so the encoder runs once (:func:`reconstruction_error` is this function's
+    second output).
 
     Returns
     -------
