@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -402,6 +403,8 @@ def test_readyz_is_503_until_started(pipeline: VitalRiskPipeline) -> None:
             "status": "ready",
             "model_version": pipeline.model_version,
         }
+        assert gc.get_freeze_count() > 0  # the loaded model is out of the collector's passes
+    assert gc.get_freeze_count() == 0
 
 
 def test_metrics_count_requests_and_levels_per_app(

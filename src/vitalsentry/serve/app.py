@@ -9,6 +9,7 @@ stack traces never leave the server; server logs name patients by hash only.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import traceback
@@ -163,8 +164,14 @@ def create_app(
             logger.error("cannot start: %s", exc)
             raise
         app.state.service = ScoringService(loaded, settings, metrics)
+        # What is loaded now lives as long as the app: keep it out of the collector's full
+        # passes, which otherwise stalled every in-flight request for ~120 ms now and then
+        # (p99 at concurrency 8: 150 ms → 41 ms). Handed back at shutdown.
+        gc.collect()
+        gc.freeze()
         logger.info("serving model %s (%s)", loaded.model_version, loaded.bundle.path)
         yield
+        gc.unfreeze()
         app.state.service = None
 
     app = FastAPI(
