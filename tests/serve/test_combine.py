@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from conftest import make_readings
 
 from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.combine import Combiner, Scored
+from vitalsentry.serve.combine import Combiner, Rows, Scored
 from vitalsentry.serve.inputs import PatientReadings, from_request
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import ScoreRequest
@@ -57,31 +56,42 @@ def gate(pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterat
     g.open.set()
 
 
+@pytest.fixture
+def combiner(pipeline: VitalRiskPipeline) -> Iterator[Combiner]:
+    made = Combiner(pipeline, ServiceMetrics())
+    yield made
+    made.close()
+
+
+def rows(combiner: Combiner, patients: Sequence[PatientReadings], passes: int = 0) -> Rows:
+    """Score on the combiner's model thread from a fresh event loop."""
+    return asyncio.run(combiner.rows(patients, passes))
+
+
 def run_while_held(
     combiner: Combiner, gate: Gate, jobs: list[tuple[list[PatientReadings], int]]
 ) -> list[Any]:
     """Start the first job (held inside the pipeline), queue the rest, then release."""
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(combiner.rows, *jobs[0])]
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(combiner.rows(*jobs[0]))
         while not gate.calls:
-            time.sleep(0.001)
-        futures += [pool.submit(combiner.rows, *job) for job in jobs[1:]]
-        deadline = time.monotonic() + 10
-        while len(combiner._queue) < len(jobs) - 1 and time.monotonic() < deadline:
-            time.sleep(0.001)
+            await asyncio.sleep(0.001)
+        rest = [asyncio.ensure_future(combiner.rows(*job)) for job in jobs[1:]]
+        await asyncio.sleep(0)  # each coroutine queues its job before awaiting the answer
         gate.open.set()
-        return [f.exception() or f.result() for f in futures]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    return asyncio.run(run())
 
 
-def test_queued_requests_are_scored_in_one_call(pipeline: VitalRiskPipeline, gate: Gate) -> None:
+def test_queued_requests_are_scored_in_one_call(combiner: Combiner, gate: Gate) -> None:
     patients = [patient(i) for i in range(8)]
-    solo = Combiner(pipeline, ServiceMetrics())
     gate.open.set()
-    alone = [solo.rows([p], 0)[0] for p in patients]
+    alone = [rows(combiner, [p])[0] for p in patients]
     gate.calls.clear()
     gate.open.clear()
-    metrics = ServiceMetrics()
-    combiner = Combiner(pipeline, metrics)
+    metrics = combiner.metrics = ServiceMetrics()
     results = run_while_held(combiner, gate, [([p], 0) for p in patients])
     assert gate.calls == [(1, 0), (7, 0)]
     for (got,), want in zip(results, alone, strict=True):
@@ -94,7 +104,7 @@ def test_queued_requests_are_scored_in_one_call(pipeline: VitalRiskPipeline, gat
     assert "vitalsentry_batch_patients_sum 8.0" in exposition
 
 
-def test_mc_dropout_requests_run_alone(pipeline: VitalRiskPipeline, gate: Gate) -> None:
+def test_mc_dropout_requests_run_alone(combiner: Combiner, gate: Gate) -> None:
     jobs = [
         ([patient(0)], 0),
         ([patient(1)], 3),
@@ -102,7 +112,7 @@ def test_mc_dropout_requests_run_alone(pipeline: VitalRiskPipeline, gate: Gate) 
         ([patient(3)], 3),
         ([patient(4)], 0),
     ]
-    results = run_while_held(Combiner(pipeline, ServiceMetrics()), gate, jobs)
+    results = run_while_held(combiner, gate, jobs)
     assert sorted(gate.calls[1:]) == [(1, 3), (1, 3), (2, 0)]
     assert all(
         value(rows[0], "risk_std") >= 0
@@ -112,26 +122,53 @@ def test_mc_dropout_requests_run_alone(pipeline: VitalRiskPipeline, gate: Gate) 
 
 
 def test_a_failure_reaches_every_request_of_the_call(
-    pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: VitalRiskPipeline, combiner: Combiner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(pipeline, fail_after_first=True)
     monkeypatch.setattr(pipeline, "score_windows", gate)
-    combiner = Combiner(pipeline, ServiceMetrics())
     results = run_while_held(combiner, gate, [([patient(i)], 0) for i in range(4)])
     assert isinstance(results[0], list)
     assert all(isinstance(r, RuntimeError) for r in results[1:])
     gate.open.set()
     with pytest.raises(RuntimeError):
-        combiner.rows([patient(9)], 0)  # the combiner is free again
+        rows(combiner, [patient(9)])  # the model thread goes on serving
 
 
-def test_patients_without_a_window_get_none(pipeline: VitalRiskPipeline) -> None:
+def test_patients_without_a_window_get_none(combiner: Combiner) -> None:
     gap = patient(1, n=40)
     gapped = PatientReadings(
         "g",
         gap.times.append(gap.times + pd.Timedelta(seconds=1000)),
         {k: np.concatenate([v, v]) for k, v in gap.values.items()},
     )
-    rows = Combiner(pipeline, ServiceMetrics()).rows([patient(0), gapped], 0)
-    assert rows[0] is not None and rows[1] is None
-    assert Combiner(pipeline, ServiceMetrics()).rows([gapped], 0) == [None]
+    both = rows(combiner, [patient(0), gapped])
+    assert both[0] is not None and both[1] is None
+    assert rows(combiner, [gapped]) == [None]
+
+
+def test_close_answers_queued_jobs_then_stops_the_thread(combiner: Combiner, gate: Gate) -> None:
+    async def run() -> Rows:
+        job = asyncio.ensure_future(combiner.rows([patient(0)], 0))
+        while not gate.calls:
+            await asyncio.sleep(0.001)
+        closing = threading.Thread(target=combiner.close)
+        closing.start()
+        gate.open.set()
+        got = await job
+        closing.join(10)
+        return got
+
+    assert asyncio.run(run())[0] is not None
+    assert not combiner._thread.is_alive()
+
+
+def test_a_cancelled_request_leaves_the_thread_serving(combiner: Combiner, gate: Gate) -> None:
+    async def run() -> Rows:
+        job = asyncio.ensure_future(combiner.rows([patient(0)], 0))
+        while not gate.calls:
+            await asyncio.sleep(0.001)
+        job.cancel()  # the client went away while its window was being scored
+        gate.open.set()
+        return await combiner.rows([patient(1)], 0)
+
+    assert asyncio.run(run())[0] is not None

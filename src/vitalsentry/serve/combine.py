@@ -1,12 +1,12 @@
-"""One pipeline call at a time, with concurrent requests combined into it.
+"""One model thread runs the pipeline; concurrent requests are combined into its calls.
 
 The model is shared and not safe to run from two threads at once (MC dropout switches
 its dropout layers on, and every inference call sets its train/eval mode), so one
-thread at a time — the leader — runs the pipeline. Requests that arrive while it runs
-queue up; when it finishes, the next leader takes every queued request (without MC
-dropout) and scores all their patients in ONE :meth:`VitalRiskPipeline.score_windows`
-call, i.e. one batched forward pass and one detector call. Under load this shares the
-fixed cost of a call among the requests.
+dedicated thread runs every pipeline call. Routes hand it a job and await the answer
+without holding the event loop or a threadpool thread. When the thread is free it takes
+every queued job and scores all their patients (those without MC dropout) in ONE
+:meth:`VitalRiskPipeline.score_windows` call, i.e. one batched forward pass and one
+detector call. Under load this shares the fixed cost of a call among the requests.
 
 Each patient's latest complete window is cut from its own grid exactly as
 :meth:`VitalRiskPipeline.score_frame` with ``latest_only=True`` cuts it (the same grid and
@@ -18,9 +18,12 @@ Requests with MC dropout run alone, so their dropout masks do not depend on othe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vitalsentry.data.prepared import cut_windows
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
@@ -48,17 +51,34 @@ class Scored:
     index: int
 
 
-@dataclass(eq=False)
+Rows = list[Scored | None]
+"""Per patient of a job, its scored window or None."""
+
+
+@dataclass(frozen=True, eq=False)
 class _Job:
     patients: Sequence[PatientReadings]
     passes: int
-    rows: list[Scored | None] = field(default_factory=list)
-    error: BaseException | None = None
-    done: bool = False
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[Rows]
+
+    def settle(self, rows: Rows | None, error: Exception | None) -> None:
+        """Hand the result to the awaiting request (from the model thread)."""
+
+        def deliver() -> None:
+            if self.answer.done():  # the request was cancelled (client gone)
+                return
+            if error is not None:
+                self.answer.set_exception(error)
+            else:
+                self.answer.set_result(rows if rows is not None else [])
+
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            self.loop.call_soon_threadsafe(deliver)
 
 
 class Combiner:
-    """Score patients with a shared pipeline, combining concurrent calls.
+    """Score patients on one model thread, combining concurrent calls.
 
     Parameters
     ----------
@@ -71,11 +91,11 @@ class Combiner:
     def __init__(self, pipeline: VitalRiskPipeline, metrics: ServiceMetrics) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
-        self._cond = threading.Condition()
-        self._queue: list[_Job] = []
-        self._busy = False
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="vitalsentry-model", daemon=True)
+        self._thread.start()
 
-    def rows(self, patients: Sequence[PatientReadings], passes: int) -> list[Scored | None]:
+    async def rows(self, patients: Sequence[PatientReadings], passes: int) -> Rows:
         """Score each patient's latest complete window.
 
         Parameters
@@ -91,67 +111,66 @@ class Combiner:
             Per patient, its scored window, or None when it has no complete window
             (gaps, or channels that do not overlap).
         """
-        job = _Job(patients, passes)
-        batch: list[_Job] = []
-        with self._cond:
-            self._queue.append(job)
-            while self._busy and not job.done:
-                self._cond.wait()
-            if not job.done:
-                self._busy = True
-                batch = self._take(job)
-        if batch:
-            try:
-                self._run(batch)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-        if job.error is not None:
-            raise job.error
-        return job.rows
+        loop = asyncio.get_running_loop()
+        job = _Job(patients, passes, loop, loop.create_future())
+        self._jobs.put(job)
+        return await job.answer
 
-    def _take(self, leader: _Job) -> list[_Job]:
-        """Dequeue the leader's batch: itself if it uses MC dropout, else every plain job."""
-        if leader.passes:
-            self._queue.remove(leader)
-            return [leader]
-        batch = [j for j in self._queue if not j.passes]
-        self._queue = [j for j in self._queue if j.passes]
-        return batch
+    def close(self) -> None:
+        """Stop the model thread once the jobs queued before this call are answered."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        """Run the model thread: take every queued job; score plain ones together, MC ones alone."""
+        stop = False
+        while not stop:
+            taken = [self._jobs.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    taken.append(self._jobs.get_nowait())
+            stop = None in taken
+            jobs = [job for job in taken if job is not None]
+            plain = [job for job in jobs if not job.passes]
+            for batch in ([plain] if plain else []) + [[job] for job in jobs if job.passes]:
+                self._run(batch)
 
     def _run(self, batch: list[_Job]) -> None:
         """Score every patient of ``batch`` in one pipeline call and hand out the rows."""
+        try:
+            rows = self._score(batch)
+        except Exception as exc:  # every waiting request gets it; the thread goes on
+            for job in batch:
+                job.settle(None, exc)
+            return
+        for job, found in zip(batch, rows, strict=True):
+            job.settle(found, None)
+
+    def _score(self, batch: list[_Job]) -> list[Rows]:
+        """Per job, its patients' scored windows (one pipeline call for all of them)."""
         pipe = self.pipeline
         data, window = pipe.data_config, pipe.window_config
-        try:
-            grids = [
-                patient_grid(
-                    patient,
-                    pipe.channels,
-                    f"{k}:{i}",
-                    step_s=data.step_s,
-                    max_gap_s=data.max_gap_s,
-                )
-                for k, job in enumerate(batch)
-                for i, patient in enumerate(job.patients)
-            ]
-            self.metrics.batch_patients.observe(len(grids))
-            cut = cut_windows(grids, data, window, latest_only=True)
-            found: dict[str, Scored] = {}
-            if len(cut.windows):
-                scores = pipe.score_windows(cut.windows, mc_passes=batch[0].passes)
-                span = (window.length - 1) * data.step_s
-                found = {
-                    str(key): Scored(float(start), float(start) + span, scores, j)
-                    for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
-                }
-            for k, job in enumerate(batch):
-                job.rows = [found.get(f"{k}:{i}") for i in range(len(job.patients))]
-        except BaseException as exc:
-            for job in batch:
-                job.error = exc
-            raise
-        finally:
-            for job in batch:
-                job.done = True
+        grids = [
+            patient_grid(
+                patient,
+                pipe.channels,
+                f"{k}:{i}",
+                step_s=data.step_s,
+                max_gap_s=data.max_gap_s,
+            )
+            for k, job in enumerate(batch)
+            for i, patient in enumerate(job.patients)
+        ]
+        self.metrics.batch_patients.observe(len(grids))
+        cut = cut_windows(grids, data, window, latest_only=True)
+        found: dict[str, Scored] = {}
+        if len(cut.windows):
+            scores = pipe.score_windows(cut.windows, mc_passes=batch[0].passes)
+            span = (window.length - 1) * data.step_s
+            found = {
+                str(key): Scored(float(start), float(start) + span, scores, j)
+                for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
+            }
+        return [
+            [found.get(f"{k}:{i}") for i in range(len(job.patients))] for k, job in enumerate(batch)
+        ]

@@ -1,7 +1,7 @@
 """HTTP routes: thin wrappers over :class:`~vitalsentry.serve.service.ScoringService`.
 
-Scoring routes are plain ``def`` functions, so FastAPI runs them in its threadpool and
-the event loop keeps answering (health checks, other requests) while a model runs.
+Scoring routes await the service's model thread, so the event loop keeps answering
+(health checks, other requests) while a model runs.
 """
 
 from __future__ import annotations
@@ -82,23 +82,27 @@ ops = APIRouter(tags=["operations"])
 
 
 @v1.post("/score", responses=WITH_BODY, tags=["scoring"])
-def score(_: ScoreKey, service: Service, body: ScoreRequest, mc_passes: McPasses) -> ScoreResult:
+async def score(
+    _: ScoreKey, service: Service, body: ScoreRequest, mc_passes: McPasses
+) -> ScoreResult:
     """Risk of one patient's latest complete window (as ``vitalsentry score`` gives it)."""
-    return service.score(body, mc_passes)
+    return await service.score(body, mc_passes)
 
 
 @v1.post("/score/batch", responses=WITH_BODY, tags=["scoring"])
-def score_batch(
+async def score_batch(
     _: ScoreKey, service: Service, body: BatchRequest, mc_passes: McPasses
 ) -> BatchResult:
     """Risk of several patients, scored in one batched forward pass."""
-    return service.score_batch(body, mc_passes)
+    return await service.score_batch(body, mc_passes)
 
 
 @v1.post("/fhir/score", responses=WITH_BODY, tags=["scoring"])
-def score_fhir(_: ScoreKey, service: Service, body: FhirBundle, mc_passes: McPasses) -> BatchResult:
+async def score_fhir(
+    _: ScoreKey, service: Service, body: FhirBundle, mc_passes: McPasses
+) -> BatchResult:
     """Risk of every patient in a FHIR R4 Bundle of vital-sign Observations."""
-    return service.score_fhir(body, mc_passes)
+    return await service.score_fhir(body, mc_passes)
 
 
 @v1.get("/model", responses=KEYED, tags=["model"])

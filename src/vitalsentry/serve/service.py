@@ -3,10 +3,10 @@
 Each patient's latest complete window is cut as :meth:`VitalRiskPipeline.score_frame`
 with ``latest_only=True`` cuts it (``vitalsentry score``), so the same readings give the
 same risk. A batch (or a FHIR Bundle) is scored in one batched
-:meth:`~VitalRiskPipeline.score_windows` call; the
-:class:`~vitalsentry.serve.combine.Combiner` also folds concurrent requests into one
-call. Logs carry a hash of the patient id (:func:`patient_tag`), never the id or any
-vital value.
+:meth:`~VitalRiskPipeline.score_windows` call on the model thread of the
+:class:`~vitalsentry.serve.combine.Combiner`, which also folds concurrent requests into
+one call; the scoring methods are coroutines that await it. Logs carry a hash of the
+patient id (:func:`patient_tag`), never the id or any vital value.
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ class ScoringService:
         )
         self.card = _model_card(pipeline, self.needed_s)
 
+    def close(self) -> None:
+        """Stop the model thread (after the requests it holds are answered)."""
+        self.combiner.close()
+
     @property
     def model_version(self) -> str:
         """Identifier of the served bundle."""
@@ -107,7 +111,7 @@ class ScoringService:
             data.step_s,
         )
 
-    def score(self, request: ScoreRequest, mc_passes: int) -> ScoreResult:
+    async def score(self, request: ScoreRequest, mc_passes: int) -> ScoreResult:
         """Score one patient's latest complete window.
 
         Raises
@@ -119,12 +123,12 @@ class ScoringService:
         passes = self.mc_passes(mc_passes)
         self._check_size(1, len(request.readings))
         patient = from_request(request)
-        outcome = self._score_patients([patient], passes)
+        outcome = await self._score_patients([patient], passes)
         if outcome.errors:
             raise RequestError(("readings",), outcome.errors[0].detail)
         return outcome.results[0]
 
-    def score_batch(self, request: BatchRequest, mc_passes: int) -> BatchResult:
+    async def score_batch(self, request: BatchRequest, mc_passes: int) -> BatchResult:
         """Score several patients in one batched pass.
 
         Raises
@@ -144,9 +148,9 @@ class ScoringService:
                     ("patients", i, "patient_id"), f"duplicate patient_id (also patients[{j}])"
                 )
         patients = [from_request(item, ("patients", i)) for i, item in enumerate(request.patients)]
-        return self._score_patients(patients, passes)
+        return await self._score_patients(patients, passes)
 
-    def score_fhir(self, bundle: FhirBundle, mc_passes: int) -> BatchResult:
+    async def score_fhir(self, bundle: FhirBundle, mc_passes: int) -> BatchResult:
         """Score every patient (``subject``) of a FHIR Bundle in one batched pass.
 
         Raises
@@ -157,17 +161,16 @@ class ScoringService:
         passes = self.mc_passes(mc_passes)
         patients = bundle_patients(bundle)
         self._check_size(len(patients), len(bundle.entry))
-        return self._score_patients(patients, passes)
+        return await self._score_patients(patients, passes)
 
-    def _score_patients(self, patients: Sequence[PatientReadings], passes: int) -> BatchResult:
+    async def _score_patients(
+        self, patients: Sequence[PatientReadings], passes: int
+    ) -> BatchResult:
         """Score distinct patients together; those that cannot be scored go to ``errors``."""
         problems = {i: self._coverage(p) for i, p in enumerate(patients)}
         ready = [i for i, problem in problems.items() if problem is None]
-        rows = (
-            dict(zip(ready, self.combiner.rows([patients[i] for i in ready], passes), strict=True))
-            if ready
-            else {}
-        )
+        scored = await self.combiner.rows([patients[i] for i in ready], passes) if ready else []
+        rows = dict(zip(ready, scored, strict=True))
         results, errors = [], []
         for i, patient in enumerate(patients):
             row = rows.get(i)
