@@ -70,11 +70,15 @@ def record(
     }
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """Parse the two flags every benchmark takes: ``--quick`` and ``--out FILE``."""
+def parse_args(
+    description: str, extra: Callable[[argparse.ArgumentParser], object] | None = None
+) -> argparse.Namespace:
+    """Parse the flags every benchmark takes (``--quick``, ``--out FILE``) and ``extra``'s."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON records here")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 
