@@ -188,7 +188,12 @@ class ModelConfig(ConfigMixin):
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigMixin):
-    """One training phase (pre-training defaults are the seed's)."""
+    """One training phase (pre-training defaults are the seed's).
+
+    ``batch_splits`` > 1 (CPU, one process) trains each batch as that many parts on
+    concurrent threads with one intra-op thread each and sums their gradients in order:
+    the same gradient up to float rounding, with dropout masks from per-part generators.
+    """
 
     lr: float = 1e-3
     batch_size: int = 32
@@ -204,9 +209,11 @@ class TrainConfig(ConfigMixin):
     jitter: bool = False
     warp_strength: float = 0.2
     jitter_sigma: float = 0.03
+    batch_splits: int = 1
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        _check(self.batch_splits >= 1, f"batch_splits: must be ≥ 1, got {self.batch_splits}")
         _check(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         _check(self.max_epochs >= 1, f"max_epochs: must be ≥ 1, got {self.max_epochs}")
         _check(self.patience >= 1, f"patience: must be ≥ 1, got {self.patience}")

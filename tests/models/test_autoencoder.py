@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from vitalsentry.models.autoencoder import (
     Encoder,
     StackedLSTM,
     count_parameters,
+    dropout_generator,
     half_keep_mask,
 )
 
@@ -144,6 +146,23 @@ def test_half_keep_mask_bits_are_fair_and_independent() -> None:
     flat = mask.view(-1)
     assert float((flat[:-1] * flat[1:]).mean()) == pytest.approx(0.25, abs=0.005)  # neighbours
     assert float((flat[:-8] * flat[8:]).mean()) == pytest.approx(0.25, abs=0.005)  # next byte
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_dropout_masks_come_from_this_threads_generator(p: float) -> None:
+    drop, x = Dropout(p), torch.ones(64, 64)
+    with dropout_generator(torch.Generator().manual_seed(3)):
+        first = drop(x)
+    with dropout_generator(torch.Generator().manual_seed(3)):
+        again = drop(x)
+        elsewhere: list[torch.Tensor] = []
+        thread = threading.Thread(target=lambda: elsewhere.append(drop(x)))
+        torch.manual_seed(5)
+        thread.start()
+        thread.join()
+    torch.manual_seed(5)
+    assert torch.equal(first, again)
+    assert torch.equal(elsewhere[0], drop(x))  # another thread keeps torch's default generator
 
 
 def test_dropout_gradient_flows_through_kept_elements() -> None:

@@ -15,7 +15,10 @@ additive attention over the LSTM outputs, whose weights can be returned for plot
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from typing import Literal, overload
 
 import torch
@@ -35,13 +38,16 @@ DOWNSAMPLE = STRIDE**2
 _BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
 """Bit positions of a byte, to unpack random bytes into mask bits."""
 
+_masks = threading.local()
+"""This thread's generator of CPU dropout masks (``generator``; unset: torch's default)."""
+
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
     """Return the number of parameters of ``module`` (optionally only those with grad)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def half_keep_mask(shape: torch.Size) -> Tensor:
+def half_keep_mask(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
     """Return a uint8 mask of independent fair bits (keep probability 0.5), drawn on the CPU.
 
     Each random byte gives eight mask bits, so the generator runs for an eighth of the
@@ -49,8 +55,23 @@ def half_keep_mask(shape: torch.Size) -> Tensor:
     seed model's 256 × 64 × 64 mask), with the same distribution.
     """
     n = math.prod(shape)
-    draws = torch.empty(-(-n // 8), dtype=torch.uint8).random_()
+    draws = torch.empty(-(-n // 8), dtype=torch.uint8).random_(generator=generator)
     return ((draws.unsqueeze(1) >> _BIT_SHIFTS) & 1).view(-1)[:n].view(shape)
+
+
+@contextlib.contextmanager
+def dropout_generator(generator: torch.Generator) -> Iterator[None]:
+    """Draw this thread's CPU dropout masks from ``generator`` inside the block.
+
+    Threads that train parts of a batch at once each use their own seeded generator, so
+    their masks do not depend on how the threads interleave.
+    """
+    previous = getattr(_masks, "generator", None)
+    _masks.generator = generator
+    try:
+        yield
+    finally:
+        _masks.generator = previous
 
 
 class Dropout(nn.Module):
@@ -78,7 +99,12 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
-        drawn = half_keep_mask(x.shape) if self.p == 0.5 else torch.rand(x.shape) >= self.p
+        generator = getattr(_masks, "generator", None)
+        drawn = (
+            half_keep_mask(x.shape, generator)
+            if self.p == 0.5
+            else torch.rand(x.shape, generator=generator) >= self.p
+        )
         keep = drawn.to(x.dtype)
         return x * keep.mul_(1.0 / (1.0 - self.p))
 

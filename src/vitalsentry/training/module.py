@@ -4,10 +4,18 @@ Loss: mean squared reconstruction error per window, averaged with per-window wei
 (all 1 in pre-training; the class weights in fine-tuning). Randomness (dropout masks,
 augmentation) is re-seeded at the start of every epoch from (seed, epoch, rank), so a run
 resumed from an end-of-epoch checkpoint continues exactly as an uninterrupted one.
+
+With ``batch_splits`` > 1 (CPU, one process) each batch is trained as that many parts on
+a pool of threads that run one intra-op thread each: on two cores the LSTM kernels run
+about 1.4× faster as two single-threaded parts than as one two-threaded batch. Each part
+returns its gradient (``torch.autograd.grad``) and the parts are summed in order, so runs
+stay deterministic; each part draws its dropout masks from a generator seeded from the
+epoch's random stream.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,7 +25,7 @@ from torch import Tensor
 from vitalsentry.config import TrainConfig
 from vitalsentry.data.schema import is_time_feature
 from vitalsentry.errors import TrainingError
-from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.models.autoencoder import Autoencoder, dropout_generator
 from vitalsentry.training.augment import amplitude_jitter, time_warp
 from vitalsentry.training.data import stream_seed
 
@@ -94,6 +102,9 @@ class AutoencoderModule(pl.LightningModule):
             module.requires_grad_(False)
         self._generator: torch.Generator | None = None
         self._sums = torch.zeros(4)  # val loss·weight, val weight, train loss, train batches
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = 1
+        self.automatic_optimization = train.batch_splits == 1
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters at the configured learning rate.
@@ -127,16 +138,72 @@ class AutoencoderModule(pl.LightningModule):
             x = amplitude_jitter(x, cfg.jitter_sigma, self._generator, vital_mask=self.vital_mask)
         return x
 
+    def on_fit_start(self) -> None:
+        """Start the part threads (one intra-op thread each) when batches are split."""
+        if self.automatic_optimization:
+            return
+        self._threads = torch.get_num_threads()
+        self._pool = ThreadPoolExecutor(
+            self.train_config.batch_splits,
+            thread_name_prefix="vitalsentry-part",
+            initializer=torch.set_num_threads,  # in each part thread as it starts
+            initargs=(1,),
+        )
+
+    def teardown(self, stage: str) -> None:
+        """Stop the part threads and restore the process's intra-op thread count."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+            torch.set_num_threads(self._threads)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """Weighted reconstruction loss of one batch; stops on a NaN/inf loss before the update."""
         windows, weights = batch
         x = self._augment(windows)
-        loss = (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
+        if self._pool is not None:
+            loss = self._split_step(x, weights)
+        else:
+            loss = (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(self.current_epoch + 1, batch_idx + 1, float(loss.detach()))
+        if self._pool is not None:
+            optimizer = self.optimizers()
+            assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         self._sums[2] += loss.detach()
         self._sums[3] += 1
         return loss
+
+    def _split_step(self, x: Tensor, weights: Tensor) -> Tensor:
+        """Set the batch's gradient from its parts, trained on the part threads; return the loss."""
+        assert self._pool is not None
+        parts = self.train_config.batch_splits
+        seeds = torch.randint(0, 2**62, (parts,)).tolist()  # from the epoch's stream
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total = weights.sum()
+        dtype = torch.get_autocast_dtype("cpu")
+        autocast = torch.is_autocast_enabled("cpu")
+
+        def part(xs: Tensor, ws: Tensor, seed: int) -> tuple[Tensor, tuple[Tensor | None, ...]]:
+            masks = torch.Generator().manual_seed(seed)
+            with torch.autocast("cpu", dtype=dtype, enabled=autocast), dropout_generator(masks):
+                loss = (per_window_mse(self.model(xs), xs) * ws).sum() / total
+            return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+        chunks = [
+            (xs, ws, seed)
+            for xs, ws, seed in zip(
+                x.tensor_split(parts), weights.tensor_split(parts), seeds, strict=True
+            )
+            if len(xs)
+        ]
+        results = list(self._pool.map(part, *zip(*chunks, strict=True)))
+        for i, param in enumerate(params):
+            grads = [g for _, grad in results if (g := grad[i]) is not None]
+            param.grad = torch.stack(grads).sum(dim=0) if grads else None
+        return torch.stack([loss for loss, _ in results]).sum()
 
     def on_validation_epoch_start(self) -> None:
         """Reset the validation sums."""
