@@ -4,8 +4,8 @@ Measured in one run on the same machine, interleaved and reported as medians:
 
 * training windows/s (train-phase time of an epoch, first epoch excluded as warm-up) of
   ``vitalsentry.training.pretrain`` against a plain loop (``DataLoader(TensorDataset)``,
-  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr)
-  against the plain loop's batch 32; on CUDA also batch 4096 with bf16 autocast;
+  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr, bf16
+  where fast, batches split over the CPU threads) against the plain loop's batch 32; on CUDA also batch 4096 with bf16 autocast;
 * encoder inference windows/s of ``vitalsentry.models.inference.encode`` against a plain
   ``torch.no_grad`` loop at batch 32 and 256;
 * without ``--quick``: time for the project trainer (seed recipe and ``fast``) to reach
@@ -40,7 +40,7 @@ from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
-from vitalsentry.training.loop import bf16_is_fast
+from vitalsentry.training.loop import fast_recipe
 from vitalsentry.training.pretrain import init_model, pretrain
 
 SEED_MODEL = ModelConfig()
@@ -284,7 +284,7 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
             baseline_value=med["plain32"],
             settings={
                 **settings,
-                "fast": "batch 256, lr x8" + (", bf16 autocast" if bf16_is_fast(device) else ""),
+                "fast": fast_recipe(TrainConfig(), device)[1],
             },
         ),
     ]

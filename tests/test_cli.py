@@ -105,3 +105,23 @@ def test_real_sample_files_auto_detected(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "detected 'vitals2024'" in proc.stdout
     assert "No per-patient time series" in proc.stdout
+
+
+def test_batch_splits_with_ddp_is_a_one_line_error(tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort.parquet"
+    assert run("simulate", "--out", str(cohort), "--patients", "4", "--hours", "1").returncode == 0
+    assert run("prepare", str(cohort), "--out", str(tmp_path / "prep")).returncode == 0
+    proc = run(
+        "pretrain",
+        str(tmp_path / "prep"),
+        "--out",
+        str(tmp_path / "b"),
+        "--batch-splits",
+        "2",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+    )
+    assert_one_line_error(proc, "batch_splits 2 needs accelerator cpu and one process")
+    assert not (tmp_path / "b").exists()

@@ -265,6 +265,15 @@ TimeWarp = Annotated[
 Jitter = Annotated[
     bool, typer.Option("--jitter", help="Amplitude-jitter augmentation of training batches")
 ]
+BatchSplits = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-splits",
+        min=1,
+        help="CPU, one process: train each batch as N parts on N threads (one intra-op "
+        "thread each, gradients summed); --fast sets it to the torch thread count (2–4)",
+    ),
+]
 Accelerator = Annotated[str, typer.Option("--accelerator", help="auto | cpu | cuda | mps")]
 Devices = Annotated[
     int, typer.Option("--devices", min=1, help="Devices (processes) per node; >1 uses DDP")
@@ -308,6 +317,7 @@ def pretrain(
     precision: Precision = None,
     time_warp: TimeWarp = False,
     jitter: Jitter = False,
+    batch_splits: BatchSplits = None,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 32,
     lstm_hidden: Annotated[int, typer.Option("--lstm-hidden")] = 64,
     lstm_layers: Annotated[int, typer.Option("--lstm-layers")] = 2,
@@ -350,6 +360,7 @@ def pretrain(
         precision=precision,
         time_warp=time_warp,
         jitter=jitter,
+        batch_splits=batch_splits,
     )
     result = run(
         prepared,
@@ -380,6 +391,7 @@ def finetune(
     precision: Precision = None,
     time_warp: TimeWarp = False,
     jitter: Jitter = False,
+    batch_splits: BatchSplits = None,
     class_weights: Annotated[
         str | None, typer.Option("--class-weights", help="NORMAL,ABNORMAL (default 0.6,1.4)")
     ] = None,
@@ -407,6 +419,7 @@ def finetune(
         precision=precision,
         time_warp=time_warp,
         jitter=jitter,
+        batch_splits=batch_splits,
         class_weights=weights,
     )
     result = run(

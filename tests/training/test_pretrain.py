@@ -90,10 +90,13 @@ def test_same_seed_same_weights_other_seed_other_weights(
     assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
 
 
+@pytest.mark.parametrize("splits", [1, 2])
 def test_resume_after_a_crash_gives_identical_weights(
-    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, splits: int
 ) -> None:
-    train = TrainConfig(batch_size=16, max_epochs=4, patience=10, jitter=True, time_warp=True)
+    train = TrainConfig(
+        batch_size=16, max_epochs=4, patience=10, jitter=True, time_warp=True, batch_splits=splits
+    )
     straight = pretrain(prepared, tiny_model, train, tmp_path / "straight", progress=False)
     out = tmp_path / "resumed"
     with pytest.raises(CrashError):
@@ -300,6 +303,47 @@ def test_fast_option_changes_batch_lr_and_precision_and_says_so(
     assert bundle.manifest["training"]["precision"] == ("bf16-mixed" if bf16 else "32-true")
     fast, _ = loop.fast_recipe(TrainConfig(batch_size=16, lr=1e-4), "cpu")
     assert fast.lr == pytest.approx(1.6e-3)
+
+
+@pytest.mark.parametrize(
+    ("threads", "accelerator", "processes", "splits"),
+    [
+        (2, "cpu", 1, 2),
+        (4, "cpu", 1, 4),
+        (1, "cpu", 1, 1),
+        (8, "cpu", 1, 1),
+        (2, "cpu", 2, 1),
+        (2, "cuda", 1, 1),
+    ],
+)
+def test_fast_splits_cpu_batches_over_the_intra_op_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: int, accelerator: str, processes: int, splits: int
+) -> None:
+    monkeypatch.setattr(loop.torch, "get_num_threads", lambda: threads)
+    fast, note = loop.fast_recipe(TrainConfig(), accelerator, processes)
+    assert fast.batch_splits == splits
+    assert (f"split over {splits} CPU threads" in note) == (splits > 1)
+
+
+def test_batch_splits_need_the_cpu_and_one_process(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=1, batch_splits=2)
+    with pytest.raises(TrainingError, match="batch_splits 2 needs accelerator cpu and one process"):
+        pretrain(prepared, tiny_model, train, tmp_path / "b", devices=2, progress=False)
+
+
+def test_split_training_is_deterministic_and_restores_the_thread_count(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=2, batch_splits=3)
+    threads = torch.get_num_threads()
+    first = pretrain(prepared, tiny_model, train, tmp_path / "a", progress=False)
+    second = pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)
+    assert first.curve == second.curve
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert torch.get_num_threads() == threads
+    assert load_bundle(tmp_path / "a").config.train.batch_splits == 3
 
 
 def test_seventy_thirty_data_validates_on_carved_patients(

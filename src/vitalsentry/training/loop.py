@@ -42,6 +42,9 @@ from vitalsentry.training.module import CHECKPOINT_KEY, AutoencoderModule, NonFi
 FAST_BATCH = 256
 """Batch size of the ``fast`` option (the learning rate is scaled linearly with it)."""
 
+FAST_MAX_SPLITS = 4
+"""Most parts ``fast`` splits a CPU batch into (one per intra-op thread; ≥ 64 windows each)."""
+
 _QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*Checkpoint directory .* exists and is not empty.*",
@@ -147,20 +150,35 @@ def bf16_is_fast(accelerator: str) -> bool:
     return False
 
 
-def fast_recipe(train: TrainConfig, accelerator: str) -> tuple[TrainConfig, str]:
+def fast_recipe(
+    train: TrainConfig, accelerator: str, processes: int = 1
+) -> tuple[TrainConfig, str]:
     """Return the ``fast`` variant and a note saying what it changed.
 
     Batch 256 with the learning rate scaled linearly, plus bf16 autocast where
-    :func:`bf16_is_fast`. This is a different recipe from the seed's.
+    :func:`bf16_is_fast`. This is a different recipe from the seed's. On a CPU run by one
+    process with 2–4 intra-op threads, each batch is also split into one part per thread
+    (``batch_splits``; measured on 2 cores: 1.4× the windows/s of one two-threaded batch).
     """
     factor = FAST_BATCH / train.batch_size
     bf16 = train.precision == "bf16" or bf16_is_fast(accelerator)
+    threads = torch.get_num_threads()
+    splits = (
+        threads
+        if accelerator == "cpu" and processes == 1 and 2 <= threads <= FAST_MAX_SPLITS
+        else train.batch_splits
+    )
     fast = train.replace(
-        batch_size=FAST_BATCH, lr=train.lr * factor, precision="bf16" if bf16 else "32"
+        batch_size=FAST_BATCH,
+        lr=train.lr * factor,
+        precision="bf16" if bf16 else "32",
+        batch_splits=splits,
     )
     note = (
         f"fast: batch {FAST_BATCH} with lr {fast.lr:g} (= {train.lr:g} × {factor:g})"
-        f"{' and bf16 autocast' if bf16 else ''} instead of batch {train.batch_size}; "
+        f"{' and bf16 autocast' if bf16 else ''}"
+        f"{f', split over {splits} CPU threads' if splits > 1 else ''} "
+        f"instead of batch {train.batch_size}; "
         "this changes the recipe, so results differ from the seed's"
     )
     return fast, note
@@ -385,8 +403,13 @@ def fit_autoencoder(
     check_compatible(model, data)
     accelerator = resolve_accelerator(accelerator)
     if fast:
-        train, note = fast_recipe(train, accelerator)
+        train, note = fast_recipe(train, accelerator, devices * num_nodes)
         notes.append(note)
+    if train.batch_splits > 1 and (accelerator != "cpu" or devices * num_nodes > 1):
+        raise TrainingError(
+            f"batch_splits {train.batch_splits} needs accelerator cpu and one process "
+            f"(got {accelerator}, {devices * num_nodes} process(es)); DDP splits batches itself"
+        )
     precision, fallback = resolve_precision(train, accelerator)
     if fallback is not None:
         train = train.replace(precision="32")
