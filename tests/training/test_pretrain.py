@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -152,11 +153,19 @@ def test_early_stopping_on_the_validation_loss(
     assert result.stopped_early and result.epochs == 3
 
 
+@pytest.mark.parametrize("splits", [1, 2])
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
-    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    tmp_path: Path,
+    splits: int,
+    request: pytest.FixtureRequest,
 ) -> None:
     out = tmp_path / "b"
-    train = TrainConfig(batch_size=16, max_epochs=10, lr=1e38)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a count the part threads (one each) must not leave behind
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    train = TrainConfig(batch_size=16, max_epochs=10, lr=1e38, batch_splits=splits)
     with pytest.raises(
         TrainingError,
         match=r"(NaN|infinite) loss at epoch \d+ step \d+; (last good checkpoint kept at|no checkpoint)",
@@ -164,6 +173,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
         pretrain(prepared, tiny_model.replace(dropout=0.0), train, out, progress=False)
     assert "\n" not in str(err.value)
     assert not out.exists()
+    assert_parts_stopped(2)
 
 
 def test_nan_loss_after_a_good_epoch_keeps_its_checkpoint(
@@ -342,8 +352,18 @@ def test_split_training_is_deterministic_and_restores_the_thread_count(
     second = pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)
     assert first.curve == second.curve
     assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
-    assert torch.get_num_threads() == threads
+    assert_parts_stopped(threads)
     assert load_bundle(tmp_path / "a").config.train.batch_splits == 3
+
+
+def assert_parts_stopped(threads: int) -> None:
+    """No part thread is left, and a new thread starts with ``threads`` intra-op threads."""
+    assert not [t for t in threading.enumerate() if t.name.startswith("vitalsentry-part")]
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [threads] and torch.get_num_threads() == threads
 
 
 def test_seventy_thirty_data_validates_on_carved_patients(

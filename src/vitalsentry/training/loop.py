@@ -345,6 +345,8 @@ def _run_fit(
             f"out of memory with batch size {train.batch_size} on {accelerator}: "
             f"lower the batch size (e.g. {max(1, train.batch_size // 2)})"
         ) from None
+    finally:
+        module.stop_parts()
 
 
 def fit_autoencoder(

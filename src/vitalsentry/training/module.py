@@ -151,7 +151,14 @@ class AutoencoderModule(pl.LightningModule):
         )
 
     def teardown(self, stage: str) -> None:
-        """Stop the part threads and restore the process's intra-op thread count."""
+        """Stop the part threads (after a finished fit)."""
+        self.stop_parts()
+
+    def stop_parts(self) -> None:
+        """Stop the part threads and restore the process's intra-op thread count.
+
+        Lightning skips ``teardown`` when a fit fails, so the training loop calls this too.
+        """
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
