@@ -5,8 +5,6 @@ import threading
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from vitalsentry.config import ModelConfig
@@ -19,7 +17,6 @@ from vitalsentry.models.autoencoder import (
     StackedLSTM,
     count_parameters,
     dropout_generator,
-    half_keep_mask,
 )
 
 SEED_PARAMETERS = 89_380
@@ -126,31 +123,8 @@ def test_dropout_rate_scale_and_eval_identity() -> None:
     assert torch.equal(Dropout(0.0).train()(x), x)
 
 
-@settings(max_examples=50, deadline=None)
-@given(shape=st.lists(st.integers(1, 13), min_size=1, max_size=4), seed=st.integers(0, 2**31))
-def test_half_keep_mask_is_binary_shaped_and_seeded(shape: list[int], seed: int) -> None:
-    torch.manual_seed(seed)
-    mask = half_keep_mask(torch.Size(shape))
-    torch.manual_seed(seed)
-    again = half_keep_mask(torch.Size(shape))
-    assert mask.shape == torch.Size(shape) and mask.dtype == torch.uint8
-    assert set(mask.unique().tolist()) <= {0, 1}
-    assert torch.equal(mask, again)
-
-
-def test_half_keep_mask_bits_are_fair_and_independent() -> None:
-    torch.manual_seed(0)
-    mask = half_keep_mask(torch.Size((4096, 64))).float()
-    per_bit = mask.view(-1, 8).mean(dim=0)  # the 8 bits of each random byte
-    assert torch.allclose(per_bit, torch.full((8,), 0.5), atol=0.01)
-    flat = mask.view(-1)
-    assert float((flat[:-1] * flat[1:]).mean()) == pytest.approx(0.25, abs=0.005)  # neighbours
-    assert float((flat[:-8] * flat[8:]).mean()) == pytest.approx(0.25, abs=0.005)  # next byte
-
-
-@pytest.mark.parametrize("p", [0.5, 0.3])
-def test_dropout_masks_come_from_this_threads_generator(p: float) -> None:
-    drop, x = Dropout(p), torch.ones(64, 64)
+def test_dropout_masks_come_from_this_threads_generator() -> None:
+    drop, x = Dropout(0.5), torch.ones(64, 64)
     with dropout_generator(torch.Generator().manual_seed(3)):
         first = drop(x)
     with dropout_generator(torch.Generator().manual_seed(3)):
