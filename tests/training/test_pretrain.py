@@ -112,6 +112,21 @@ def test_resume_after_a_crash_gives_identical_weights(
     assert not checkpoint_dir(out).exists()
 
 
+def test_the_last_checkpoint_is_the_last_epoch_even_without_improvement(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "b"
+    frozen = TrainConfig(batch_size=16, max_epochs=4, lr=1e-30)  # the same val loss every epoch
+    with pytest.raises(CrashError):
+        pretrain(
+            prepared, tiny_model, frozen, out, progress=False, callbacks=[CrashAt(3, CrashError())]
+        )
+    last = torch.load(checkpoint_dir(out) / "last.ckpt", map_location="cpu", weights_only=False)
+    assert [e["epoch"] for e in last["vitalsentry"]["curve"]] == [1, 2, 3]
+    resumed = pretrain(prepared, tiny_model, frozen, out, progress=False, resume=True)
+    assert [e["epoch"] for e in resumed.curve] == [1, 2, 3, 4]
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(
     prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
 ) -> None:

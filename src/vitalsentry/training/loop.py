@@ -439,7 +439,13 @@ def fit_autoencoder(
         filename="best",
         monitor="val_loss",
         mode="min",
-        save_last=True,
+        save_top_k=1,
+        save_on_train_epoch_end=False,
+        enable_version_counter=False,
+    )
+    latest = ModelCheckpoint(  # every epoch: Lightning's save_last follows only improvements
+        dirpath=ckpt_dir,
+        filename="last",
         save_top_k=1,
         save_on_train_epoch_end=False,
         enable_version_counter=False,
@@ -451,7 +457,7 @@ def fit_autoencoder(
         min_delta=train.min_delta,
         check_on_train_epoch_end=False,
     )
-    callbacks = [checkpoint, early, *spec.callbacks]
+    callbacks = [checkpoint, latest, early, *spec.callbacks]
     with _quiet():
         trainer = _trainer(
             accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, progress
