@@ -168,13 +168,13 @@ class AutoencoderModule(pl.LightningModule):
         """Weighted reconstruction loss of one batch; stops on a NaN/inf loss before the update."""
         windows, weights = batch
         x = self._augment(windows)
-        if self._pool is not None:
-            loss = self._split_step(x, weights)
-        else:
+        if self.automatic_optimization:
             loss = (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
+        else:
+            loss = self._split_step(x, weights)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(self.current_epoch + 1, batch_idx + 1, float(loss.detach()))
-        if self._pool is not None:
+        if not self.automatic_optimization:
             optimizer = self.optimizers()
             assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
             optimizer.step()
@@ -185,7 +185,8 @@ class AutoencoderModule(pl.LightningModule):
 
     def _split_step(self, x: Tensor, weights: Tensor) -> Tensor:
         """Set the batch's gradient from its parts, trained on the part threads; return the loss."""
-        assert self._pool is not None
+        if self._pool is None:
+            raise TrainingError("batch_splits: the part threads start with the fit (on_fit_start)")
         parts = self.train_config.batch_splits
         seeds = torch.randint(0, 2**62, (parts,)).tolist()  # from the epoch's stream
         params = [p for p in self.model.parameters() if p.requires_grad]
