@@ -101,10 +101,15 @@ async def _exchange(
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        None,
     )
+    if length is None:
+        raise ValueError("answer without Content-Length")
     await reader.readexactly(length)
     return head.startswith(b"HTTP/1.1 200 ")
 
@@ -134,7 +139,7 @@ async def _load(port: int, key: str, body: bytes, concurrency: int, total: int) 
                 start = time.perf_counter()
                 try:
                     ok = await _exchange(reader, writer, request)
-                except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
+                except (OSError, asyncio.IncompleteReadError, ValueError):
                     ok = False
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
