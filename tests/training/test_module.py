@@ -18,7 +18,9 @@ def module(model: Autoencoder, splits: int) -> AutoencoderModule:
     return AutoencoderModule(copy.deepcopy(model), TrainConfig(batch_splits=splits), NAMES, {})
 
 
-def split_gradient(model: Autoencoder, splits: int, x: torch.Tensor, w: torch.Tensor) -> tuple:
+def split_gradient(
+    model: Autoencoder, splits: int, x: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """(loss, gradients) of one split step."""
     split = module(model, splits)
     split.on_fit_start()

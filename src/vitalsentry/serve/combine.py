@@ -62,16 +62,16 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     answer: asyncio.Future[Rows]
 
-    def settle(self, rows: Rows | None, error: Exception | None) -> None:
-        """Hand the result to the awaiting request (from the model thread)."""
+    def settle(self, outcome: Rows | Exception) -> None:
+        """Hand the rows, or the error, to the awaiting request (from the model thread)."""
 
         def deliver() -> None:
             if self.answer.done():  # the request was cancelled (client gone)
                 return
-            if error is not None:
-                self.answer.set_exception(error)
+            if isinstance(outcome, Exception):
+                self.answer.set_exception(outcome)
             else:
-                self.answer.set_result(rows if rows is not None else [])
+                self.answer.set_result(outcome)
 
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
             self.loop.call_soon_threadsafe(deliver)
@@ -141,10 +141,10 @@ class Combiner:
             rows = self._score(batch)
         except Exception as exc:  # every waiting request gets it; the thread goes on
             for job in batch:
-                job.settle(None, exc)
+                job.settle(exc)
             return
         for job, found in zip(batch, rows, strict=True):
-            job.settle(found, None)
+            job.settle(found)
 
     def _score(self, batch: list[_Job]) -> list[Rows]:
         """Per job, its patients' scored windows (one pipeline call for all of them)."""
