@@ -24,6 +24,9 @@ from vitalsentry.data.prepared import PreparedData
 DEVICE_SHARE = 0.5
 """Use at most this share of the free accelerator memory for resident windows."""
 
+VAL_BATCH = 1024
+"""Smallest validation batch: no gradients are kept, and the mean loss does not depend on it."""
+
 VALIDATION_SHARE = 0.15
 """Share of the training patients carved out for validation when the data has no val split."""
 
@@ -228,7 +231,7 @@ class WindowDataModule(pl.LightningDataModule):
     sample_weights : numpy.ndarray, optional
         Weighted sampling of the training windows (see :class:`BatchIndexSampler`).
     batch_size : int
-        Training (and validation) batch size.
+        Training batch size (validation batches are at least :data:`VAL_BATCH`).
     seed : int
         Run seed (epoch order).
 
@@ -285,7 +288,7 @@ class WindowDataModule(pl.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         sampler = BatchIndexSampler(
             len(dataset),
-            self.batch_size,
+            self.batch_size if train else max(self.batch_size, VAL_BATCH),
             seed=self.seed,
             shuffle=train,
             sample_weights=self.sample_weights if train else None,
