@@ -274,6 +274,14 @@ BatchSplits = Annotated[
         "thread each, gradients summed); --fast sets it to the torch thread count (2–4)",
     ),
 ]
+CudaGraph = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graph",
+        help="CUDA, one process: replay each training step as one captured CUDA graph "
+        "(same results, far fewer launches); --fast turns it on there",
+    ),
+]
 Accelerator = Annotated[str, typer.Option("--accelerator", help="auto | cpu | cuda | mps")]
 Devices = Annotated[
     int, typer.Option("--devices", min=1, help="Devices (processes) per node; >1 uses DDP")
@@ -318,6 +326,7 @@ def pretrain(
     time_warp: TimeWarp = False,
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
+    cuda_graph: CudaGraph = False,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 32,
     lstm_hidden: Annotated[int, typer.Option("--lstm-hidden")] = 64,
     lstm_layers: Annotated[int, typer.Option("--lstm-layers")] = 2,
@@ -361,6 +370,7 @@ def pretrain(
         time_warp=time_warp,
         jitter=jitter,
         batch_splits=batch_splits,
+        cuda_graph=cuda_graph,
     )
     result = run(
         prepared,
@@ -392,6 +402,7 @@ def finetune(
     time_warp: TimeWarp = False,
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
+    cuda_graph: CudaGraph = False,
     class_weights: Annotated[
         str | None, typer.Option("--class-weights", help="NORMAL,ABNORMAL (default 0.6,1.4)")
     ] = None,
@@ -420,6 +431,7 @@ def finetune(
         time_warp=time_warp,
         jitter=jitter,
         batch_splits=batch_splits,
+        cuda_graph=cuda_graph,
         class_weights=weights,
     )
     result = run(

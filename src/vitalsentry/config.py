@@ -193,6 +193,8 @@ class TrainConfig(ConfigMixin):
     ``batch_splits`` > 1 (CPU, one process) trains each batch as that many parts on
     concurrent threads with one intra-op thread each and sums their gradients in order:
     the same gradient up to float rounding, with dropout masks from per-part generators.
+    ``cuda_graph`` (CUDA, one process) replays forward, loss and backward of each batch as
+    one captured CUDA graph: the same results up to float rounding, far fewer launches.
     """
 
     lr: float = 1e-3
@@ -210,6 +212,7 @@ class TrainConfig(ConfigMixin):
     warp_strength: float = 0.2
     jitter_sigma: float = 0.03
     batch_splits: int = 1
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")

@@ -191,8 +191,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert_parts_stopped(2)
 
 
+@pytest.fixture
+def static_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let ``cuda_graph`` train on the CPU: its static step then runs eagerly (no capture)."""
+    monkeypatch.setattr(loop, "check_step_options", lambda *args: None)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
 def test_nan_loss_after_a_good_epoch_keeps_its_checkpoint(
-    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    quick_train: TrainConfig,
+    tmp_path: Path,
+    cuda_graph: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
     class PoisonWeights(Callback):
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -200,14 +212,15 @@ def test_nan_loss_after_a_good_epoch_keeps_its_checkpoint(
                 with torch.no_grad():
                     next(pl_module.parameters()).fill_(float("nan"))
 
+    if cuda_graph:  # the static step flags the loss and reports it at the end of the epoch
+        request.getfixturevalue("static_on_cpu")
     out = tmp_path / "b"
+    train = quick_train.replace(cuda_graph=cuda_graph)
     with pytest.raises(
         TrainingError,
         match=r"NaN loss at epoch 2 step 1; last good checkpoint kept at .*last\.ckpt",
     ):
-        pretrain(
-            prepared, tiny_model, quick_train, out, progress=False, callbacks=[PoisonWeights()]
-        )
+        pretrain(prepared, tiny_model, train, out, progress=False, callbacks=[PoisonWeights()])
     state = torch.load(checkpoint_dir(out) / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.isfinite(v).all() for v in state.values())
 
@@ -348,6 +361,55 @@ def test_fast_splits_cpu_batches_over_the_intra_op_threads(
     fast, note = loop.fast_recipe(TrainConfig(), accelerator, processes)
     assert fast.batch_splits == splits
     assert (f"split over {splits} CPU threads" in note) == (splits > 1)
+
+
+def test_static_step_trains_like_the_automatic_step(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, static_on_cpu: None
+) -> None:
+    model = tiny_model.replace(dropout=0.0)
+    train = TrainConfig(batch_size=20, max_epochs=3, patience=10)  # 48 windows: last batch padded
+    plain = pretrain(prepared, model, train, tmp_path / "a", progress=False)
+    static = pretrain(
+        prepared, model, train.replace(cuda_graph=True), tmp_path / "b", progress=False
+    )
+    for a, b in zip(plain.curve, static.curve, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+    assert load_bundle(tmp_path / "b").config.train.cuda_graph
+
+
+def test_static_step_stops_on_a_diverging_loss(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, static_on_cpu: None
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=10, lr=1e38, cuda_graph=True)
+    with pytest.raises(
+        TrainingError,
+        match=r"(NaN|infinite) loss at epoch \d+ step \d+; (last good checkpoint kept at|no checkpoint)",
+    ):
+        pretrain(prepared, tiny_model.replace(dropout=0.0), train, tmp_path / "b", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "processes", "graph"),
+    [("cuda", 1, True), ("cuda", 2, False), ("cpu", 1, False)],
+)
+def test_fast_replays_single_gpu_steps_as_a_cuda_graph(
+    accelerator: str, processes: int, graph: bool
+) -> None:
+    fast, note = loop.fast_recipe(TrainConfig(), accelerator, processes)
+    assert fast.cuda_graph == graph
+    assert ("CUDA graph" in note) == graph
+
+
+def test_cuda_graph_needs_cuda_and_one_process(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(batch_size=16, max_epochs=1, cuda_graph=True)
+    with pytest.raises(TrainingError, match="cuda_graph needs accelerator cuda and one process"):
+        pretrain(prepared, tiny_model, train, tmp_path / "b", accelerator="cpu", progress=False)
 
 
 def test_batch_splits_need_the_cpu_and_one_process(

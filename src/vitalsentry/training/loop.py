@@ -158,7 +158,8 @@ def fast_recipe(
     Batch 256 with the learning rate scaled linearly, plus bf16 autocast where
     :func:`bf16_is_fast`. This is a different recipe from the seed's. On a CPU run by one
     process with 2–4 intra-op threads, each batch is also split into one part per thread
-    (``batch_splits``; measured on 2 cores: 1.4× the windows/s of one two-threaded batch).
+    (``batch_splits``; measured on 2 cores: 1.4× the windows/s of one two-threaded batch);
+    on one CUDA device each step is replayed as a CUDA graph (``cuda_graph``).
     """
     factor = FAST_BATCH / train.batch_size
     bf16 = train.precision == "bf16" or bf16_is_fast(accelerator)
@@ -168,20 +169,37 @@ def fast_recipe(
         if accelerator == "cpu" and processes == 1 and 2 <= threads <= FAST_MAX_SPLITS
         else train.batch_splits
     )
+    graph = train.cuda_graph or (accelerator == "cuda" and processes == 1)
     fast = train.replace(
         batch_size=FAST_BATCH,
         lr=train.lr * factor,
         precision="bf16" if bf16 else "32",
         batch_splits=splits,
+        cuda_graph=graph,
     )
     note = (
         f"fast: batch {FAST_BATCH} with lr {fast.lr:g} (= {train.lr:g} × {factor:g})"
         f"{' and bf16 autocast' if bf16 else ''}"
-        f"{f', split over {splits} CPU threads' if splits > 1 else ''} "
+        f"{f', split over {splits} CPU threads' if splits > 1 else ''}"
+        f"{', steps replayed as a CUDA graph' if graph else ''} "
         f"instead of batch {train.batch_size}; "
         "this changes the recipe, so results differ from the seed's"
     )
     return fast, note
+
+
+def check_step_options(train: TrainConfig, accelerator: str, processes: int) -> None:
+    """Refuse ``batch_splits`` off a single CPU process and ``cuda_graph`` off a single GPU."""
+    if train.batch_splits > 1 and (accelerator != "cpu" or processes > 1):
+        raise TrainingError(
+            f"batch_splits {train.batch_splits} needs accelerator cpu and one process "
+            f"(got {accelerator}, {processes} process(es)); DDP splits batches itself"
+        )
+    if train.cuda_graph and (accelerator != "cuda" or processes > 1):
+        raise TrainingError(
+            f"cuda_graph needs accelerator cuda and one process "
+            f"(got {accelerator}, {processes} process(es))"
+        )
 
 
 def resolve_precision(train: TrainConfig, accelerator: str) -> tuple[str, str | None]:
@@ -346,7 +364,7 @@ def _run_fit(
             f"lower the batch size (e.g. {max(1, train.batch_size // 2)})"
         ) from None
     finally:
-        module.stop_parts()
+        module.release_step()
 
 
 def fit_autoencoder(
@@ -407,11 +425,7 @@ def fit_autoencoder(
     if fast:
         train, note = fast_recipe(train, accelerator, devices * num_nodes)
         notes.append(note)
-    if train.batch_splits > 1 and (accelerator != "cpu" or devices * num_nodes > 1):
-        raise TrainingError(
-            f"batch_splits {train.batch_splits} needs accelerator cpu and one process "
-            f"(got {accelerator}, {devices * num_nodes} process(es)); DDP splits batches itself"
-        )
+    check_step_options(train, accelerator, devices * num_nodes)
     precision, fallback = resolve_precision(train, accelerator)
     if fallback is not None:
         train = train.replace(precision="32")

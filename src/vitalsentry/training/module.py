@@ -11,6 +11,11 @@ about 1.4× faster as two single-threaded parts than as one two-threaded batch. 
 returns its gradient (``torch.autograd.grad``) and the parts are summed in order, so runs
 stay deterministic; each part draws its dropout masks from a generator seeded from the
 epoch's random stream.
+
+With ``cuda_graph`` (CUDA, one process) forward, loss and backward of a batch are replayed
+as one CUDA graph (:class:`~vitalsentry.training.graphstep.StaticStep`); a non-finite loss
+then skips its update on the device and is reported at the next check (every
+:data:`GRAPH_CHECK_EVERY` steps and at the end of the epoch).
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from vitalsentry.errors import TrainingError
 from vitalsentry.models.autoencoder import Autoencoder, dropout_generator
 from vitalsentry.training.augment import amplitude_jitter, time_warp
 from vitalsentry.training.data import stream_seed
+from vitalsentry.training.graphstep import StaticStep
 
 CHECKPOINT_KEY = "vitalsentry"
 """Key of this module's own state (curve, run identity) inside a Lightning checkpoint."""
 
 _DROPOUT_STREAM, _AUGMENT_STREAM = 1, 2
+
+GRAPH_CHECK_EVERY = 64
+"""Steps between the checks of a captured step's non-finite flag (each check waits for the GPU)."""
 
 
 class NonFiniteLossError(TrainingError):
@@ -104,7 +113,8 @@ class AutoencoderModule(pl.LightningModule):
         self._sums = torch.zeros(4)  # val loss·weight, val weight, train loss, train batches
         self._pool: ThreadPoolExecutor | None = None
         self._threads = 1
-        self.automatic_optimization = train.batch_splits == 1
+        self._static: StaticStep | None = None
+        self.automatic_optimization = train.batch_splits == 1 and not train.cuda_graph
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters at the configured learning rate.
@@ -126,6 +136,8 @@ class AutoencoderModule(pl.LightningModule):
         for module in self.frozen:
             module.eval()
         self._sums = torch.zeros(4, device=self.device)
+        if self._static is not None:
+            self._static.reset()
 
     def _augment(self, x: Tensor) -> Tensor:
         cfg = self.train_config
@@ -138,9 +150,23 @@ class AutoencoderModule(pl.LightningModule):
             x = amplitude_jitter(x, cfg.jitter_sigma, self._generator, vital_mask=self.vital_mask)
         return x
 
+    def _loss(self, x: Tensor, weights: Tensor) -> Tensor:
+        """Weighted mean reconstruction loss of a batch."""
+        return (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
+
     def on_fit_start(self) -> None:
-        """Start the part threads (one intra-op thread each) when batches are split."""
-        if self.automatic_optimization:
+        """Build the static step (``cuda_graph``) or start the part threads (``batch_splits``)."""
+        cfg = self.train_config
+        if cfg.cuda_graph:
+            model = self.model.config
+            self._static = StaticStep(
+                self._loss,
+                [p for p in self.model.parameters() if p.requires_grad],
+                (cfg.batch_size, model.input_channels, model.seq_len),
+                self.device,
+                capture=self.device.type == "cuda",
+            )
+        if cfg.batch_splits == 1:
             return
         self._threads = torch.get_num_threads()
         self._pool = ThreadPoolExecutor(
@@ -151,36 +177,70 @@ class AutoencoderModule(pl.LightningModule):
         )
 
     def teardown(self, stage: str) -> None:
-        """Stop the part threads (after a finished fit)."""
-        self.stop_parts()
+        """Release the step's threads or graph (after a finished fit)."""
+        self.release_step()
 
-    def stop_parts(self) -> None:
-        """Stop the part threads and restore the process's intra-op thread count.
+    def release_step(self) -> None:
+        """Free the captured graph, stop the part threads and restore the thread count.
 
         Lightning skips ``teardown`` when a fit fails, so the training loop calls this too.
         """
+        self._static = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
             torch.set_num_threads(self._threads)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """Weighted reconstruction loss of one batch; stops on a NaN/inf loss before the update."""
+        """Weighted reconstruction loss of one batch; stops on a NaN/inf loss.
+
+        The eager steps stop before the update; a captured step skips the update on the
+        device and stops at its next check.
+        """
         windows, weights = batch
         x = self._augment(windows)
-        if self.automatic_optimization:
-            loss = (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
+        if self.train_config.cuda_graph:
+            loss = self._static_step(x, weights, batch_idx)
         else:
-            loss = self._split_step(x, weights)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(self.current_epoch + 1, batch_idx + 1, float(loss.detach()))
-        if not self.automatic_optimization:
-            optimizer = self.optimizers()
-            assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = (
+                self._loss(x, weights)
+                if self.automatic_optimization
+                else self._split_step(x, weights)
+            )
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    self.current_epoch + 1, batch_idx + 1, float(loss.detach())
+                )
+            if not self.automatic_optimization:
+                optimizer = self._optimizer()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
         self._sums[2] += loss.detach()
         self._sums[3] += 1
+        return loss
+
+    def _optimizer(self) -> pl.core.optimizer.LightningOptimizer:
+        optimizer = self.optimizers()
+        assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
+        return optimizer
+
+    def _static_step(self, x: Tensor, weights: Tensor, batch_idx: int) -> Tensor:
+        """Run the (captured) static step and the Adam update it flags; check now and then."""
+        if self._static is None:
+            raise TrainingError("cuda_graph: the static step is built with the fit (on_fit_start)")
+        loss, found_inf = self._static(x, weights)
+        optimizer = self._optimizer()
+        # Fused Adam skips the whole update where found_inf is 1 (GradScaler's protocol).
+        optimizer.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
+        optimizer.step()
+        if self._static.graph is None:
+            optimizer.zero_grad(set_to_none=True)
+        step = batch_idx + 1
+        if step % GRAPH_CHECK_EVERY == 0 or step >= self.trainer.num_training_batches:
+            first = int(self._static.first_bad)
+            if first:
+                value = float(self._static.bad_value)
+                raise NonFiniteLossError(self.current_epoch + 1, first, value)
         return loss
 
     def _split_step(self, x: Tensor, weights: Tensor) -> Tensor:
