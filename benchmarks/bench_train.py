@@ -5,14 +5,16 @@ Measured in one run on the same machine, interleaved and reported as medians:
 * training windows/s (train-phase time of an epoch, first epoch excluded as warm-up) of
   ``vitalsentry.training.pretrain`` against a plain loop (``DataLoader(TensorDataset)``,
   Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr, bf16
-  where fast, batches split over the CPU threads) against the plain loop's batch 32; on CUDA also batch 4096 with bf16 autocast;
+  where fast, batches split over the CPU threads) against the plain loop's batch 32; on
+  CUDA the project replays its steps as a CUDA graph (``cuda_graph``), and the run adds
+  batch 4096 with bf16 autocast and the captured step alone (no Lightning) at batch 32;
 * encoder inference windows/s of ``vitalsentry.models.inference.encode`` against a plain
   ``torch.no_grad`` loop at batch 32 and 256;
 * without ``--quick``: time for the project trainer (seed recipe and ``fast``) to reach
   the plain seed recipe's best validation loss (within 2 %) on a vitals2024-scale
   simulated file (``--rows``, default 200,020), prepared with the seed settings.
 
-Usage: ``python benchmarks/bench_train.py [--quick] [--out FILE] [--rows N] [--repeats R]``
+Usage: ``python benchmarks/bench_train.py [--quick] [--no-target] [--out FILE] [--rows N] [--repeats R]``
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
+from vitalsentry.training.graphstep import StaticStep
 from vitalsentry.training.loop import fast_recipe
+from vitalsentry.training.module import per_window_mse
 from vitalsentry.training.pretrain import init_model, pretrain
 
 SEED_MODEL = ModelConfig()
@@ -106,7 +110,13 @@ def project_train(
 ) -> EpochLog:
     """Run the project's pre-training and return its epoch log."""
     log = EpochLog()
-    train = TrainConfig(batch_size=batch, max_epochs=epochs, patience=epochs, precision=precision)
+    train = TrainConfig(
+        batch_size=batch,
+        max_epochs=epochs,
+        patience=epochs,
+        precision=precision,
+        cuda_graph=torch.cuda.is_available() and not fast,  # fast sets it itself
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pretrain(
             data, SEED_MODEL, train, Path(tmp) / "b", progress=False, fast=fast, callbacks=[log]
@@ -197,12 +207,50 @@ def plain_train(
     return train_s, val
 
 
+def graph_step_train(train_x: torch.Tensor, batch: int, *, epochs: int) -> list[float]:
+    """Train with the captured static step and fused Adam alone (no Lightning), on CUDA.
+
+    The ceiling of the project's ``cuda_graph`` trainer: what is left is Lightning's
+    per-batch work. Returns train seconds per epoch.
+    """
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = init_model(SEED_MODEL, 0).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    def loss_fn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (per_window_mse(model(x), x) * w).sum() / w.sum()
+
+    _, channels, length = train_x.shape
+    step = StaticStep(
+        loss_fn, list(model.parameters()), (batch, channels, length), device, capture=True
+    )
+    x = train_x.to(device)
+    w = torch.ones(len(x), device=device)
+    train_s = []
+    for _ in range(epochs):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for index in torch.randperm(len(x), device=device).split(batch):
+            _, found_inf = step(x[index], w[index])
+            opt.found_inf = found_inf  # type: ignore[attr-defined]
+            opt.step()
+            if step.graph is None:
+                opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        train_s.append(time.perf_counter() - start)
+    return train_s
+
+
 def plain_encode(model: Autoencoder, windows: torch.Tensor, batch: int) -> None:
     """Seed-style inference: DataLoader batches through the encoder under no_grad."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
         for (x,) in DataLoader(TensorDataset(windows), batch_size=batch):
-            model.encoder(x)
+            model.encoder(x.to(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def steady_rate(n: int, epoch_seconds: list[float]) -> float:
@@ -237,6 +285,9 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         ),
     }
     if cuda:
+        cases["graph32"] = lambda: steady_rate(
+            n_train, graph_step_train(train_x, 32, epochs=epochs)
+        )
         big = synthetic_data(4 * 4096, 512)
         big_x = torch.from_numpy(big.split_part(0).scaled_windows())
         n_big = len(big_x)
@@ -257,6 +308,7 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         "repeats": repeats,
         "device": device,
         "model": "seed",
+        "project_step": "cuda graph" if cuda else "eager",
     }
     unit = "windows/s"
     out = [
@@ -289,6 +341,16 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         ),
     ]
     if cuda:
+        out.append(
+            record(
+                "train_graph_step_only_batch32",
+                med["graph32"],
+                unit,
+                baseline="plain PyTorch loop, batch 32",
+                baseline_value=med["plain32"],
+                settings={**settings, "note": "captured step + fused Adam, no Lightning"},
+            )
+        )
         out.append(
             record(
                 "train_batch4096_bf16",
@@ -354,7 +416,15 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
     data = vitals2024_data(rows)
     train_x = torch.from_numpy(data.split_part(0).scaled_windows())
     val_x = torch.from_numpy(data.split_part(1).scaled_windows())
-    _, plain_val = plain_train(train_x, 32, epochs=max_epochs, val_x=val_x, patience=10)
+    cuda = torch.cuda.is_available()
+    _, plain_val = plain_train(
+        train_x,
+        32,
+        epochs=max_epochs,
+        val_x=val_x,
+        patience=10,
+        device="cuda" if cuda else "cpu",
+    )
     best_t, best = min(plain_val, key=lambda tv: tv[1])
     target = best * TARGET_MARGIN
     settings = {
@@ -368,7 +438,7 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
     }
     out = []
     for name, fast in (("time_to_seed_best", False), ("time_to_seed_best_fast", True)):
-        train = TrainConfig(max_epochs=max_epochs)
+        train = TrainConfig(max_epochs=max_epochs, cuda_graph=cuda and not fast)
         log = EpochLog()
         with tempfile.TemporaryDirectory() as tmp:
             pretrain(
@@ -399,6 +469,9 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument(
+        "--no-target", action="store_true", help="skip the 200,020-row time-to-target runs"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON records here")
     parser.add_argument(
         "--rows", type=int, default=200_020, help="rows of the simulated vitals2024 file"
@@ -412,7 +485,7 @@ def main() -> None:
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)
-    if not args.quick:
+    if not (args.quick or args.no_target):
         records += time_to_target(args.rows, args.max_epochs)
     emit(records, args.out)
 
