@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,6 +15,7 @@ from vitalsentry.config import ModelConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import TrainingError
 from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.training.finetune import finetune
 from vitalsentry.training.graphstep import WARMUP_STEPS, StaticStep
 from vitalsentry.training.loop import checkpoint_dir
 from vitalsentry.training.module import per_window_mse
@@ -166,3 +168,33 @@ def test_fast_on_one_gpu_replays_the_step_as_a_graph(
     )
     assert any("CUDA graph" in note for note in result.notes)
     assert load_bundle(tmp_path / "b").config.train.cuda_graph
+
+
+def test_graph_finetune_keeps_the_conv_layers_and_matches_eager(
+    prepared: PreparedData, make_data: Callable[..., PreparedData], tmp_path: Path
+) -> None:
+    """Frozen conv stacks (no gradient), class-weighted losses, weighted sampling.
+
+    No dropout: the last, padded batch of an epoch draws other masks than an eager one.
+    """
+    config = ModelConfig(input_channels=4, seq_len=64, latent_dim=8, lstm_hidden=16, dropout=0.0)
+    parent = tmp_path / "pre"
+    pretrain(prepared, config, TrainConfig(batch_size=16, max_epochs=1), parent, progress=False)
+    target = make_data(n_patients=8, per_patient=6, split=(0.7, 0.3), seed=1)
+    train = TrainConfig.finetune().replace(max_epochs=4, lr=1e-2)
+    for name, graph in (("eager", False), ("graph", True)):
+        finetune(
+            parent,
+            target,
+            train.replace(cuda_graph=graph),
+            tmp_path / name,
+            accelerator="cuda",
+            progress=False,
+        )
+    before = load_bundle(parent).autoencoder()
+    eager, graph = (load_bundle(tmp_path / n).autoencoder() for n in ("eager", "graph"))
+    for old, new in zip(before.conv_modules(), graph.conv_modules(), strict=True):
+        for a, b in zip(old.parameters(), new.parameters(), strict=True):
+            assert torch.equal(a, b)
+    for a, b in zip(eager.parameters(), graph.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
