@@ -79,7 +79,7 @@ AdminKey = Annotated[KeyEntry | None, Depends(require("admin"))]
 AnyKey = Annotated[KeyEntry | None, Depends(require(None))]
 
 
-def _mc_passes(
+async def _mc_passes(
     request: Request,
     mc_passes: Annotated[
         int,
