@@ -50,6 +50,19 @@ def test_from_request_keeps_only_measured_channels() -> None:
     assert patient.times.dtype == "datetime64[ns, UTC]" and len(patient) == 5
 
 
+def test_from_request_reads_unmeasured_values_as_nan() -> None:
+    data = request(n=4, channels=("heart_rate", "spo2"))
+    data.readings[1].spo2 = None
+    data.readings[2].heart_rate = None
+    patient = from_request(data)
+    expected = {name: [getattr(r, name) for r in data.readings] for name in ("heart_rate", "spo2")}
+    for name, column in expected.items():
+        got = patient.values[name]
+        assert got.dtype == np.float64 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, np.array(column, dtype=np.float64))
+    assert np.isnan(patient.values["spo2"][1]) and np.isnan(patient.values["heart_rate"][2])
+
+
 def test_from_request_refuses_a_repeated_instant() -> None:
     data = request(n=5)
     data.readings[3].timestamp = data.readings[1].timestamp

@@ -7,6 +7,7 @@ coverage) and the NEWS2 of its latest values.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ from vitalsentry.risk.news2 import (
 from vitalsentry.serve.schemas import News2, ScoreRequest
 
 Loc = tuple[str | int, ...]
+
+_READING_FIELDS = operator.attrgetter("timestamp", *CHANNELS)
+"""A reading's timestamp and channel values, in :data:`CHANNELS` order."""
 
 NEWS2_INPUTS = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
 """Measured NEWS2 parameters, in the order :func:`news2_components` takes them."""
@@ -118,13 +122,13 @@ def from_request(request: ScoreRequest, loc: Loc = ()) -> PatientReadings:
     RequestError
         Two readings at the same instant.
     """
-    readings = request.readings
-    times = unique_times(pd.DatetimeIndex([r.timestamp for r in readings]), (*loc, "readings"))
-    values = {}
-    for name in CHANNELS:
-        column = np.array([getattr(r, name) for r in readings], dtype=np.float64)
-        if not np.isnan(column).all():
-            values[name] = column
+    stamps, *columns = zip(*map(_READING_FIELDS, request.readings), strict=True)
+    times = unique_times(pd.DatetimeIndex(stamps), (*loc, "readings"))
+    values = {  # a column without None converts without numpy's slow None → NaN path
+        name: np.array(column, dtype=np.float64)
+        for name, column in zip(CHANNELS, columns, strict=True)
+        if column.count(None) < len(column)
+    }
     return PatientReadings(
         request.patient_id, times, values, request.on_oxygen, request.consciousness_alert, loc
     )
