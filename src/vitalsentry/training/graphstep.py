@@ -1,10 +1,10 @@
 """A training step on fixed buffers, captured once as a CUDA graph and replayed per batch.
 
 At the seed's batch 32 a CUDA training step is bound by kernel launches (dozens of small
-kernels per LSTM layer and direction), not by the GPU. Capturing forward, loss and
-backward in one CUDA graph turns them into a single launch per batch. The optimizer step
-stays outside the graph (fused Adam is a couple of kernels), so Lightning keeps counting
-and checkpointing optimizer steps as usual.
+kernels per LSTM layer), not by the GPU. Capturing forward, loss and backward in one CUDA
+graph turns them into a single launch per batch. The optimizer step stays outside the
+graph (fused Adam is a couple of kernels), so Lightning keeps counting and checkpointing
+optimizer steps as usual.
 
 A graph replays fixed memory, so the step reads its batch from buffers of the training
 batch size: the last, smaller batch of an epoch is padded with weight-0 rows, which leaves
@@ -135,8 +135,9 @@ class StaticStep:
             with torch.cuda.graph(graph):
                 outputs = self._body()
         except RuntimeError as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise TrainingError(
-                f"cuda_graph: capturing the training step failed ({str(exc).splitlines()[0]}); "
+                f"cuda_graph: capturing the training step failed ({reason}); "
                 "train without cuda_graph"
             ) from None
         self.graph, self._outputs = graph, outputs
