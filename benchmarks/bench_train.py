@@ -326,68 +326,53 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         "model": "seed",
         "project_step": "cuda graph" if cuda else "eager",
     }
-    unit = "windows/s"
-    out = [
-        record(
-            "train_batch32",
-            med["project32"],
-            unit,
-            baseline="plain PyTorch loop, batch 32",
-            baseline_value=med["plain32"],
-            settings=settings,
-        ),
-        record(
-            "train_batch256",
-            med["project256"],
-            unit,
-            baseline="plain PyTorch loop, batch 256",
-            baseline_value=med["plain256"],
-            settings=settings,
-        ),
-        record(
+    # (record, project case, baseline, baseline case, extra settings)
+    comparisons: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        ("train_batch32", "project32", "plain PyTorch loop, batch 32", "plain32", {}),
+        ("train_batch256", "project256", "plain PyTorch loop, batch 256", "plain256", {}),
+        (
             "train_fast",
-            med["fast"],
-            unit,
-            baseline="plain PyTorch loop, batch 32",
-            baseline_value=med["plain32"],
-            settings={
-                **settings,
-                "fast": fast_recipe(TrainConfig(), device)[1],
-            },
+            "fast",
+            "plain PyTorch loop, batch 32",
+            "plain32",
+            {"fast": fast_recipe(TrainConfig(), device)[1]},
         ),
     ]
     if cuda:
-        out.append(
-            record(
+        comparisons += [
+            (
                 "train_graph_step_only_batch32",
-                med["graph32"],
-                unit,
-                baseline="plain PyTorch loop, batch 32",
-                baseline_value=med["plain32"],
-                settings={**settings, "note": "captured step + fused Adam, no Lightning"},
-            )
-        )
-        out.append(
-            record(
+                "graph32",
+                "plain PyTorch loop, batch 32",
+                "plain32",
+                {"note": "captured step + fused Adam, no Lightning"},
+            ),
+            (
                 "train_batch4096_bf16",
-                med["project4096bf16"],
-                unit,
-                baseline="plain loop, batch 4096, bf16 autocast",
-                baseline_value=med["plain4096bf16"],
-                settings=settings,
-            )
-        )
-        out.append(
-            record(
+                "project4096bf16",
+                "plain loop, batch 4096, bf16 autocast",
+                "plain4096bf16",
+                {},
+            ),
+            (
                 "train_batch4096_bf16_vs_resident_plain",
-                med["project4096bf16"],
-                unit,
-                baseline="plain loop, batch 4096, bf16 autocast, windows resident on the GPU",
-                baseline_value=med["plain4096bf16resident"],
-                settings=settings,
-            )
+                "project4096bf16",
+                "plain loop, batch 4096, bf16 autocast, windows resident on the GPU",
+                "plain4096bf16resident",
+                {},
+            ),
+        ]
+    return [
+        record(
+            name,
+            med[case],
+            "windows/s",
+            baseline=baseline,
+            baseline_value=med[baseline_case],
+            settings={**settings, **extra},
         )
-    return out
+        for name, case, baseline, baseline_case, extra in comparisons
+    ]
 
 
 def encode_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:

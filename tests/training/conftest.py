@@ -7,11 +7,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from vitalsentry.bundle import ENCODER, load_bundle
 from vitalsentry.config import DataConfig, ModelConfig, TrainConfig, WindowConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.timefeatures import time_features
+from vitalsentry.training.loop import TrainResult
 
 LENGTH = 64
 
@@ -93,3 +96,20 @@ def tiny_model() -> ModelConfig:
 @pytest.fixture
 def quick_train() -> TrainConfig:
     return TrainConfig(batch_size=16, max_epochs=3, patience=5, seed=0)
+
+
+@pytest.fixture
+def assert_same_training() -> Callable[..., None]:
+    """Check that two runs' curves (``rel``) and encoder weights (``rtol``, ``atol``) agree."""
+
+    def check(
+        first: TrainResult, second: TrainResult, *, rel: float, rtol: float, atol: float
+    ) -> None:
+        for a, b in zip(first.curve, second.curve, strict=True):
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=rel)
+            assert b["val_loss"] == pytest.approx(a["val_loss"], rel=rel)
+        a, b = (load_bundle(run.bundle).read_tensors(ENCODER) for run in (first, second))
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol)
+
+    return check

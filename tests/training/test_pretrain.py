@@ -364,7 +364,11 @@ def test_fast_splits_cpu_batches_over_the_intra_op_threads(
 
 
 def test_static_step_trains_like_the_automatic_step(
-    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path, static_on_cpu: None
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    tmp_path: Path,
+    static_on_cpu: None,
+    assert_same_training: Callable[..., None],
 ) -> None:
     model = tiny_model.replace(dropout=0.0)
     train = TrainConfig(batch_size=20, max_epochs=3, patience=10)  # 48 windows: last batch padded
@@ -372,12 +376,7 @@ def test_static_step_trains_like_the_automatic_step(
     static = pretrain(
         prepared, model, train.replace(cuda_graph=True), tmp_path / "b", progress=False
     )
-    for a, b in zip(plain.curve, static.curve, strict=True):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
-    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+    assert_same_training(plain, static, rel=1e-5, rtol=1e-4, atol=1e-6)
     assert load_bundle(tmp_path / "b").config.train.cuda_graph
 
 
