@@ -54,9 +54,6 @@ VITAL_CHANNELS: tuple[str, ...] = tuple(CHANNELS)
 TIME_FEATURES: tuple[str, ...] = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 """Names of cyclical time features; these are never scaled."""
 
-SEED_CHANNELS: tuple[str, ...] = ("heart_rate", "spo2")
-"""Vital channels of the seed configuration (with hour_sin, hour_cos → 4 channels)."""
-
 STATIC_FIELDS: tuple[str, ...] = ("age", "sex", "bmi")
 """Per-patient static context columns (sex coded 0 = female, 1 = male)."""
 
