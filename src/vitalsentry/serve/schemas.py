@@ -28,8 +28,11 @@ def _iso_string(value: Any) -> Any:
 
 
 def _in_range(value: datetime) -> datetime:
-    """Convert to UTC and refuse instants outside [1970, 2200)."""
-    utc = value.astimezone(UTC)
+    """Convert to UTC and refuse instants outside [1970, 2200) (or beyond datetime's range)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise ValueError("is outside 1970–2200") from None
     if not EARLIEST <= utc < LATEST:
         raise ValueError(f"{utc.isoformat()} is outside 1970–2200")
     return utc
