@@ -159,3 +159,21 @@ def test_an_unexpected_error_is_a_bare_500_logged_as_type_and_frames(
     assert frames and all(f.startswith("  ") and ".py:" in f and " in " in f for f in frames)
     assert "raise RuntimeError" not in line  # no source lines
     assert all(rec.exc_info is None for rec in caplog.records)  # no formatted traceback
+
+
+def test_ready_only_after_the_scoring_self_check(
+    make_client: Callable[..., TestClient],
+    pipeline: VitalRiskPipeline,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert make_client().get("/readyz").status_code == 200
+    real = VitalRiskPipeline.score_windows
+
+    def nan_risk(self: VitalRiskPipeline, *args: Any, **kwargs: Any) -> Any:
+        scores = real(self, *args, **kwargs)
+        scores.risk[:] = np.nan
+        return scores
+
+    monkeypatch.setattr(VitalRiskPipeline, "score_windows", nan_risk)
+    with pytest.raises(Exception, match="the scoring self-check failed"):
+        make_client()

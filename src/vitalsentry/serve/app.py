@@ -115,7 +115,8 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 def _load(settings: Settings) -> VitalRiskPipeline:
     if settings.bundle is None:
         raise VitalSentryError(NO_BUNDLE)
-    return VitalRiskPipeline.from_bundle(settings.bundle)
+    trusted = settings.signing_public_keys if settings.require_signature else None
+    return VitalRiskPipeline.from_bundle(settings.bundle, trusted_keys=trusted)
 
 
 def create_app(
@@ -217,7 +218,13 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def run(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def run(
+    bundle: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    trusted_keys: Sequence[Path] | None = None,
+) -> None:
     """Serve a bundle with uvicorn (what ``vitalsentry serve`` calls).
 
     The bundle is verified and the settings checked before the server starts, so a
@@ -235,13 +242,21 @@ def run(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: 
         TCP port.
     workers : int, default 1
         Worker processes; each loads the bundle once.
+    trusted_keys : sequence of path, optional
+        Require a bundle signed by one of these Ed25519 public keys (overrides
+        ``VITALSENTRY_REQUIRE_SIGNATURE`` and ``VITALSENTRY_SIGNING_PUBLIC_KEYS``).
 
     Raises
     ------
     VitalSentryError
-        Bad settings, no API key configured, or a missing or tampered bundle.
+        Bad settings, no API key configured, a missing, tampered or unsigned bundle, or
+        one that fails the scoring self-check.
     """
     os.environ[f"{ENV_PREFIX}BUNDLE"] = str(Path(bundle).resolve())
+    if trusted_keys is not None:
+        os.environ[f"{ENV_PREFIX}REQUIRE_SIGNATURE"] = "true"
+        keys = ",".join(str(Path(key).resolve()) for key in trusted_keys)
+        os.environ[f"{ENV_PREFIX}SIGNING_PUBLIC_KEYS"] = keys
     settings = load_settings()
     if settings.torch_threads:
         os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
