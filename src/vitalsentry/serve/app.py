@@ -67,9 +67,11 @@ def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """422 detail items (no input echoed): ``loc``, ``msg`` prefixed by the field, ``type``."""
     out = []
     for error in errors[:MAX_REPORTED_ERRORS]:
-        loc = tuple(error.get("loc", ()))
+        loc = tuple(clip(p) if isinstance(p, str) else p for p in error.get("loc", ()))
         where = (
-            () if error["type"] == "json_invalid" else (loc[1:] if loc[:1] == ("body",) else loc)
+            ()
+            if error["type"] == "json_invalid"
+            else (loc[1:] if loc[:1] == ("body",) and len(loc) > 1 else loc)
         )
         message = _field_message(error)
         out.append(
