@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,11 @@ class Quantity(BaseModel):
     code: Text = None
 
 
+def _REQUIRED_STRING(name: str) -> dict[str, Any]:  # noqa: N802 (reads as a schema constant)
+    """JSON Schema of an object whose ``name`` is a string (present, not null)."""
+    return {"type": "object", "required": [name], "properties": {name: {"type": "string"}}}
+
+
 class Reference(BaseModel):
     """A reference to another resource, e.g. ``Patient/123``."""
 
@@ -108,9 +113,23 @@ class ObservationComponent(BaseModel):
 
 
 class Observation(BaseModel):
-    """A vital-sign Observation (only the elements used here)."""
+    """A vital-sign Observation (only the elements used here).
 
-    model_config = _FHIR
+    The schema also states what the service checks itself (with messages naming the
+    entry): a subject, and an effective time.
+    """
+
+    model_config = ConfigDict(
+        **_FHIR,
+        json_schema_extra={
+            "required": ["resourceType", "code", "subject"],
+            "allOf": [{"properties": {"subject": _REQUIRED_STRING("reference")}}],
+            "anyOf": [
+                _REQUIRED_STRING("effectiveDateTime"),
+                _REQUIRED_STRING("effectiveInstant"),
+            ],
+        },
+    )
 
     resource_type: Literal["Observation"] = Field(alias="resourceType")
     status: Text = None
