@@ -70,7 +70,7 @@ def _fhir(readings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
 
 
 def _reading_cases(entry: dict[str, Any], valid: list[dict[str, Any]]) -> list[Case]:
-    bad = dict(valid[-1]) | {"timestamp": "2024-05-01T08:01:30Z"}
+    bad = dict(valid[-1]) | {"timestamp": "2024-05-01T09:30:00Z"}
     bad |= {k: _fill(v, entry) for k, v in entry["reading"].items()}
     bad = {k: v for k, v in bad.items() if not (k == "timestamp" and v is None)}
     readings = [*valid, bad]
