@@ -19,13 +19,14 @@ from vitalsentry.bundle import (
     load_bundle,
     manifest_sha256,
 )
-from vitalsentry.config import DataConfig, ModelConfig, PipelineConfig
+from vitalsentry.config import DataConfig, ModelConfig, PipelineConfig, WindowConfig
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.errors import BundleError
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
 
 MODEL = ModelConfig(input_channels=4, seq_len=32, latent_dim=5, lstm_hidden=8)
+WINDOW = WindowConfig(length=32, stride=16)
 NAMES = DataConfig().feature_names
 
 
@@ -41,7 +42,7 @@ def _write(out: Path, model: Autoencoder) -> None:
         writer.put_json(SCALER, scaler.to_dict())
         writer.put_json(CURVE, [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.5}])
         writer.manifest.update(
-            config=PipelineConfig(model=MODEL).to_dict(), feature_names=list(NAMES)
+            config=PipelineConfig(model=MODEL, window=WINDOW).to_dict(), feature_names=list(NAMES)
         )
 
 
@@ -150,8 +151,11 @@ def test_weights_that_do_not_fit_the_config_are_refused(bundle_dir: Path) -> Non
     manifest = json.loads((bundle_dir / MANIFEST).read_text())
     manifest["config"]["model"]["lstm_hidden"] = 12
     (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"'encoder\.safetensors' does not fit the model config"):
-        load_bundle(bundle_dir).autoencoder()
+    with pytest.raises(
+        BundleError,
+        match=r"'(en|de)coder\.safetensors' is malformed \(tensor '.+' does not fit the model",
+    ):
+        load_bundle(bundle_dir)
 
 
 def test_base_copies_every_file_and_adds_new_ones(bundle_dir: Path, tmp_path: Path) -> None:

@@ -21,27 +21,33 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import safetensors
 import safetensors.torch
 import sklearn
+import skops.io as sio
 import torch
 from torch import Tensor
 
 from vitalsentry import __version__
-from vitalsentry.config import ModelConfig, PipelineConfig
+from vitalsentry.config import DataConfig, FusionConfig, ModelConfig, PipelineConfig
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.errors import BundleError, VitalSentryError
-from vitalsentry.io import atomic_dir, sha256_file
+from vitalsentry.io import atomic_dir, atomic_write_bytes, sha256_file
 from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.risk.alarms import AlarmPolicy
+from vitalsentry.risk.calibrate import RiskCalibration
+from vitalsentry.signing import sign_manifest, verify_signature
 
 FORMAT = "vitalsentry-bundle/1"
 MANIFEST = "manifest.json"
@@ -51,8 +57,14 @@ ENCODER, DECODER, SCALER, CURVE = (
     "scaler.json",
     "curve.json",
 )
+SIGNATURE = "manifest.sig"
+"""Optional Ed25519 signature of ``manifest.json`` (:mod:`vitalsentry.signing`)."""
 REQUIRED_FILES = (ENCODER, DECODER, SCALER)
 REQUIRED_KEYS = ("config", "feature_names")
+UNLISTED = frozenset({MANIFEST, SIGNATURE})
+"""The only files a bundle holds that ``manifest.json`` does not list (hidden ones included)."""
+SCORING_SECTIONS = ("data", "window", "model")
+"""Config sections that must be given in full: they decide how readings are scored."""
 
 
 def _versions() -> dict[str, str]:
@@ -239,7 +251,7 @@ class Bundle:
         """Load a listed safetensors file onto the CPU."""
         try:
             return safetensors.torch.load_file(str(self.path_of(name)), device="cpu")
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, safetensors.SafetensorError) as exc:
             raise BundleError(f"bundle {self.path}: cannot read '{name}': {exc}") from None
 
     def autoencoder(self, config: ModelConfig | None = None, prefix: str = "") -> Autoencoder:
@@ -278,11 +290,7 @@ def _verify_files(root: Path, files: Any) -> None:
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"bundle {root}: required file '{name}' is not listed in {MANIFEST}")
-    extra = sorted(
-        p.name
-        for p in root.iterdir()
-        if p.name not in files and p.name != MANIFEST and not p.name.startswith(".")
-    )
+    extra = sorted(p.name for p in root.iterdir() if p.name not in files and p.name not in UNLISTED)
     if extra:
         raise BundleError(
             f"bundle {root}: file '{extra[0]}' is not listed in {MANIFEST} (foreign or tampered)"
@@ -307,13 +315,16 @@ def _verify_versions(root: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Open a bundle after checking its format, versions and the sha256 of every file.
+def load_bundle(path: str | Path, *, trusted_keys: Sequence[Path] | None = None) -> Bundle:
+    """Open a bundle after checking its format, versions, every file's sha256 and content.
 
     Parameters
     ----------
     path : path
         Bundle directory.
+    trusted_keys : sequence of path, optional
+        Ed25519 public keys (PEM); when given, ``manifest.sig`` must be a valid signature
+        of ``manifest.json`` by one of them.
 
     Returns
     -------
@@ -324,8 +335,9 @@ def load_bundle(path: str | Path) -> Bundle:
     ------
     BundleError
         Not a bundle, unknown format version, a missing, extra or altered file, a bundle
-        from a newer vitalsentry, or an unreadable config or scaler; the message is one
-        line naming the file.
+        from a newer vitalsentry, a file whose content is malformed or disagrees with the
+        config (see :func:`verify_content`), or a missing or wrong signature; the
+        message is one line naming the file.
     """
     root = Path(path)
     file = root / MANIFEST
@@ -346,15 +358,214 @@ def load_bundle(path: str | Path) -> Bundle:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"bundle {root}: {MANIFEST} lacks {', '.join(missing)}")
+    if trusted_keys is not None:
+        verify_signature(root, raw, trusted_keys)
     try:
-        config = PipelineConfig.from_dict(manifest["config"])
+        config = _manifest_config(manifest)
         scaler = ChannelScaler.from_dict(json.loads((root / SCALER).read_text()))
     except (VitalSentryError, ValueError, TypeError) as exc:
         raise BundleError(f"bundle {root}: invalid config or '{SCALER}' ({exc})") from None
-    names = tuple(manifest["feature_names"])
-    if scaler.feature_names != names or len(names) != config.model.input_channels:
+    names = manifest["feature_names"]
+    if (
+        not isinstance(names, list)
+        or tuple(names) != config.data.feature_names
+        or scaler.feature_names != tuple(names)
+        or len(names) != config.model.input_channels
+    ):
         raise BundleError(
-            f"bundle {root}: feature names {list(names)} disagree with '{SCALER}' or the model's "
-            f"{config.model.input_channels} input channels"
+            f"bundle {root}: feature names disagree with the data config, '{SCALER}' or the "
+            f"model's {config.model.input_channels} input channels"
         )
-    return Bundle(root.resolve(), manifest, config, scaler, names, hashlib.sha256(raw).hexdigest())
+    if config.window.length != config.model.seq_len:
+        raise BundleError(
+            f"bundle {root}: window length {config.window.length} is not the model's "
+            f"{config.model.seq_len} steps"
+        )
+    verify_content(root, manifest, config)
+    return Bundle(
+        root.resolve(), manifest, config, scaler, tuple(names), hashlib.sha256(raw).hexdigest()
+    )
+
+
+# ---- content verification ------------------------------------------------------------------
+
+
+def _manifest_config(manifest: dict[str, Any]) -> PipelineConfig:
+    """Parse the manifest's config: every section present, the scoring ones in full."""
+    raw = manifest["config"]
+    if not isinstance(raw, dict):
+        raise BundleError("config is not an object")
+    config = PipelineConfig.from_dict(raw)
+    full = config.to_dict()
+    missing = [name for name in full if name not in raw] or [
+        f"{section}.{key}"
+        for section in SCORING_SECTIONS
+        for key in full[section]
+        if key not in raw[section]
+    ]
+    if missing:
+        raise BundleError(f"config lacks {missing[0]}")
+    return config
+
+
+def _keys(obj: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()) -> Any:
+    """Return ``obj`` after checking it is an object with exactly the allowed keys."""
+    if not isinstance(obj, dict):
+        raise BundleError(f"{what}: expected an object")
+    missing, unknown = sorted(required - set(obj)), sorted(set(obj) - required - optional)
+    if missing or unknown:
+        raise BundleError(
+            f"{what}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}"
+        )
+    return obj
+
+
+def _alarm_policy(obj: Any) -> None:
+    policy = _keys(obj, "alarm policy", {"policy", "chosen_on"}, frozenset({"validation"}))
+    AlarmPolicy(**_keys(policy["policy"], "alarm policy", {"k", "n", "clear_after"}))
+
+
+def _fusion_meta(obj: Any) -> None:
+    meta = _keys(obj, "fusion", {"config", "respiratory", "summary"})
+    FusionConfig.from_dict(meta["config"])
+    resp = _keys(
+        meta["respiratory"],
+        "fusion respiratory",
+        {"data", "model", "feature_names", "bundle_manifest_sha256"},
+    )
+    data, model = DataConfig.from_dict(resp["data"]), ModelConfig.from_dict(resp["model"])
+    if resp["feature_names"] != list(data.feature_names) or len(data.feature_names) != (
+        model.input_channels
+    ):
+        raise BundleError("fusion respiratory: feature names disagree with its data or model")
+
+
+def _curve(obj: Any) -> None:
+    if not isinstance(obj, list) or not all(isinstance(row, dict) for row in obj):
+        raise BundleError("training curve: expected a list of objects")
+
+
+JSON_SCHEMAS: dict[str, Callable[[Any], object]] = {
+    SCALER: ChannelScaler.from_dict,
+    "resp_" + SCALER: ChannelScaler.from_dict,
+    CURVE: _curve,
+    "calibration.json": RiskCalibration.from_dict,
+    "alarm_policy.json": _alarm_policy,
+    "fusion.json": _fusion_meta,
+}
+"""Validator of each JSON file a bundle may hold (those of the pipeline stages included);
+another JSON file must still parse."""
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _model_configs(
+    root: Path, files: Mapping[str, str], config: PipelineConfig
+) -> dict[str, ModelConfig]:
+    """Architecture of each weights file the bundle must hold in a known shape."""
+    models = {ENCODER: config.model, DECODER: config.model}
+    if "fusion.json" in files:
+        meta = _strict_json((root / "fusion.json").read_text())
+        _fusion_meta(meta)
+        resp = ModelConfig.from_dict(meta["respiratory"]["model"])
+        models |= {"resp_" + ENCODER: resp, "resp_" + DECODER: resp}
+    return models
+
+
+def _expected_shapes(config: ModelConfig, name: str) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the encoder or decoder of ``config`` (built without memory)."""
+    with torch.device("meta"):
+        model = Autoencoder(config)
+    part = model.encoder if name.endswith(ENCODER) else model.decoder
+    return {key: tuple(value.shape) for key, value in part.state_dict().items()}
+
+
+def _check_tensors(file: Path, expected: dict[str, tuple[int, ...]] | None) -> None:
+    """Parse a safetensors header; compare its tensors with ``expected`` (name → shape)."""
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as handle:
+            found = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            dtypes = {handle.get_slice(key).get_dtype() for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own SafetensorError on a bad header
+        raise BundleError(f"not a readable safetensors file ({type(exc).__name__})") from None
+    if not dtypes <= {"F32", "F16", "BF16", "F64"}:
+        raise BundleError(f"tensors of type {sorted(dtypes)}; expected floating point")
+    if expected is not None and found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or sorted(
+            k for k in found if found[k] != expected[k]
+        )
+        raise BundleError(f"tensor '{wrong[0]}' does not fit the model config")
+
+
+def _check_file(root: Path, name: str, models: Mapping[str, ModelConfig]) -> None:
+    """Parse and validate one listed file by its type (and name)."""
+    file = root / name
+    if name.endswith(".safetensors"):
+        config = models.get(name)
+        _check_tensors(file, None if config is None else _expected_shapes(config, name))
+    elif name.endswith(".json"):
+        try:
+            obj = _strict_json(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"not valid JSON ({exc})") from None
+        JSON_SCHEMAS.get(name, lambda _: None)(obj)
+    elif name.endswith(".skops"):
+        try:
+            sio.get_untrusted_types(file=file)
+        except Exception as exc:  # skops raises many types on a corrupt archive
+            raise BundleError(f"not a readable skops file ({type(exc).__name__})") from None
+    else:
+        raise BundleError("a bundle holds only .safetensors, .json and .skops files")
+
+
+def verify_content(root: Path, manifest: dict[str, Any], config: PipelineConfig) -> None:
+    """Parse and validate every listed file, beyond its sha256.
+
+    Weights: safetensors headers, and the encoder and decoder tensors (the respiratory
+    ones too) in the shapes the config's architecture has. JSON: strict JSON, and each
+    known file against its schema (:data:`JSON_SCHEMAS`). skops: a readable archive.
+
+    Raises
+    ------
+    BundleError
+        One line naming the file and what is wrong with it.
+    """
+    files = manifest["files"]
+    try:
+        models = _model_configs(root, files, config)
+    except (VitalSentryError, ValueError, TypeError, KeyError) as exc:
+        raise BundleError(f"bundle {root}: 'fusion.json' is malformed ({exc})") from None
+    for name in files:
+        try:
+            _check_file(root, name, models)
+        except (VitalSentryError, ValueError, TypeError) as exc:
+            raise BundleError(f"bundle {root}: '{name}' is malformed ({exc})") from None
+
+
+def sign_bundle(path: str | Path, key: str | os.PathLike[str]) -> Path:
+    """Verify a bundle, then sign its ``manifest.json`` with an Ed25519 private key.
+
+    Returns
+    -------
+    Path
+        The signature file written (``manifest.sig``, replaced atomically).
+
+    Raises
+    ------
+    BundleError
+        The bundle does not verify.
+    VitalSentryError
+        The key cannot be read or is not Ed25519.
+    """
+    bundle = load_bundle(path)
+    raw = (bundle.path / MANIFEST).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != bundle.manifest_sha256:
+        raise BundleError(f"bundle {bundle.path}: {MANIFEST} changed while signing")
+    out = bundle.path / SIGNATURE
+    atomic_write_bytes(out, sign_manifest(raw, key))
+    return out

@@ -52,6 +52,35 @@ StepOpt = Annotated[
     typer.Option("--step", help="Sampling interval in seconds for files without timestamps"),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed")]
+RequireSignatureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature",
+        help="Refuse a bundle not signed by a trusted key (see `vitalsentry sign`)",
+    ),
+]
+TrustedKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-key",
+        help="Trusted Ed25519 public key, PEM (repeatable; default VITALSENTRY_SIGNING_PUBLIC_KEYS)",
+    ),
+]
+
+
+def _trusted_keys(require: bool, keys: list[Path] | None) -> list[Path] | None:
+    """Public keys a bundle must be signed by, or None when no signature is required."""
+    if not require:
+        if keys:
+            raise VitalSentryError("--trusted-key: only with --require-signature")
+        return None
+    listed = os.environ.get("VITALSENTRY_SIGNING_PUBLIC_KEYS", "")
+    given = keys or [Path(p.strip()) for p in listed.split(",") if p.strip()]
+    if not given:
+        raise VitalSentryError(
+            "--require-signature: give --trusted-key PUBLIC_KEY (or VITALSENTRY_SIGNING_PUBLIC_KEYS)"
+        )
+    return given
 
 
 def _parse_channels(text: str) -> tuple[str, ...]:
@@ -567,12 +596,15 @@ def score(
     mc_passes: Annotated[
         int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")
     ] = 0,
+    require_signature: RequireSignatureOpt = False,
+    trusted_key: TrustedKeyOpt = None,
 ) -> None:
     """Write per-window risk for any readable input, with the bundle's channels and window."""
     from vitalsentry.data.simulate import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
 
-    pipe = VitalRiskPipeline.from_bundle(bundle)
+    trusted = _trusted_keys(require_signature, trusted_key)
+    pipe = VitalRiskPipeline.from_bundle(bundle, trusted_keys=trusted)
     readings = _read(data, source, step, column_map)
     table = pipe.score_frame(readings.frame, stream=readings.stream, mc_passes=mc_passes)
     write_table(table, out)
@@ -636,11 +668,41 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 1,
+    require_signature: RequireSignatureOpt = False,
+    trusted_key: TrustedKeyOpt = None,
 ) -> None:
     """Serve a bundle over HTTP (API keys from VITALSENTRY_API_KEYS; see `vitalsentry keygen`)."""
     from vitalsentry.serve.app import run
 
-    run(bundle, host=host, port=port, workers=workers)
+    trusted = _trusted_keys(require_signature, trusted_key)
+    run(bundle, host=host, port=port, workers=workers, trusted_keys=trusted)
+
+
+@app.command()
+def sign(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle to sign")],
+    key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (PEM)")],
+) -> None:
+    """Verify a bundle and sign its manifest (writes manifest.sig beside it)."""
+    from vitalsentry.bundle import sign_bundle
+
+    out = sign_bundle(bundle, key)
+    console.print(f"signed {bundle}: {out}", highlight=False)
+
+
+@app.command("sign-keygen")
+def sign_keygen(
+    out: Annotated[Path, typer.Option("--out", help="Private key file to create (PEM, mode 600)")],
+) -> None:
+    """Create an Ed25519 signing key pair for `vitalsentry sign` (public key: OUT.pub)."""
+    from vitalsentry.signing import generate_signing_key
+
+    private, public = generate_signing_key(out)
+    console.print(
+        f"private key (keep it secret; `vitalsentry sign --key`): {private}\n"
+        f"public key (give it to servers; `--trusted-key`): {public}",
+        highlight=False,
+    )
 
 
 @app.command()

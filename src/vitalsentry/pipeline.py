@@ -8,6 +8,7 @@ from a trained encoder to a detector and its calibration.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,9 +238,11 @@ class VitalRiskPipeline:
         self.fusion = FusionHead(bundle) if bundle.has(FUSION_FILE) else None
 
     @classmethod
-    def from_bundle(cls, path: str | Path) -> VitalRiskPipeline:
-        """Load and verify a bundle, then build the pipeline."""
-        return cls(load_bundle(path))
+    def from_bundle(
+        cls, path: str | Path, *, trusted_keys: Sequence[Path] | None = None
+    ) -> VitalRiskPipeline:
+        """Load and verify a bundle (signed by a trusted key, if given), then build the pipeline."""
+        return cls(load_bundle(path, trusted_keys=trusted_keys))
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -85,6 +85,19 @@ def test_detect_source_tidy_needs_timestamp_or_step(tmp_path: Path) -> None:
     assert "vitals2024" in info.value.reason and "heart-rate" in info.value.reason
 
 
+@pytest.mark.parametrize("header", ["T1,T2", "HR", "heart_rate,pulse_2", "bpm"])
+def test_auto_takes_series_named_like_heart_rate(tmp_path: Path, header: str) -> None:
+    row = ",".join("70" for _ in header.split(","))
+    assert detect_source(_write(tmp_path, f"{header}\n{row}\n")) == "heart-rate"
+
+
+def test_auto_refuses_a_numeric_header_it_does_not_know(tmp_path: Path) -> None:
+    path = _write(tmp_path, "foo,bar,baz\n70,71,72\n")
+    with pytest.raises(DataError, match="cannot tell the source"):
+        detect_source(path)
+    assert read_readings(path, "heart-rate", step_s=1.0).source == "heart-rate"  # when asked
+
+
 def test_detect_source_rejects_text_columns_without_keys(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot tell the source"):
         detect_source(_write(tmp_path, "name,value\nx,1\n"))

@@ -1,4 +1,5 @@
 import hashlib
+import hmac
 
 import numpy as np
 import pandas as pd
@@ -38,10 +39,12 @@ def test_format_loc(loc: tuple[str | int, ...], text: str) -> None:
     assert format_loc(loc) == text
 
 
-def test_patient_tag_is_a_short_hash() -> None:
-    tag = patient_tag("MRN-1")
-    assert tag == hashlib.sha256(b"MRN-1").hexdigest()[:12]
-    assert tag != patient_tag("MRN-2")
+def test_patient_tag_is_a_keyed_short_hash() -> None:
+    tag = patient_tag("MRN-1", b"secret")
+    assert tag == hmac.new(b"secret", b"MRN-1", hashlib.sha256).hexdigest()[:12]
+    assert tag != patient_tag("MRN-2", b"secret")
+    assert tag != patient_tag("MRN-1", b"other")
+    assert tag != hashlib.sha256(b"MRN-1").hexdigest()[:12]  # not reversible without the key
 
 
 def test_from_request_keeps_only_measured_channels() -> None:

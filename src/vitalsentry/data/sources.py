@@ -23,6 +23,7 @@ the readings into afterwards.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -121,6 +122,9 @@ _PARQUET_SUFFIXES = (".parquet", ".pq")
 _PEEK_ROWS = 50
 _SCHEMA_MATCH = 0.5
 """Share of a fixed schema's columns a header must have for ``auto`` to pick that schema."""
+_SERIES_NAME = re.compile(r"(t|series|hr|heart[ _]?rate|pulse|bpm)[ _]?\d*", re.IGNORECASE)
+"""Column names ``auto`` takes for heart-rate series (``T1``…, ``HR``, ``pulse_2``…); other
+all-numeric headers need ``--source heart-rate`` explicitly."""
 
 
 def load_frame(
@@ -211,8 +215,8 @@ def detect_source(
     str
         ``vitals2024`` (most of the 17-column Human Vital Signs 2024 header), ``iot`` (most of
         the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
-        column or ``step_s``), or ``heart-rate`` (no patient or timestamp column and every
-        column numeric in the first rows).
+        column or ``step_s``), or ``heart-rate`` (no patient or timestamp column, every
+        column numeric in the first rows and named like a series: ``T1``, ``HR``, ``pulse``).
 
     Raises
     ------
@@ -243,13 +247,14 @@ def _detect(
     if patient is not None and (timestamp is not None or step_s is not None):
         return "tidy"
     numeric = all(is_numeric_dtype(head[c]) and not is_bool_dtype(head[c]) for c in head.columns)
-    if patient is None and timestamp is None and numeric:
+    known = all(_SERIES_NAME.fullmatch(str(c).strip()) for c in head.columns)
+    if patient is None and timestamp is None and numeric and known:
         return "heart-rate"
     raise DataError(
         "cannot tell the source from the header; looked for the 17-column Human Vital Signs "
         "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), a "
         f"'{patient_column}' column with a '{timestamp_column}' column or a step (tidy), and "
-        "numeric series columns without patient or timestamp columns (heart-rate); choose "
+        "numeric series columns named like T1, HR or pulse (heart-rate); choose "
         f"one of {', '.join(SOURCES[1:])} explicitly",
         file=path,
     )

@@ -3,7 +3,8 @@
 Every error answer is JSON: ``{"detail": "..."}``, or for 422 ``{"detail": [{"loc",
 "msg", "type"}]}`` where ``msg`` starts with the field, e.g.
 ``readings[12].heart_rate: 900 is outside 20–300 /min``. Inputs are never echoed and
-stack traces never leave the server; server logs name patients by hash only.
+stack traces never leave the server; server logs name patients by keyed hash only.
+An unexpected error is a JSON 500 without details (:mod:`vitalsentry.serve.guard`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import copy
 import gc
 import logging
 import os
-import traceback
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +31,9 @@ from vitalsentry import __version__
 from vitalsentry.data.schema import CHANNELS, plausible_range_text
 from vitalsentry.errors import VitalSentryError
 from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.inputs import RequestError, format_loc
+from vitalsentry.serve.combine import self_check
+from vitalsentry.serve.guard import CrashGuardMiddleware, QueryRedactingFilter
+from vitalsentry.serve.inputs import RequestError, clip, format_loc
 from vitalsentry.serve.metrics import MetricsMiddleware, ServiceMetrics
 from vitalsentry.serve.routes import ops, v1
 from vitalsentry.serve.security import BodyLimitMiddleware, RateLimiter
@@ -42,6 +44,9 @@ logger = logging.getLogger("vitalsentry.serve")
 
 MAX_REPORTED_ERRORS: Final = 20
 """422 answers list at most this many field errors (plus a count of the rest)."""
+
+MAX_MESSAGE_CHARS: Final = 200
+"""Longest error message sent (a longer one is cut): no input is echoed at length."""
 
 _RANGE_ERRORS: Final = frozenset({"greater_than_equal", "less_than_equal"})
 NO_BUNDLE: Final = f"no model bundle: set {ENV_PREFIX}BUNDLE or pass --bundle"
@@ -62,15 +67,19 @@ def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """422 detail items (no input echoed): ``loc``, ``msg`` prefixed by the field, ``type``."""
     out = []
     for error in errors[:MAX_REPORTED_ERRORS]:
-        loc = tuple(error.get("loc", ()))
+        loc = tuple(clip(p) if isinstance(p, str) else p for p in error.get("loc", ()))
         where = (
-            () if error["type"] == "json_invalid" else (loc[1:] if loc[:1] == ("body",) else loc)
+            ()
+            if error["type"] == "json_invalid"
+            else (loc[1:] if loc[:1] == ("body",) and len(loc) > 1 else loc)
         )
         message = _field_message(error)
         out.append(
             {
                 "loc": list(loc),
-                "msg": f"{format_loc(where)}: {message}" if where else message,
+                "msg": clip(
+                    f"{format_loc(where)}: {message}" if where else message, MAX_MESSAGE_CHARS
+                ),
                 "type": error["type"],
             }
         )
@@ -82,7 +91,10 @@ def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 def _unprocessable(loc: Sequence[str | int], message: str, kind: str) -> JSONResponse:
     return JSONResponse(
-        status_code=422, content={"detail": [{"loc": list(loc), "msg": message, "type": kind}]}
+        status_code=422,
+        content={
+            "detail": [{"loc": list(loc), "msg": clip(message, MAX_MESSAGE_CHARS), "type": kind}]
+        },
     )
 
 
@@ -102,25 +114,11 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return _unprocessable(("body",), str(exc), "data_error")
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """Answer 500 without details.
-
-    The log gets the exception type and where it was raised (file, line, function of
-    each frame) but neither its message nor source lines, which could quote input values.
-    """
-    frames = "\n".join(
-        f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
-    )
-    logger.error(
-        "unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url.path, frames
-    )
-    return JSONResponse(status_code=500, content={"detail": "internal server error"})
-
-
 def _load(settings: Settings) -> VitalRiskPipeline:
     if settings.bundle is None:
         raise VitalSentryError(NO_BUNDLE)
-    return VitalRiskPipeline.from_bundle(settings.bundle)
+    trusted = settings.signing_public_keys if settings.require_signature else None
+    return VitalRiskPipeline.from_bundle(settings.bundle, trusted_keys=trusted)
 
 
 def create_app(
@@ -160,6 +158,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             loaded = pipeline if pipeline is not None else await run_in_threadpool(_load, settings)
+            await run_in_threadpool(self_check, loaded)  # ready only once it scores
         except VitalSentryError as exc:
             logger.error("cannot start: %s", exc)
             raise
@@ -185,13 +184,13 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.failed_key_limiter = RateLimiter(settings.failed_key_limit_per_minute)
     app.state.service = None
     app.include_router(v1)
     app.include_router(ops)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(RequestError, _on_request_error)
     app.add_exception_handler(VitalSentryError, _on_domain_error)
-    app.add_exception_handler(Exception, _on_unexpected)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -201,12 +200,18 @@ def create_app(
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(CrashGuardMiddleware)
     return app
 
 
 def log_config() -> dict[str, Any]:
-    """Return uvicorn's logging config plus the ``vitalsentry`` logger at INFO."""
+    """Return uvicorn's logging config plus the ``vitalsentry`` logger at INFO.
+
+    The access log never shows query strings (they could carry keys or identifiers).
+    """
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"no_query": {"()": QueryRedactingFilter}}
+    config["handlers"]["access"]["filters"] = ["no_query"]
     config["loggers"]["vitalsentry"] = {
         "handlers": ["default"],
         "level": "INFO",
@@ -215,7 +220,13 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def run(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def run(
+    bundle: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    trusted_keys: Sequence[Path] | None = None,
+) -> None:
     """Serve a bundle with uvicorn (what ``vitalsentry serve`` calls).
 
     The bundle is verified and the settings checked before the server starts, so a
@@ -233,18 +244,28 @@ def run(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: 
         TCP port.
     workers : int, default 1
         Worker processes; each loads the bundle once.
+    trusted_keys : sequence of path, optional
+        Require a bundle signed by one of these Ed25519 public keys (overrides
+        ``VITALSENTRY_REQUIRE_SIGNATURE`` and ``VITALSENTRY_SIGNING_PUBLIC_KEYS``).
 
     Raises
     ------
     VitalSentryError
-        Bad settings, no API key configured, or a missing or tampered bundle.
+        Bad settings, no API key configured, a missing, tampered or unsigned bundle, or
+        one that fails the scoring self-check.
     """
     os.environ[f"{ENV_PREFIX}BUNDLE"] = str(Path(bundle).resolve())
+    if trusted_keys is not None:
+        os.environ[f"{ENV_PREFIX}REQUIRE_SIGNATURE"] = "true"
+        keys = ",".join(str(Path(key).resolve()) for key in trusted_keys)
+        os.environ[f"{ENV_PREFIX}SIGNING_PUBLIC_KEYS"] = keys
     settings = load_settings()
     if settings.torch_threads:
         os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
         torch.set_num_threads(settings.torch_threads)
-    app = create_app(settings, pipeline=_load(settings))
+    loaded = _load(settings)
+    self_check(loaded)  # a bundle that cannot score fails here, in one line
+    app = create_app(settings, pipeline=loaded)
     target: Any = app if workers == 1 else f"{__name__}:create_app"
     uvicorn.run(
         target,

@@ -24,8 +24,14 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
 
 from vitalsentry.data.prepared import cut_windows
+from vitalsentry.data.schema import CHANNELS
+from vitalsentry.errors import BundleError
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.serve.inputs import PatientReadings, patient_grid
 from vitalsentry.serve.metrics import ServiceMetrics
@@ -136,41 +142,100 @@ class Combiner:
                 self._run(batch)
 
     def _run(self, batch: list[_Job]) -> None:
-        """Score every patient of ``batch`` in one pipeline call and hand out the rows."""
+        """Score every patient of ``batch`` in one pipeline call and hand out the rows.
+
+        When a combined call fails, each job is run again alone, so one request's
+        failure is that request's only; the thread goes on either way.
+        """
         try:
             rows = self._score(batch)
-        except Exception as exc:  # every waiting request gets it; the thread goes on
-            for job in batch:
-                job.settle(exc)
+        except Exception as exc:
+            if len(batch) > 1:
+                for job in batch:
+                    self._run([job])
+                return
+            batch[0].settle(exc)
             return
         for job, found in zip(batch, rows, strict=True):
             job.settle(found)
 
     def _score(self, batch: list[_Job]) -> list[Rows]:
         """Per job, its patients' scored windows (one pipeline call for all of them)."""
-        pipe = self.pipeline
-        data, window = pipe.data_config, pipe.window_config
-        grids = [
-            patient_grid(
-                patient,
-                pipe.channels,
-                f"{k}:{i}",
-                step_s=data.step_s,
-                max_gap_s=data.max_gap_s,
-            )
-            for k, job in enumerate(batch)
-            for i, patient in enumerate(job.patients)
-        ]
-        self.metrics.batch_patients.observe(len(grids))
-        cut = cut_windows(grids, data, window, latest_only=True)
-        found: dict[str, Scored] = {}
-        if len(cut.windows):
-            scores = pipe.score_windows(cut.windows, mc_passes=batch[0].passes)
-            span = (window.length - 1) * data.step_s
-            found = {
-                str(key): Scored(float(start), float(start) + span, scores, j)
-                for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
-            }
-        return [
-            [found.get(f"{k}:{i}") for i in range(len(job.patients))] for k, job in enumerate(batch)
-        ]
+        self.metrics.batch_patients.observe(sum(len(job.patients) for job in batch))
+        return score_latest(self.pipeline, [job.patients for job in batch], batch[0].passes)
+
+
+def score_latest(
+    pipe: VitalRiskPipeline, groups: Sequence[Sequence[PatientReadings]], passes: int
+) -> list[Rows]:
+    """Score the latest complete window of every patient of ``groups`` in one pipeline call.
+
+    Parameters
+    ----------
+    pipe : VitalRiskPipeline
+        The loaded pipeline.
+    groups : sequence of sequences of PatientReadings
+        Patients, grouped (one group per request).
+    passes : int
+        MC dropout passes (0 = off).
+
+    Returns
+    -------
+    list of Rows
+        Per group, per patient, its scored window or None.
+    """
+    data, window = pipe.data_config, pipe.window_config
+    grids = [
+        patient_grid(
+            patient, pipe.channels, f"{k}:{i}", step_s=data.step_s, max_gap_s=data.max_gap_s
+        )
+        for k, group in enumerate(groups)
+        for i, patient in enumerate(group)
+    ]
+    cut = cut_windows(grids, data, window, latest_only=True)
+    found: dict[str, Scored] = {}
+    if len(cut.windows):
+        scores = pipe.score_windows(cut.windows, mc_passes=passes)
+        span = (window.length - 1) * data.step_s
+        found = {
+            str(key): Scored(float(start), float(start) + span, scores, j)
+            for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
+        }
+    return [[found.get(f"{k}:{i}") for i in range(len(group))] for k, group in enumerate(groups)]
+
+
+SELF_CHECK_START: Final = 1_704_067_200.0
+"""Epoch seconds of the self-check's first reading (2024-01-01T00:00:00Z)."""
+
+
+def self_check(pipe: VitalRiskPipeline) -> None:
+    """Score one synthetic patient along the service's path; refuse a pipeline that cannot.
+
+    The patient has one window and one step of readings at the training means of the
+    model's channels (a channel the scaler lacks: the middle of its plausible range).
+
+    Raises
+    ------
+    BundleError
+        The call fails, finds no complete window, or gives a risk outside [0, 1].
+    """
+    data, window = pipe.data_config, pipe.window_config
+    steps = window.length + 1
+    scaler = pipe.bundle.scaler
+    means = dict(zip(scaler.feature_names, scaler.mean_.tolist(), strict=True))
+    values = {
+        name: np.full(steps, means.get(name, (CHANNELS[name].low + CHANNELS[name].high) / 2))
+        for name in pipe.channels
+    }
+    seconds = SELF_CHECK_START + np.arange(steps) * data.step_s
+    times = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True)).as_unit("ns")
+    try:
+        ((row,),) = score_latest(pipe, [[PatientReadings("self-check", times, values)]], 0)
+        risk = None if row is None else float(row.scores.risk[row.index])
+    except Exception as exc:
+        raise BundleError(
+            f"bundle {pipe.bundle.path}: the scoring self-check failed ({type(exc).__name__})"
+        ) from None
+    if risk is None or not 0.0 <= risk <= 1.0:
+        found = "no complete window" if risk is None else f"risk {risk}"
+        raise BundleError(f"bundle {pipe.bundle.path}: the scoring self-check failed ({found})")

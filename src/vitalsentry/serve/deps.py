@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -30,36 +29,67 @@ async def get_service(request: Request) -> ScoringService:
     return service
 
 
-def require(scope: str | None) -> Callable[..., Awaitable[KeyEntry | None]]:
+_CHECKED: Final = "vitalsentry.api_key"
+"""Scope key holding a request's checked key entry (the check runs once per request)."""
+
+
+def _refuse_key(request: Request, detail: str) -> HTTPException:
+    """401 for a missing or unknown key, or 429 once the client has failed too often."""
+    limiter: RateLimiter = request.app.state.failed_key_limiter
+    wait = limiter.acquire(request.client.host if request.client else "?")
+    if wait > 0:
+        return HTTPException(
+            status_code=429,
+            detail="too many requests with a missing or unknown API key",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    return HTTPException(status_code=401, detail=detail)
+
+
+class KeyCheck:
     """Dependency checking the ``X-API-Key`` header, its scope and its rate limit.
+
+    Routes with a body run it before the body is read
+    (:class:`~vitalsentry.serve.routes.RustJsonRoute`); it checks a request once.
 
     Parameters
     ----------
     scope : str or None
         Scope the key must hold; None accepts any valid key.
-
-    Returns
-    -------
-    callable
-        The dependency: returns the key's entry (None when keys are not required) or
-        raises 401 (no or unknown key), 403 (scope missing) or 429 (with Retry-After).
     """
 
-    async def check(
-        request: Request, key: Annotated[str | None, Security(api_key_header)]
+    def __init__(self, scope: str | None) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self, request: Request, key: Annotated[str | None, Security(api_key_header)]
     ) -> KeyEntry | None:
+        """Return the key's entry (None when keys are not required).
+
+        Raises
+        ------
+        HTTPException
+            401 (no or unknown key; 429 after too many from one client), 403 (scope
+            missing) or 429 (the key's rate limit, with Retry-After).
+        """
+        if _CHECKED in request.scope:
+            checked: KeyEntry | None = request.scope[_CHECKED]
+            return checked
         settings: Settings = request.app.state.settings
-        if not settings.require_api_key:
-            return None
+        entry = await self._check(request, key, settings) if settings.require_api_key else None
+        request.scope[_CHECKED] = entry
+        return entry
+
+    async def _check(self, request: Request, key: str | None, settings: Settings) -> KeyEntry:
         if not key:
-            raise HTTPException(
-                status_code=401, detail=f"missing API key (header {API_KEY_HEADER})"
-            )
+            raise _refuse_key(request, f"missing API key (header {API_KEY_HEADER})")
         entry = find_key(key, settings.api_keys)
         if entry is None:
-            raise HTTPException(status_code=401, detail="unknown API key")
-        if scope is not None and scope not in entry.scopes:
-            raise HTTPException(status_code=403, detail=f"this API key lacks the '{scope}' scope")
+            raise _refuse_key(request, "unknown API key")
+        if self.scope is not None and self.scope not in entry.scopes:
+            raise HTTPException(
+                status_code=403, detail=f"this API key lacks the '{self.scope}' scope"
+            )
         limiter: RateLimiter = request.app.state.limiter
         wait = limiter.acquire(entry.key_id)
         if wait > 0:
@@ -70,7 +100,10 @@ def require(scope: str | None) -> Callable[..., Awaitable[KeyEntry | None]]:
             )
         return entry
 
-    return check
+
+def require(scope: str | None) -> KeyCheck:
+    """Return the key check for ``scope`` (see :class:`KeyCheck`)."""
+    return KeyCheck(scope)
 
 
 Service = Annotated[ScoringService, Depends(get_service)]

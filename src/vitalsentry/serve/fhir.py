@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from vitalsentry.data.schema import BP_PANEL_LOINC, CHANNELS, plausible_range_text
-from vitalsentry.serve.inputs import Loc, PatientReadings, RequestError
+from vitalsentry.serve.inputs import Loc, PatientReadings, RequestError, clip
 from vitalsentry.serve.schemas import Timestamp
 from vitalsentry.serve.settings import MAX_READINGS_CEILING
 
@@ -54,6 +54,9 @@ CHANNEL_OF_LOINC: Final[Mapping[str, str]] = {
     code: name for name, spec in CHANNELS.items() for code in spec.loinc
 }
 
+Text = Annotated[str | None, Field(max_length=256)]
+"""A FHIR string element used here (bounded: codes, units, systems, display texts)."""
+
 _FHIR = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False, populate_by_name=True)
 
 
@@ -62,9 +65,9 @@ class Coding(BaseModel):
 
     model_config = _FHIR
 
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
+    system: Text = None
+    code: Text = None
+    display: Text = None
 
 
 class CodeableConcept(BaseModel):
@@ -73,7 +76,7 @@ class CodeableConcept(BaseModel):
     model_config = _FHIR
 
     coding: list[Coding] = Field(default_factory=list, max_length=32)
-    text: str | None = None
+    text: Text = None
 
 
 class Quantity(BaseModel):
@@ -82,9 +85,14 @@ class Quantity(BaseModel):
     model_config = _FHIR
 
     value: float | None = None
-    unit: str | None = None
-    system: str | None = None
-    code: str | None = None
+    unit: Text = None
+    system: Text = None
+    code: Text = None
+
+
+def _REQUIRED_STRING(name: str) -> dict[str, Any]:  # noqa: N802 (reads as a schema constant)
+    """JSON Schema of an object whose ``name`` is a string (present, not null)."""
+    return {"type": "object", "required": [name], "properties": {name: {"type": "string"}}}
 
 
 class Reference(BaseModel):
@@ -105,12 +113,26 @@ class ObservationComponent(BaseModel):
 
 
 class Observation(BaseModel):
-    """A vital-sign Observation (only the elements used here)."""
+    """A vital-sign Observation (only the elements used here).
 
-    model_config = _FHIR
+    The schema also states what the service checks itself (with messages naming the
+    entry): a subject, and an effective time.
+    """
+
+    model_config = ConfigDict(
+        **_FHIR,
+        json_schema_extra={
+            "required": ["resourceType", "code", "subject"],
+            "allOf": [{"properties": {"subject": _REQUIRED_STRING("reference")}}],
+            "anyOf": [
+                _REQUIRED_STRING("effectiveDateTime"),
+                _REQUIRED_STRING("effectiveInstant"),
+            ],
+        },
+    )
 
     resource_type: Literal["Observation"] = Field(alias="resourceType")
-    status: str | None = None
+    status: Text = None
     code: CodeableConcept
     subject: Reference | None = None
     effective_date_time: Timestamp | None = Field(None, alias="effectiveDateTime")
@@ -124,7 +146,7 @@ class BundleEntry(BaseModel):
 
     model_config = _FHIR
 
-    full_url: str | None = Field(None, alias="fullUrl")
+    full_url: Text = Field(None, alias="fullUrl")
     resource: Observation
 
 
@@ -134,7 +156,7 @@ class FhirBundle(BaseModel):
     model_config = _FHIR
 
     resource_type: Literal["Bundle"] = Field(alias="resourceType")
-    type: str | None = None
+    type: Text = None
     entry: list[BundleEntry] = Field(min_length=1, max_length=MAX_READINGS_CEILING)
 
 
@@ -160,7 +182,7 @@ def _value(quantity: Quantity | None, name: str, where: Loc) -> float:
         field = "code" if quantity.code is not None else "unit"
         raise RequestError(
             (*where, field),
-            f"unit {unit!r} is not accepted for {CHANNELS[name].label} (UCUM: {', '.join(accepted)})",
+            f"unit {unit if unit is None else clip(unit)!r} is not accepted for {CHANNELS[name].label} (UCUM: {', '.join(accepted)})",
         )
     value = convert(quantity.value)
     spec = CHANNELS[name]
@@ -246,7 +268,11 @@ def _patient(
     instants = sorted({when for when, _ in measured})
     row = {when: k for k, when in enumerate(instants)}
     values: dict[str, np.ndarray] = {}
-    for (when, name), (value, _) in measured.items():
+    entries = np.full(len(instants), np.iinfo(np.int64).max)
+    for (when, name), (value, i) in measured.items():
         values.setdefault(name, np.full(len(instants), np.nan))[row[when]] = value
+        entries[row[when]] = min(entries[row[when]], i)
     ordered = {name: values[name] for name in CHANNELS if name in values}
-    return PatientReadings(reference, pd.DatetimeIndex(instants).as_unit("ns"), ordered)
+    return PatientReadings(
+        reference, pd.DatetimeIndex(instants).as_unit("ns"), ordered, entries=entries
+    )

@@ -7,6 +7,7 @@ coverage) and the NEWS2 of its latest values.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ class RequestError(Exception):
         super().__init__(f"{format_loc(loc)}: {message}" if loc else message)
 
 
+def clip(text: str, limit: int = 40) -> str:
+    """Return ``text`` cut to ``limit`` characters (an ellipsis marks a cut): bounded echo."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def format_loc(loc: Loc) -> str:
     """Write a location as a path: ``("readings", 12, "heart_rate")`` → ``readings[12].heart_rate``."""
     text = ""
@@ -60,9 +66,13 @@ def format_loc(loc: Loc) -> str:
     return text
 
 
-def patient_tag(patient_id: str) -> str:
-    """Return what logs say instead of a patient id: the first 12 hex digits of its sha256."""
-    return hashlib.sha256(patient_id.encode()).hexdigest()[:12]
+def patient_tag(patient_id: str, key: bytes) -> str:
+    """Return what logs say instead of a patient id: 12 hex digits of its HMAC-SHA256.
+
+    Keyed with a server secret (``VITALSENTRY_PSEUDONYM_KEY``), so a tag cannot be
+    reversed by hashing candidate ids without the key.
+    """
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +91,8 @@ class PatientReadings:
         NEWS2 context.
     loc : tuple of str or int
         Where the patient sits in the request (prefix of error locations).
+    entries : numpy.ndarray, optional
+        (n,) FHIR entry index of each instant; None: instants are ``readings[k]``.
     """
 
     patient_id: str
@@ -89,9 +101,16 @@ class PatientReadings:
     on_oxygen: bool = False
     consciousness_alert: bool = True
     loc: Loc = ()
+    entries: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def where(self, k: int) -> Loc:
+        """Location in the request of the timestamp of instant ``k``."""
+        if self.entries is None:
+            return (*self.loc, "readings", k, "timestamp")
+        return ("entry", int(self.entries[k]), "resource", "effectiveDateTime")
 
 
 def unique_times(times: pd.DatetimeIndex, where: Loc) -> pd.DatetimeIndex:
@@ -166,6 +185,34 @@ def patient_grid(
         max_gap_s=max_gap_s,
         key=key,
     )
+
+
+def check_span(patient: PatientReadings, max_span_s: float, limit: str) -> None:
+    """Refuse readings spread over more than ``max_span_s`` seconds (before any grid is built).
+
+    Parameters
+    ----------
+    patient : PatientReadings
+        Validated readings.
+    max_span_s : float
+        Longest accepted span from the earliest to the latest reading.
+    limit : str
+        How the limit is stated in the message (e.g. ``100 windows of 63 s``).
+
+    Raises
+    ------
+    RequestError
+        Naming the earliest reading and the limit.
+    """
+    stamps = patient.times.asi8
+    first, last = int(np.argmin(stamps)), int(np.argmax(stamps))
+    span = (stamps[last] - stamps[first]) / 1e9
+    if span > max_span_s:
+        raise RequestError(
+            patient.where(first),
+            f"{span:.0f} s before the latest reading; readings may span at most "
+            f"{max_span_s:g} s ({limit})",
+        )
 
 
 def coverage_problem(

@@ -11,12 +11,21 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import pydantic_core
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from vitalsentry.serve.deps import AdminKey, AnyKey, McPasses, ScoreKey, Service
+from vitalsentry.serve.deps import (
+    API_KEY_HEADER,
+    AdminKey,
+    AnyKey,
+    KeyCheck,
+    McPasses,
+    ScoreKey,
+    Service,
+)
 from vitalsentry.serve.fhir import FhirBundle
+from vitalsentry.serve.guard import dependants, reject_unknown_query
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import (
     BatchRequest,
@@ -36,6 +45,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or unknown API key",
         403: "The API key lacks the scope",
         413: "Request body too large",
+        415: "The body is not JSON (Content-Type)",
         429: "Rate limit exceeded (see Retry-After)",
         503: "The model is not loaded",
     }
@@ -43,7 +53,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 KEYED: Final = _errors(401, 403, 429, 503)
-WITH_BODY: Final = _errors(400, 401, 403, 413, 429, 503)
+WITH_BODY: Final = _errors(400, 401, 403, 413, 415, 429, 503)
 
 
 class _RustJsonRequest(Request):
@@ -64,21 +74,42 @@ class _RustJsonRequest(Request):
         return self._json
 
 
+def _is_json(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` is JSON (``application/json`` or ``application/*+json``)."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 class RustJsonRoute(APIRoute):
-    """Route that hands its endpoint a :class:`_RustJsonRequest`."""
+    """Route that checks the API key and the content type first, then reads JSON bodies.
+
+    Its key check (:class:`~vitalsentry.serve.deps.KeyCheck`) runs before the body is
+    read, so a request without a valid key gets 401 whatever its body; a body that is
+    not JSON gets 415. The body is parsed by :class:`_RustJsonRequest`.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap FastAPI's handler so that it reads the body with pydantic-core."""
+        """Wrap FastAPI's handler: key check, content type, then pydantic-core's JSON."""
         handler = super().get_route_handler()
+        checks = [dep.call for dep in dependants(self.dependant) if isinstance(dep.call, KeyCheck)]
 
         async def route(request: Request) -> Response:
+            for check in checks:
+                await check(request, request.headers.get(API_KEY_HEADER))
+            if self.body_field is not None and not _is_json(request.headers.get("content-type")):
+                raise HTTPException(
+                    status_code=415,
+                    detail="Content-Type must be application/json (or application/fhir+json)",
+                )
             return await handler(_RustJsonRequest(request.scope, request.receive))
 
         return route
 
 
-v1 = APIRouter(prefix="/v1", route_class=RustJsonRoute)
-ops = APIRouter(tags=["operations"])
+NO_UNKNOWN_QUERY: Final = [Depends(reject_unknown_query)]
+v1 = APIRouter(prefix="/v1", route_class=RustJsonRoute, dependencies=NO_UNKNOWN_QUERY)
+ops = APIRouter(tags=["operations"], dependencies=NO_UNKNOWN_QUERY)
 
 
 @v1.post("/score", responses=WITH_BODY, tags=["scoring"])

@@ -7,6 +7,7 @@ and every vital must lie in its plausible range (:data:`vitalsentry.data.schema.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -15,32 +16,48 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from vitalsentry.data.schema import CHANNELS, plausible_range_text
 from vitalsentry.serve.settings import MAX_PATIENTS_CEILING, MAX_READINGS_CEILING
 
-EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
-"""Accepted timestamp range (the grid works in epoch seconds)."""
+FIRST_YEAR, LAST_YEAR = 1970, 2199
+"""Accepted years of a timestamp as written (the grid works in epoch seconds)."""
+
+_TIME_OF_DAY: Final = (
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_ISO: Final = re.compile(r"([0-9]{4})" + _TIME_OF_DAY)
+TIMESTAMP_PATTERN: Final = r"^(19[7-9][0-9]|2[01][0-9][0-9])" + _TIME_OF_DAY + "$"
+"""What a timestamp must look like (published in the schema): ``YYYY-MM-DDThh:mm:ss``,
+optional fraction (up to µs), ``Z`` or ``±hh:mm``, year 1970–2199."""
 
 
 def _iso_string(value: Any) -> Any:
-    """Refuse non-string timestamps (pydantic would read numbers as Unix times)."""
-    if not isinstance(value, str):
-        raise ValueError("expected an ISO-8601 date-time string with a UTC offset")
+    """Refuse anything but an ISO-8601 string with a UTC offset and a year in 1970–2199.
+
+    Numbers are refused (pydantic would read them as Unix times), and so are years that
+    could leave datetime's range once converted to UTC.
+    """
+    shape = _ISO.fullmatch(value) if isinstance(value, str) else None
+    if shape is None:
+        raise ValueError(
+            "expected an ISO-8601 date-time string with a UTC offset, e.g. 2024-05-01T08:00:00Z"
+        )
+    if not FIRST_YEAR <= int(shape.group(1)) <= LAST_YEAR:
+        raise ValueError(f"year {shape.group(1)} is outside 1970–2200")
     return value
 
 
-def _in_range(value: datetime) -> datetime:
-    """Convert to UTC and refuse instants outside [1970, 2200)."""
-    utc = value.astimezone(UTC)
-    if not EARLIEST <= utc < LATEST:
-        raise ValueError(f"{utc.isoformat()} is outside 1970–2200")
-    return utc
+def _to_utc(value: datetime) -> datetime:
+    """Convert to UTC."""
+    return value.astimezone(UTC)
 
 
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_iso_string),
-    AfterValidator(_in_range),
+    AfterValidator(_to_utc),
     Field(
-        strict=False, description="ISO-8601 date-time with a UTC offset, e.g. 2024-05-01T08:00:00Z"
+        strict=False,
+        description="ISO-8601 date-time with a UTC offset, e.g. 2024-05-01T08:00:00Z",
+        json_schema_extra={"pattern": TIMESTAMP_PATTERN},
     ),
 ]
 

@@ -5,13 +5,15 @@ with ``latest_only=True`` cuts it (``vitalsentry score``), so the same readings 
 same risk. A batch (or a FHIR Bundle) is scored in one batched
 :meth:`~VitalRiskPipeline.score_windows` call on the model thread of the
 :class:`~vitalsentry.serve.combine.Combiner`, which also folds concurrent requests into
-one call; the scoring methods are coroutines that await it. Logs carry a hash of the
-patient id (:func:`patient_tag`), never the id or any vital value.
+one call; the scoring methods are coroutines that await it. Logs carry a keyed hash of
+the patient id (:func:`patient_tag`), never the id or any vital value. Every patient's
+readings are bounded in time span before anything is gridded.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,6 +23,7 @@ from vitalsentry.serve.fhir import FhirBundle, bundle_patients
 from vitalsentry.serve.inputs import (
     PatientReadings,
     RequestError,
+    check_span,
     coverage_problem,
     from_request,
     news2_of,
@@ -37,7 +40,7 @@ from vitalsentry.serve.schemas import (
     Uncertainty,
     WindowInfo,
 )
-from vitalsentry.serve.settings import Settings
+from vitalsentry.serve.settings import ENV_PREFIX, Settings
 
 logger = logging.getLogger("vitalsentry.serve")
 
@@ -69,6 +72,10 @@ class ScoringService:
             f"without a gap over {data.max_gap_s:g} s"
         )
         self.card = _model_card(pipeline, self.needed_s)
+        window_s = max(self.needed_s, data.step_s)
+        self.max_span_s = settings.max_span_windows * window_s
+        self.span_limit = f"{settings.max_span_windows} windows of {window_s:g} s"
+        self.pseudonym_key = _pseudonym_key(settings)
 
     def close(self) -> None:
         """Stop the model thread (after the requests it holds are answered)."""
@@ -166,7 +173,16 @@ class ScoringService:
     async def _score_patients(
         self, patients: Sequence[PatientReadings], passes: int
     ) -> BatchResult:
-        """Score distinct patients together; those that cannot be scored go to ``errors``."""
+        """Score distinct patients together; those that cannot be scored go to ``errors``.
+
+        Raises
+        ------
+        RequestError
+            A patient's readings span more than the service accepts (checked before any
+            grid is built).
+        """
+        for patient in patients:
+            check_span(patient, self.max_span_s, self.span_limit)
         problems = {i: self._coverage(p) for i, p in enumerate(patients)}
         ready = [i for i, problem in problems.items() if problem is None]
         scored = await self.combiner.rows([patients[i] for i in ready], passes) if ready else []
@@ -179,7 +195,7 @@ class ScoringService:
                 continue
             logger.info(
                 "not scored patient=%s reason=%s",
-                patient_tag(patient.patient_id),
+                patient_tag(patient.patient_id, self.pseudonym_key),
                 "insufficient data" if problems[i] else "no complete window",
             )
             errors.append(
@@ -196,7 +212,7 @@ class ScoringService:
         self.metrics.scores.labels(level).inc()
         logger.debug(  # per-patient audit line; INFO would cost ~15% of a request under load
             "scored patient=%s level=%s mc_passes=%d",
-            patient_tag(patient.patient_id),
+            patient_tag(patient.patient_id, self.pseudonym_key),
             level,
             passes,
         )
@@ -219,6 +235,18 @@ class ScoringService:
             else None,
             news2=news2_of(patient),
         )
+
+
+def _pseudonym_key(settings: Settings) -> bytes:
+    """Return the key of the patient pseudonyms in logs: the settings' secret, else a random one."""
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value().encode()
+    logger.warning(
+        "%sPSEUDONYM_KEY is not set: patient pseudonyms in the logs use a random key of this "
+        "process (they will not match across restarts or workers)",
+        ENV_PREFIX,
+    )
+    return secrets.token_bytes(32)
 
 
 def _utc(epoch_s: float) -> datetime:

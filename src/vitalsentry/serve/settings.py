@@ -15,6 +15,15 @@ variable                                 meaning (default)
 ``VITALSENTRY_TORCH_THREADS``            intra-op threads per server process, 0 = torch's
                                          default (1: a single window gains nothing from
                                          more, and busy cores make extra threads spin)
+``VITALSENTRY_MAX_SPAN_WINDOWS``         longest span of one patient's readings, in model
+                                         windows ((length - 1) × step each) (100)
+``VITALSENTRY_PSEUDONYM_KEY``            secret of the patient pseudonyms in logs (HMAC);
+                                         unset: a random one per process, with a warning
+``VITALSENTRY_FAILED_KEY_LIMIT_PER_MINUTE``  requests with a missing or unknown key per
+                                         client address per minute, 0 = off (30)
+``VITALSENTRY_REQUIRE_SIGNATURE``        serve only a bundle signed by a trusted key (false)
+``VITALSENTRY_SIGNING_PUBLIC_KEYS``      comma-separated paths of trusted Ed25519 public
+                                         keys (PEM, from `vitalsentry sign-keygen`)
 =======================================  =================================================
 """
 
@@ -23,7 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vitalsentry.errors import VitalSentryError
@@ -53,13 +62,18 @@ class Settings(BaseSettings):
     max_mc_passes: int = Field(30, ge=2)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     torch_threads: int = Field(1, ge=0)
+    max_span_windows: int = Field(100, ge=1, le=100_000)
+    pseudonym_key: SecretStr | None = None
+    failed_key_limit_per_minute: int = Field(30, ge=0)
+    require_signature: bool = False
+    signing_public_keys: Annotated[tuple[Path, ...], NoDecode] = ()
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
         return parse_key_entries(value) if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "signing_public_keys", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):

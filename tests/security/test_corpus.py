@@ -1,0 +1,71 @@
+"""The bad-input corpus against every scoring endpoint: clean 4xx, named fields, quiet logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from conftest import make_readings
+from corpus import PATIENT, corpus_cases, problems
+from fastapi.testclient import TestClient
+
+from vitalsentry.serve.app import QueryRedactingFilter
+
+
+def test_every_bad_input_gets_a_clean_4xx_naming_the_field(
+    make_client: Callable[..., TestClient],
+    keys: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(rate_limit_per_minute=0)
+    cases = corpus_cases(make_readings())
+    failures = []
+    with caplog.at_level(logging.DEBUG):
+        for case in cases:
+            key = keys["both"] if case.key == "valid" else case.key
+            headers = case.headers | ({"X-API-Key": key} if key else {})
+            r = client.request(case.method, case.path, content=case.body, headers=headers)
+            failures += [
+                f"{case.name} {case.path}: {p}" for p in problems(case, r.status_code, r.text)
+            ]
+            if case.names.startswith("readings["):  # a valid request still gets its answer
+                ok = client.post(
+                    "/v1/score",
+                    json={"patient_id": "x", "readings": make_readings()},
+                    headers={"X-API-Key": keys["score"]},
+                )
+                failures += (
+                    []
+                    if ok.status_code == 200
+                    else [f"{case.name}: valid request {ok.status_code}"]
+                )
+    assert len(cases) > 100
+    assert failures == []
+    server = [r for r in caplog.records if r.name.startswith(("vitalsentry", "uvicorn", "fastapi"))]
+    logged = "\n".join(record.getMessage() for record in server)
+    assert PATIENT not in logged and "secret-key-in-query" not in logged
+    assert all(record.exc_info is None for record in server)
+
+
+def test_failed_keys_are_rate_limited_per_client(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(failed_key_limit_per_minute=3)
+    answers = [
+        client.post("/v1/score", content=b"{", headers={"X-API-Key": "guess"}) for _ in range(5)
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_the_access_log_never_shows_query_strings() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "POST", "/v1/score?X-API-Key=k&patient_id=MRN-1", "1.1", 422),
+        None,
+    )
+    assert QueryRedactingFilter().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "POST /v1/score HTTP/1.1" 422'
