@@ -243,9 +243,14 @@ class DetectorConfig(ConfigMixin):
     random_state: int = 0
     target_fpr: float = 0.03
     fpr_confidence: float = 0.9
+    views: tuple[str, ...] = ()
+    """Views the combination may use (empty: all; see ``risk/multiview.py``)."""
+    cv_folds: int = 5
+    """Leave-patients-out folds of the cross-fitted standardisation and threshold."""
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "n_estimators: must be ≥ 1")
+        _check(self.cv_folds >= 2, "cv_folds: must be ≥ 2")
         _check(0 <= self.fpr_confidence < 1, "fpr_confidence: in [0, 1)")
         _check(
             self.contamination is None or 0 < self.contamination <= 0.5,

@@ -250,3 +250,18 @@ def test_guarded_threshold_rejects_bad_settings(scores):
             val_normal_groups=np.zeros(3),
             fpr_confidence=0.9,
         )
+
+
+def test_fold_fpr_counts_folds_above_the_target() -> None:
+    from vitalsentry.risk.calibrate import fold_fpr
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 200)
+    scores = rng.normal(size=groups.size)
+    scores[groups == 3] += 3.0  # one patient unlike the others
+    report = fold_fpr(scores, groups % 5, groups, target_fpr=0.03, fpr_confidence=0.0, extra=None)
+    assert report["folds"] == 5 == len(report["fpr"])
+    worst = int(np.argmax(report["fpr"]))
+    assert worst == 3 and report["fpr"][worst] > 0.3
+    assert report["exceeded"] >= 1
+    assert report["share_within_target"] == 1 - report["exceeded"] / 5

@@ -339,7 +339,9 @@ def evaluate_dataset(
     result.counts = prepared.counts()
     y = test.labels
     known = y >= 0
-    scored = pipe.score_windows(test.windows, mc_passes=mc_passes, seed=seed)
+    scored = pipe.score_windows(
+        test.windows, mc_passes=mc_passes, seed=seed, where=(test.patient, test.start_s)
+    )
     emb = scored.embedding
     result.put("tier1", metrics.embedding_metrics(emb[y == 0], emb[y == 1]), TIER1)
     detection = metrics.detection_metrics(

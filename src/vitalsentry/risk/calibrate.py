@@ -426,3 +426,69 @@ def mc_summary(samples: ArrayLike) -> tuple[FloatArray, FloatArray]:
             f"need at least 2 Monte Carlo passes, got {values.shape[0]}", column="samples"
         )
     return values.mean(axis=0), values.std(axis=0)
+
+
+def fold_fpr(
+    scores: ArrayLike,
+    fold: ArrayLike,
+    groups: ArrayLike,
+    *,
+    target_fpr: float,
+    fpr_confidence: float,
+    extra: tuple[ArrayLike, ArrayLike] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """False-positive rate on unseen patients, fold by fold (leave-patients-out).
+
+    For each fold, ``threshold_high`` is fitted by :func:`fit_calibration`'s rule on the
+    normal scores of the other folds (and ``extra``), then applied to the fold's normals.
+
+    Parameters
+    ----------
+    scores, fold, groups : array_like of shape (n,)
+        Out-of-fold scores of normal windows, their fold and their patient.
+    target_fpr, fpr_confidence : float
+        As in :func:`fit_calibration`.
+    extra : (scores, groups), optional
+        Further normal windows (validation patients) always in the threshold pool.
+    seed : int, default 0
+        Seed of the patient bootstrap.
+
+    Returns
+    -------
+    dict
+        ``fpr`` per fold, ``exceeded`` (folds above the target), ``folds`` and
+        ``share_within_target``.
+    """
+    values = _scores("scores", scores)
+    folds, keys = np.asarray(fold), np.asarray(groups)
+    more, more_keys = (
+        (np.empty(0), np.empty(0, dtype=keys.dtype))
+        if extra is None
+        else (
+            _finite("extra", extra[0], allow_empty=True),
+            np.asarray(extra[1]),
+        )
+    )
+    rates = []
+    for k in np.unique(folds):
+        held = folds == k
+        pool = np.concatenate([values[~held], more])
+        pool_keys = np.concatenate([keys[~held].astype(str), more_keys.astype(str)])
+        threshold = fit_calibration(
+            pool,
+            val_normal_scores=pool,
+            target_fpr=target_fpr,
+            val_normal_groups=pool_keys,
+            fpr_confidence=fpr_confidence,
+            seed=seed,
+        ).threshold_high
+        rates.append(float(np.mean(values[held] > threshold)))
+    exceeded = int(sum(rate > target_fpr for rate in rates))
+    return {
+        "fpr": rates,
+        "folds": len(rates),
+        "exceeded": exceeded,
+        "share_within_target": 1.0 - exceeded / len(rates),
+        "target_fpr": target_fpr,
+    }
