@@ -475,8 +475,19 @@ def fit_detector(
         ),
     ] = 0.9,
     seed: SeedOpt = 0,
+    views: Annotated[
+        str,
+        typer.Option(
+            "--views",
+            help="Comma-separated views the combination may use (default: all; "
+            "embedding_iforest,embedding_knn,recon_error,summary,baseline_shift)",
+        ),
+    ] = "",
+    cv_folds: Annotated[
+        int, typer.Option("--cv-folds", help="Leave-patients-out folds of the cross-fitting")
+    ] = 5,
 ) -> None:
-    """Fit the IsolationForest on normal training embeddings and calibrate the risk."""
+    """Fit the multi-view detector on normal training windows and calibrate the risk."""
     from vitalsentry.data.prepared import load_prepared
     from vitalsentry.pipeline import fit_detector as run
 
@@ -486,13 +497,18 @@ def fit_detector(
         random_state=seed,
         target_fpr=target_fpr,
         fpr_confidence=fpr_confidence,
+        views=tuple(v.strip() for v in views.split(",") if v.strip()),
+        cv_folds=cv_folds,
     )
     summary = run(bundle, load_prepared(data), out, config)
     recall = summary["val_recall"]
+    folds = summary["fold_fpr"]
     console.print(
         f"wrote bundle {out}: detector on {summary['fit_windows']:,} normal windows; threshold from "
         f"{summary['threshold_source']}: FPR {summary['val_fpr']:.1%}"
         + ("" if recall is None else f", recall {recall:.1%}")
+        + f"; views {'+'.join(summary['views'])} ({summary['combine']}); FPR on unseen patients "
+        f"above {target_fpr:.0%} in {folds['exceeded']} of {folds['folds']} folds"
     )
 
 

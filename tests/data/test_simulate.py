@@ -256,6 +256,11 @@ def test_nuisances_are_visible_and_unlabelled() -> None:
         ("max_events", 0),
         ("dropouts_per_h", -1.0),
         ("start", "not a time"),
+        ("noise_scale", 0.0),
+        ("patient_spread", float("inf")),
+        ("event_duration_scale", -1.0),
+        ("event_types", ()),
+        ("event_types", ("sepsis_drift", "stroke")),
     ],
 )
 def test_config_rejects_bad_settings(field: str, value: object) -> None:
@@ -465,3 +470,37 @@ def test_schema_generators_reject_bad_rows(rows: object) -> None:
     for generator in (simulate_vitals2024, simulate_iot):
         with pytest.raises(DataError, match="rows"):
             generator(rows)  # type: ignore[arg-type]
+
+
+def _hr_stats(**knobs: object) -> tuple[float, float, pd.DataFrame]:
+    """Median step-to-step HR change, spread of patient HR means, and the events."""
+    settings: dict[str, object] = {"patients": 6, "hours": 1.0, "seed": 5, **knobs}
+    config = SimulationConfig(**settings)  # type: ignore[arg-type]
+    frame, events = simulate_cohort(config)
+    hr = frame.dropna(subset=["heart_rate"])
+    steps = hr.groupby("patient_id")["heart_rate"].diff().abs().median()
+    spread = hr.groupby("patient_id")["heart_rate"].mean().std()
+    return float(steps), float(spread), events
+
+
+def test_stress_knobs_change_what_they_name() -> None:
+    base_steps, base_spread, _ = _hr_stats(event_fraction=0.0)
+    noisy_steps, _, _ = _hr_stats(event_fraction=0.0, noise_scale=4.0)
+    _, wide_spread, _ = _hr_stats(event_fraction=0.0, patient_spread=3.0)
+    assert noisy_steps > 1.5 * base_steps
+    assert wide_spread > 1.5 * base_spread
+    _, _, slow = _hr_stats(event_types=("sepsis_drift",), hours=6.0)
+    assert set(slow["event_type"]) == {"sepsis_drift"}
+    _, _, sudden = _hr_stats(event_types=("tachyarrhythmia",), event_duration_scale=0.5)
+    assert set(sudden["event_type"]) == {"tachyarrhythmia"}
+    minutes = (sudden["end"] - sudden["onset"]).dt.total_seconds() / 60
+    assert minutes.max() <= 20.5  # plateau 10–40 min halved
+
+
+def test_event_scale_shrinks_event_levels_towards_normal() -> None:
+    config = SimulationConfig(patients=4, hours=1.0, seed=2, event_fraction=1.0)
+    half = dataclasses.replace(config, event_scale=0.5)
+    _, full_events = simulate_cohort(config)
+    _, half_events = simulate_cohort(half)
+    pd.testing.assert_series_equal(full_events["event_type"], half_events["event_type"])
+    assert not full_events["description"].equals(half_events["description"])
