@@ -112,10 +112,24 @@ def test_combine_skips_missing_views_and_refuses_rows_without_any() -> None:
         combine(standard, ("b",), "mean")
 
 
-def test_candidates_never_use_the_baseline_view_alone() -> None:
-    listed = candidates(["embedding_iforest", "baseline_shift"])
-    assert ((("baseline_shift",), "mean")) not in listed
-    assert (("embedding_iforest", "baseline_shift"), "max") in listed
+def test_candidates_are_nested_top_views_never_the_baseline_view_alone() -> None:
+    listed = candidates(["baseline_shift", "summary", "news2"])
+    assert listed == [
+        (("baseline_shift", "summary"), "mean"),
+        (("baseline_shift", "summary"), "max"),
+        (("baseline_shift", "summary", "news2"), "mean"),
+        (("baseline_shift", "summary", "news2"), "max"),
+    ]
+
+
+def test_choice_prefers_the_view_that_separates() -> None:
+    y = np.r_[np.zeros(50), np.ones(10)].astype(np.int8)
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=60) + 4.0 * y
+    standard = {"summary": good, "recon_error": rng.normal(size=60), "news2": -good}
+    views, _, detail = choose_combination(standard, y)
+    assert views == ("summary",)
+    assert detail["single_views"]["summary"] > 0.9
 
 
 def test_choice_falls_back_to_all_views_without_positives() -> None:
@@ -153,7 +167,7 @@ def test_fit_multiview_separates_shifted_windows_out_of_fold(fitted) -> None:
     assert set(np.unique(result.fold)) == {0, 1, 2}
     oof, y = result.fit_scores, labels[fit]
     assert oof[y == 1].mean() > np.percentile(oof[y == 0], 90)
-    assert result.stage.selection["validation_abnormal"] == 5
+    assert result.stage.selection["abnormal"] == 15  # 2 out-of-fold + 1 validation patient
     score, views = result.stage.score(inputs.select(~fit))
     np.testing.assert_allclose(score, result.val_scores)
     assert set(views) == set(VIEW_NAMES)

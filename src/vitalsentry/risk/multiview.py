@@ -8,12 +8,16 @@ Views (each a raw score, higher = more anomalous, from its own simple detector):
 - ``summary``: IsolationForest on window summaries (level, spread, range, last value and
   trend of each channel; the mean of an observed-mask channel is the observed fraction);
 - ``baseline_shift``: the largest robust z-score of a channel's level minus the median of
-  the same patient's earlier windows (NaN when the patient has no earlier window).
+  the same patient's earlier windows (NaN when the patient has no earlier window);
+- ``news2``: the NEWS2 aggregate of the window's last values (a published clinical chart,
+  partial over the NEWS2 vitals the bundle has; absent without any of them), as a
+  robust z-score against normal windows.
 
 Each view's raw score is standardised on normal windows the view did not see in fit
 (out-of-fold scores of the training patients: ``(raw - median) / IQR``), so views are on
 one scale. The combination (which views; mean or max of their standardised scores, NaN
-views skipped) is chosen on validation patients by PR-AUC when they have both classes;
+views skipped) is chosen on held-out windows — the validation patients and the training patients'
+out-of-fold scores — by PR-AUC when they have both classes (:func:`choose_combination`);
 otherwise the mean of all views is used (no label-free choice is made). The fitted stage
 is saved as ``views.json`` and one skops file per view (:data:`VIEWS_FILE`,
 :func:`view_file`; the embedding IsolationForest stays in the bundle's ``detector.skops``).
@@ -21,7 +25,6 @@ is saved as ``views.json`` and one skops file per view (:data:`VIEWS_FILE`,
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -31,11 +34,13 @@ from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GroupKFold
 
+from vitalsentry.data.schema import CHANNELS
 from vitalsentry.errors import BundleError, DataError
-from vitalsentry.evaluation.baselines import window_summary_features
+from vitalsentry.evaluation.baselines import NEWS2_INPUTS, window_summary_features
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.risk.detector import TRUSTED_TYPES as IFOREST_TYPES
 from vitalsentry.risk.detector import EmbeddingIsolationForest
+from vitalsentry.risk.news2 import news2_score
 from vitalsentry.risk.views import TRUSTED_TYPES as VIEW_TYPES
 from vitalsentry.risk.views import KNNDistance, RobustZScore, robust_center_scale
 
@@ -48,6 +53,7 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
     "recon_error",
     "summary",
     "baseline_shift",
+    "news2",
 )
 """Every view, in output order."""
 
@@ -82,12 +88,15 @@ class ViewInputs:
         Window summary features (:func:`window_summary_features`).
     baseline : ndarray of shape (N, V)
         Channel level minus the patient's recent baseline level; NaN rows without history.
+    news2 : ndarray of shape (N, 1)
+        Partial NEWS2 of the window's last values; NaN without any NEWS2 vital.
     """
 
     embedding: FloatArray
     errors: FloatArray
     summary: FloatArray
     baseline: FloatArray
+    news2: FloatArray
 
     def of(self, view: str) -> FloatArray:
         """Return the feature matrix of ``view``."""
@@ -97,13 +106,18 @@ class ViewInputs:
             "recon_error": self.errors,
             "summary": self.summary,
             "baseline_shift": self.baseline,
+            "news2": self.news2,
         }
         return source[view]
 
     def select(self, rows: NDArray[Any]) -> ViewInputs:
         """Return the inputs of the windows ``rows`` (bool mask or indices) selects."""
         return ViewInputs(
-            self.embedding[rows], self.errors[rows], self.summary[rows], self.baseline[rows]
+            self.embedding[rows],
+            self.errors[rows],
+            self.summary[rows],
+            self.baseline[rows],
+            self.news2[rows],
         )
 
 
@@ -198,7 +212,34 @@ def view_inputs(
         np.asarray(errors, dtype=np.float64),
         summary,
         baseline,
+        window_news2(summary, names),
     )
+
+
+def window_news2(summary: FloatArray, names: Sequence[str]) -> FloatArray:
+    """Partial NEWS2 of each window's last values, shape (N, 1).
+
+    Parameters
+    ----------
+    summary : ndarray of shape (N, F)
+        Window summary features named ``names`` (``<channel>_last`` columns are used,
+        clipped to each channel's plausible range).
+    names : sequence of str, length F
+
+    Returns
+    -------
+    ndarray of shape (N, 1)
+        NEWS2 over the NEWS2 vitals present (room air, alert); NaN when none is present.
+    """
+    last = []
+    for channel in NEWS2_INPUTS:
+        column = f"{channel}_last"
+        if column in names:
+            spec = CHANNELS[channel]
+            last.append(np.clip(summary[:, list(names).index(column)], spec.low, spec.high))
+        else:
+            last.append(np.full(summary.shape[0], np.nan))
+    return news2_score(*last, allow_partial=True)[:, None]
 
 
 def make_view_detector(view: str, seed: int, n_estimators: int, n_neighbors: int) -> Any:
@@ -213,6 +254,8 @@ def make_view_detector(view: str, seed: int, n_estimators: int, n_neighbors: int
         return RobustZScore(two_sided=False)
     if view == "baseline_shift":
         return RobustZScore(two_sided=True)
+    if view == "news2":
+        return RobustZScore(two_sided=False)
     raise DataError(f"unknown view {view!r}; known: {', '.join(VIEW_NAMES)}")
 
 
@@ -334,23 +377,37 @@ def combine(standard: Mapping[str, FloatArray], views: Sequence[str], how: Combi
     return out
 
 
-def candidates(available: Sequence[str]) -> list[tuple[tuple[str, ...], Combine]]:
-    """Every non-empty subset of ``available`` (not an optional view alone) × mean / max."""
+def _pr_auc(y: NDArray[Any], score: FloatArray) -> float:
+    """PR-AUC over the windows where ``score`` is finite (0 without both classes there)."""
+    ok = np.isfinite(score)
+    if np.unique(y[ok]).size < 2:
+        return 0.0
+    return float(average_precision_score(y[ok], score[ok]))
+
+
+def candidates(ranked: Sequence[str]) -> list[tuple[tuple[str, ...], Combine]]:
+    """Return the top-k views of ``ranked`` for every k, as mean and max (k = 1: itself).
+
+    A top-1 that is an optional view (sometimes missing) is not a candidate alone.
+    """
     out: list[tuple[tuple[str, ...], Combine]] = []
-    for size in range(1, len(available) + 1):
-        for views in itertools.combinations(available, size):
-            if set(views) <= OPTIONAL_VIEWS:
-                continue
-            out.extend([(views, "mean"), (views, "max")] if size > 1 else [(views, "mean")])
+    for k in range(1, len(ranked) + 1):
+        views = tuple(ranked[:k])
+        if set(views) <= OPTIONAL_VIEWS:
+            continue
+        out.extend([(views, "mean"), (views, "max")] if k > 1 else [(views, "mean")])
     return out
 
 
 def choose_combination(
     standard: Mapping[str, FloatArray], labels: NDArray[Any]
 ) -> tuple[tuple[str, ...], Combine, dict[str, Any]]:
-    """Choose the combination with the best validation PR-AUC (all views' mean without positives).
+    """Choose the combination with the best PR-AUC on held-out windows (rule below).
 
-    Ties go to the candidate listed first (fewer views, mean before max).
+    Views are ranked by their own PR-AUC; the candidates are the top-k views for every k,
+    as the mean and the max of their standardised scores (few, nested candidates, so
+    the choice does not chase noise); the best PR-AUC wins, ties to fewer views. Without
+    both classes the mean of all views is used.
     """
     available = [v for v in VIEW_NAMES if v in standard]
     known = labels >= 0
@@ -359,18 +416,21 @@ def choose_combination(
         return (
             tuple(available),
             "mean",
-            {"criterion": "default: the validation windows lack a class; mean of all views"},
+            {"criterion": "default: the held-out windows lack a class; mean of all views"},
         )
+    single = {v: _pr_auc(y, standard[v][known]) for v in available}
+    ranked = sorted(available, key=lambda v: -single[v])
     table = [
-        (views, how, float(average_precision_score(y, combine(standard, views, how)[known])))
-        for views, how in candidates(available)
+        (views, how, _pr_auc(y, combine(standard, views, how)[known]))
+        for views, how in candidates(ranked)
     ]
     views, how, best = max(table, key=lambda row: row[2])
     detail = {
-        "criterion": "validation PR-AUC (average precision), best of every view subset × mean/max",
-        "validation_windows": int(y.size),
-        "validation_abnormal": int(y.sum()),
-        "single_views": {v[0]: auc for v, _, auc in table if len(v) == 1},
+        "criterion": "PR-AUC (average precision) on held-out windows: validation patients and "
+        "out-of-fold training patients; top-k views by own PR-AUC × mean/max",
+        "windows": int(y.size),
+        "abnormal": int(y.sum()),
+        "single_views": single,
         "best_pr_auc": best,
     }
     return views, how, detail
@@ -507,16 +567,17 @@ def fit_multiview(
     oof, fold = cross_fit(inputs, normal, groups, settings)
     standardiser = Standardiser.fit(oof, normal)
     detectors = fit_views(inputs, normal, settings)
+    fit_standard = standardiser.apply(oof)
     val_standard = standardiser.apply(_raw_scores(detectors, val[0]))
-    if allowed:
-        val_standard = {v: s for v, s in val_standard.items() if v in allowed}
-    if not set(val_standard) - OPTIONAL_VIEWS:
+    usable = [v for v in val_standard if v in fit_standard and (not allowed or v in allowed)]
+    if not set(usable) - OPTIONAL_VIEWS:
         raise DataError("no usable view: too few normal windows to standardise the views")
-    views, how, detail = choose_combination(val_standard, val[1])
+    pooled = {v: np.concatenate([fit_standard[v], val_standard[v]]) for v in usable}
+    views, how, detail = choose_combination(pooled, np.concatenate([labels, val[1]]))
     stage = MultiViewDetector(detectors, standardiser, views, how, settings, detail)
     return MultiViewFit(
         stage=stage,
-        fit_scores=combine(standardiser.apply(oof), views, how),
+        fit_scores=combine(fit_standard, views, how),
         fold=fold,
         val_scores=combine(val_standard, views, how),
     )
