@@ -247,6 +247,8 @@ class DetectorConfig(ConfigMixin):
     """Views the combination may use (empty: all; see ``risk/multiview.py``)."""
     cv_folds: int = 5
     """Leave-patients-out folds of the cross-fitted standardisation and threshold."""
+    per_patient_threshold: bool = True
+    """Bound the threshold by the patients' own quantiles too (``risk/calibrate.py``)."""
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "n_estimators: must be ≥ 1")

@@ -283,6 +283,7 @@ def _cross_fitted_calibration(
         val_normal_groups=pool_groups,
         fpr_confidence=config.fpr_confidence,
         seed=config.random_state,
+        per_patient=config.per_patient_threshold,
     )
     folds = fold_fpr(
         fitted.fit_scores[normal],
@@ -292,6 +293,7 @@ def _cross_fitted_calibration(
         fpr_confidence=config.fpr_confidence,
         extra=(fitted.val_scores[val_normal], prepared.patient[val_mask][val_normal]),
         seed=config.random_state,
+        per_patient=config.per_patient_threshold,
     )
     return calibration, folds
 

@@ -265,3 +265,20 @@ def test_fold_fpr_counts_folds_above_the_target() -> None:
     assert worst == 3 and report["fpr"][worst] > 0.3
     assert report["exceeded"] >= 1
     assert report["share_within_target"] == 1 - report["exceeded"] / 5
+
+
+def test_per_patient_bound_keeps_most_patients_within_the_target() -> None:
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 100)
+    scores = rng.normal(size=groups.size) + rng.normal(scale=1.0, size=20)[groups]
+    common = {
+        "val_normal_scores": scores,
+        "val_normal_groups": groups,
+        "target_fpr": 0.03,
+        "fpr_confidence": 0.9,
+    }
+    pooled = fit_calibration(scores, **common)
+    guarded = fit_calibration(scores, per_patient=True, **common)
+    assert guarded.threshold_high >= pooled.threshold_high
+    per_patient_fpr = [np.mean(scores[groups == g] > guarded.threshold_high) for g in range(20)]
+    assert np.mean(np.asarray(per_patient_fpr) <= 0.03) >= 0.9

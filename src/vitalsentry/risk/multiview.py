@@ -7,8 +7,9 @@ Views (each a raw score, higher = more anomalous, from its own simple detector):
 - ``recon_error``: the largest robust z-score of a channel's reconstruction error;
 - ``summary``: IsolationForest on window summaries (level, spread, range, last value and
   trend of each channel; the mean of an observed-mask channel is the observed fraction);
-- ``baseline_shift``: the largest robust z-score of a channel's level minus the median of
-  the same patient's earlier windows (NaN when the patient has no earlier window);
+- ``baseline_shift``: the largest robust z-score of a channel's recent level (mean of the
+  window's last quarter) minus the median of the same levels of the patient's earlier
+  windows (NaN when the patient has no earlier window);
 - ``news2``: the NEWS2 aggregate of the window's last values (a published clinical chart,
   partial over the NEWS2 vitals the bundle has; absent without any of them), as a
   robust z-score against normal windows.
@@ -34,7 +35,7 @@ from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GroupKFold
 
-from vitalsentry.data.schema import CHANNELS
+from vitalsentry.data.schema import CHANNELS, is_time_feature
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.evaluation.baselines import NEWS2_INPUTS, window_summary_features
 from vitalsentry.persist import load_skops, save_skops
@@ -56,6 +57,9 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
     "news2",
 )
 """Every view, in output order."""
+
+RECENT_DIVISOR: Final = 4
+"""The baseline view's level is the mean of the last ``1 / RECENT_DIVISOR`` of a window."""
 
 OPTIONAL_VIEWS: Final = frozenset({"baseline_shift"})
 """Views that can be missing (NaN) for a window, so never chosen alone."""
@@ -87,7 +91,8 @@ class ViewInputs:
     summary : ndarray of shape (N, F)
         Window summary features (:func:`window_summary_features`).
     baseline : ndarray of shape (N, V)
-        Channel level minus the patient's recent baseline level; NaN rows without history.
+        Channel level over the window's last quarter minus the patient's baseline of it;
+        NaN rows without history.
     news2 : ndarray of shape (N, 1)
         Partial NEWS2 of the window's last values; NaN without any NEWS2 vital.
     """
@@ -197,12 +202,9 @@ def view_inputs(
     ViewInputs
     """
     summary, names = window_summary_features(windows, tuple(feature_names))
-    level_cols = [
-        i
-        for i, n in enumerate(names)
-        if n.endswith("_mean") and not n.startswith(("hour_", "dow_"))
-    ]
-    levels = summary[:, level_cols]
+    vitals = [i for i, n in enumerate(feature_names) if not is_time_feature(n)]
+    recent = max(1, windows.shape[2] // RECENT_DIVISOR)
+    levels = np.asarray(windows[:, vitals, -recent:], dtype=np.float64).mean(axis=2)
     if patient is None or start_s is None:
         baseline = np.full(levels.shape, np.nan)
     else:
