@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pandas as pd
 from vitalsentry import __version__
 from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.grid import SeriesGrid, grid_frame
-from vitalsentry.data.readings import Readings
+from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.data.splits import SPLIT_NAMES, split_patients
@@ -83,6 +83,8 @@ class PreparedData:
     reading_patient : numpy.ndarray or None
         Stream mode only: (N,) str, the patient whose reading is the latest at each
         window's last step (whose label the window carries); None in per-patient mode.
+    quarantine : Quarantine
+        Implausible readings the reader set missing, per channel and reason.
     """
 
     windows: np.ndarray
@@ -100,6 +102,7 @@ class PreparedData:
     input_sha256: str
     static: pd.DataFrame
     reading_patient: np.ndarray | None = None
+    quarantine: Quarantine = field(default_factory=Quarantine)
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
@@ -455,6 +458,7 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         input_sha256=input_sha,
         static=readings.static,
         reading_patient=reading_patient,
+        quarantine=readings.quarantine,
     )
 
 
@@ -492,6 +496,7 @@ def manifest_of(prepared: PreparedData) -> dict[str, Any]:
         "feature_names": list(prepared.feature_names),
         "shape": list(prepared.windows.shape),
         "counts": prepared.counts(),
+        "quarantine": prepared.quarantine.to_dict(),
     }
 
 
@@ -558,4 +563,5 @@ def load_prepared(path: str | Path) -> PreparedData:
         notes=tuple(manifest["notes"]),
         input_sha256=manifest["input_sha256"],
         static=pd.read_parquet(root / "static.parquet"),
+        quarantine=Quarantine.from_dict(manifest.get("quarantine", {})),
     )
