@@ -211,6 +211,13 @@ def prepare(
     ] = None,
     seed: SeedOpt = 0,
     strict: StrictOpt = False,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            "--split-by",
+            help="patient | time (contiguous time blocks of each series, one window apart)",
+        ),
+    ] = "patient",
 ) -> None:
     """Turn a data file into windows, labels, splits and a scaler for training."""
     from vitalsentry.data.prepared import prepare as run_prepare
@@ -231,6 +238,7 @@ def prepare(
         split=fractions,
         seed=seed,
         spo2_proxy=not no_spo2_proxy,
+        split_by=split_by,  # type: ignore[arg-type]
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()

@@ -25,7 +25,7 @@ from vitalsentry.data.grid import SeriesGrid, grid_frame
 from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
-from vitalsentry.data.splits import SPLIT_NAMES, split_patients
+from vitalsentry.data.splits import SPLIT_NAMES, split_by_time, split_patients
 from vitalsentry.data.timefeatures import grid_time_features, time_features
 from vitalsentry.data.windows import (
     count_windows,
@@ -170,6 +170,13 @@ def patient_assignment(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
     return split_patients(
         frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
     )
+
+
+def feed_names(frame: pd.DataFrame, data: DataConfig) -> dict[str, str]:
+    """Stream mode: the feed of every patient, one per split (or one feed split by time)."""
+    if data.split_by == "time":
+        return dict.fromkeys(frame[PATIENT_COLUMN].unique().tolist(), "stream")
+    return {p: f"stream-{SPLIT_NAMES[c]}" for p, c in patient_assignment(frame, data).items()}
 
 
 def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
@@ -409,12 +416,10 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
             file=readings.path,
         )
     channels = list(data.channels)
-    assignment = patient_assignment(frame, data)
     notes = list(readings.notes)
     feeds: pd.DataFrame | None = None
     if readings.stream:
-        feed_of = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
-        frame, max_gap = stream_feeds(frame, feed_of, channels, data.step_s)
+        frame, max_gap = stream_feeds(frame, feed_names(frame, data), channels, data.step_s)
         feeds = frame
         notes.append(STREAM_NOTE)
     else:
@@ -429,9 +434,12 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
             f"(longest series: {longest} steps)",
             file=readings.path,
         )
-    code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
-    split = pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
-    windows, labels, patient, start_s = cut.windows, cut.labels, cut.patient, cut.start_s
+    split = _split_codes(readings, cut, data, window)
+    keep = split >= 0
+    windows, labels, patient, start_s = (
+        a if keep.all() else a[keep] for a in (cut.windows, cut.labels, cut.patient, cut.start_s)
+    )
+    split = split[keep]
     reading_patient = (
         None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
     )
@@ -460,6 +468,21 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         reading_patient=reading_patient,
         quarantine=readings.quarantine,
     )
+
+
+def _split_codes(
+    readings: Readings, cut: WindowSet, data: DataConfig, window: WindowConfig
+) -> np.ndarray:
+    """(N,) split code of each window; -1 for windows in a gap between time blocks."""
+    if data.split_by == "time":
+        length_s = window.length * data.step_s
+        end_s = cut.start_s + (window.length - 1) * data.step_s
+        return split_by_time(cut.patient, cut.start_s, end_s, data.split, length_s)
+    if readings.stream:
+        code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()}
+    else:
+        code_of = patient_assignment(readings.frame, data)
+    return pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
 
 
 def _latest_reader(
