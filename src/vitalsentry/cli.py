@@ -52,6 +52,12 @@ StepOpt = Annotated[
     typer.Option("--step", help="Sampling interval in seconds for files without timestamps"),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="Refuse the file at an implausible reading (default: set it missing)"
+    ),
+]
 
 
 def _parse_channels(text: str) -> tuple[str, ...]:
@@ -76,11 +82,17 @@ def _read(
     step: float | None,
     column_map: list[str] | None,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     from vitalsentry.data.sources import read_readings
 
     readings = read_readings(
-        path, source, step_s=step, column_map=_parse_map(column_map), spo2_proxy=spo2_proxy
+        path,
+        source,
+        step_s=step,
+        column_map=_parse_map(column_map),
+        spo2_proxy=spo2_proxy,
+        strict=strict,
     )
     if source == "auto":
         console.print(f"[dim]source: detected '{readings.source}' from the header of {path}[/dim]")
@@ -153,12 +165,13 @@ def audit(
         Path | None, typer.Option("--json", help="Also write the facts as JSON")
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
 ) -> None:
     """Audit a data file: size, sampling, missingness, ranges, balance, label determinism."""
     from vitalsentry.data.audit import audit_readings
     from vitalsentry.io import atomic_write_json
 
-    readings = _read(path, source, step, column_map)
+    readings = _read(path, source, step, column_map, strict=strict)
     report = audit_readings(readings, seed=seed)
     console.print(report.render(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
@@ -178,8 +191,23 @@ def prepare(
     stride: Annotated[int, typer.Option("--stride", help="Stride between windows in steps")] = 128,
     step: Annotated[float, typer.Option("--step", help="Grid step in seconds")] = 1.0,
     max_gap: Annotated[
-        float, typer.Option("--max-gap", help="Longest gap (s) bridged by interpolation")
+        float,
+        typer.Option("--max-gap", help="Longest gap (s) of HR/SpO2/RR bridged by interpolation"),
     ] = 300.0,
+    gap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gap",
+            help="CHANNEL=INTERPOLATE[:CARRY] gap limits, e.g. systolic_bp=2h:1h (all= for every channel)",
+        ),
+    ] = None,
+    observed_mask: Annotated[
+        bool, typer.Option("--observed-mask", help="Add a <channel>_observed input per channel")
+    ] = False,
+    time_since: Annotated[
+        bool,
+        typer.Option("--time-since", help="Add a <channel>_since input (time since last reading)"),
+    ] = False,
     label_mode: Annotated[str, typer.Option("--label-mode", help="last | any | majority")] = "last",
     split: Annotated[
         str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")
@@ -197,6 +225,14 @@ def prepare(
         list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            "--split-by",
+            help="patient | time (contiguous time blocks of each series, one window apart)",
+        ),
+    ] = "patient",
 ) -> None:
     """Turn a data file into windows, labels, splits and a scaler for training."""
     from vitalsentry.data.prepared import prepare as run_prepare
@@ -208,8 +244,12 @@ def prepare(
         raise VitalSentryError(
             f"--split: expected comma-separated fractions, got '{split}'"
         ) from None
+    from vitalsentry.data.gaps import describe_limits, parse_gap_options, resolve_limits
+
+    names = _parse_channels(channels)
+    interp, carry = resolve_limits(names, parse_gap_options(gap or [], names), max_gap, step)
     data_cfg = DataConfig(
-        channels=_parse_channels(channels),
+        channels=names,
         step_s=step,
         max_gap_s=max_gap,
         time_encoding=time_encoding,  # type: ignore[arg-type]
@@ -217,10 +257,15 @@ def prepare(
         split=fractions,
         seed=seed,
         spo2_proxy=not no_spo2_proxy,
+        split_by=split_by,  # type: ignore[arg-type]
+        gap_interpolate_s=interp,
+        gap_carry_s=carry,
+        observed_mask=observed_mask,
+        time_since=time_since,
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()
-    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy)
+    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy, strict=strict)
     read_s = time.perf_counter() - started
     prepared = run_prepare(readings, data_cfg, window_cfg)
     prep_s = time.perf_counter() - started - read_s
@@ -236,6 +281,7 @@ def prepare(
     console.print(table)
     shape = "×".join(str(d) for d in manifest["shape"])
     console.print(f"windows: ({shape}) float32 = {', '.join(prepared.feature_names)}")
+    console.print(f"gap policy: {describe_limits(names, interp, carry)}")
     console.print(f"time: read {read_s:.1f} s, prepare {prep_s:.1f} s, total {total_s:.1f} s")
 
 

@@ -18,6 +18,7 @@ LabelMode = Literal["last", "any", "majority"]
 TimeEncoding = Literal["per_timestep", "per_window"]
 Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
+SplitBy = Literal["patient", "time"]
 
 
 class ConfigMixin:
@@ -84,8 +85,8 @@ class DataConfig(ConfigMixin):
     step_s : float
         Grid step in seconds (seed: 1 s).
     max_gap_s : float
-        Longest gap (seconds) bridged by linear interpolation; longer gaps stay missing
-        and are masked.
+        Longest gap (seconds) of a continuous channel (heart rate, SpO2, respiratory rate)
+        bridged by linear interpolation: the default of ``gap_interpolate_s`` for them.
     time_encoding : {"per_timestep", "per_window"}
         Hour-of-day encoding at every step, or one value per window (its start).
     day_of_week : bool
@@ -96,6 +97,17 @@ class DataConfig(ConfigMixin):
         Seed of the patient split.
     spo2_proxy : bool
         IoT source only: derive an SpO2 proxy from temperature (recorded in outputs).
+    split_by : {"patient", "time"}
+        Split whole patients, or each series into contiguous time blocks one window's
+        length apart (for fewer patients than splits, e.g. one long recording).
+    gap_interpolate_s, gap_carry_s : tuple of float
+        Per channel (in ``channels`` order): longest gap bridged by interpolation, and how
+        long a reading is then carried forward (see :mod:`vitalsentry.data.gaps`). Empty
+        means the defaults of each channel's kind of measurement; saved resolved.
+    observed_mask, time_since : bool
+        Add per channel an input channel ``<channel>_observed`` (1 where a reading falls
+        in the step) and/or ``<channel>_since`` (time since its latest reading as a
+        fraction of its gap limit, 0-1). Inputs only: never scaled or reconstructed.
     """
 
     channels: tuple[str, ...] = ("heart_rate", "spo2")
@@ -106,8 +118,14 @@ class DataConfig(ConfigMixin):
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     seed: int = 0
     spo2_proxy: bool = True
+    split_by: SplitBy = "patient"
+    gap_interpolate_s: tuple[float, ...] = ()
+    gap_carry_s: tuple[float, ...] = ()
+    observed_mask: bool = False
+    time_since: bool = False
 
     def __post_init__(self) -> None:
+        from vitalsentry.data.gaps import resolve_limits
         from vitalsentry.data.schema import CHANNELS
 
         _check(len(self.channels) > 0, "channels: at least one channel is needed")
@@ -129,12 +147,29 @@ class DataConfig(ConfigMixin):
             abs(sum(self.split) - 1.0) < 1e-6,
             f"split: fractions must sum to 1, got {sum(self.split):g}",
         )
+        _check(self.split_by in ("patient", "time"), "split_by: patient or time")
+        interp, carry = resolve_limits(self.channels, {}, self.max_gap_s, self.step_s)
+        for name, default in (("gap_interpolate_s", interp), ("gap_carry_s", carry)):
+            given = getattr(self, name) or default
+            _check(
+                len(given) == len(self.channels),
+                f"{name}: one value per channel ({len(self.channels)}), got {len(given)}",
+            )
+            _check(all(v >= 0 for v in given), f"{name}: limits must be ≥ 0, got {list(given)}")
+            object.__setattr__(self, name, tuple(float(v) for v in given))
+
+    @property
+    def gap_features(self) -> tuple[str, ...]:
+        """Names of the observed-mask and time-since input channels (possibly none)."""
+        return tuple(f"{c}_observed" for c in self.channels if self.observed_mask) + tuple(
+            f"{c}_since" for c in self.channels if self.time_since
+        )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """Names of the window channels: vitals, then time features."""
+        """Names of the window channels: vitals, gap features, then time features."""
         time = ("hour_sin", "hour_cos") + (("dow_sin", "dow_cos") if self.day_of_week else ())
-        return self.channels + time
+        return self.channels + self.gap_features + time
 
 
 @dataclass(frozen=True)
