@@ -43,6 +43,16 @@ class Readings:
         Transforms applied that every output must carry (e.g. the SpO2 proxy).
     events : pandas.DataFrame or None
         Labelled events (simulator output), when known.
+    has_clock : bool
+        Whether the timestamps are wall-clock times. False when they are only an offset from
+        a fixed epoch (e.g. hours since ICU admission): then the hour of day is unknown and
+        no clock feature may be computed from them.
+    step_s : float or None
+        The source's native sampling interval in seconds, when the source fixes one
+        (3600 for PhysioNet 2019, the frame interval of a WFDB record).
+    context : pandas.DataFrame or None
+        Per-reading context (labs, demographics, stay counters) aligned row for row with
+        ``frame`` (same index), in the source's own column names and units.
     """
 
     frame: pd.DataFrame
@@ -52,6 +62,9 @@ class Readings:
     path: str
     notes: tuple[str, ...] = ()
     events: pd.DataFrame | None = field(default=None)
+    has_clock: bool = True
+    step_s: float | None = None
+    context: pd.DataFrame | None = field(default=None)
 
     @property
     def channels(self) -> tuple[str, ...]:
