@@ -165,13 +165,18 @@ def test_unsorted_archive_is_sorted_with_rows_still_located(
     bad = stays["p000001"].copy()
     bad.loc[2, "O2Sat"] = 20.0
     texts["p000001.psv"] = _psv_text(bad)
+    path = _write_tar(tmp_path, texts, "bad.tar.gz")
     with pytest.raises(DataError) as info:
-        read_physionet2019(_write_tar(tmp_path, texts, "bad.tar.gz"))
-    assert (info.value.file, info.value.column, info.value.row) == (
-        f"{tmp_path / 'bad.tar.gz'}:training/p000001.psv",
-        "O2Sat",
-        3,
-    )
+        read_physionet2019(path, strict=True)
+    member = f"{path}:training/p000001.psv"
+    assert (info.value.file, info.value.column, info.value.row) == (member, "O2Sat", 3)
+    readings = read_physionet2019(path)
+    (entry,) = readings.quarantine.entries
+    assert (entry.channel, entry.reason, entry.count) == ("spo2", "below range", 1)
+    assert (entry.first_file, entry.first_row, entry.first_value) == (member, 3, 20.0)
+    assert any(f"first {member} row 3: 20" in note for note in readings.notes)
+    one = readings.frame[readings.frame["patient_id"] == "p000001"]
+    assert np.isnan(one["spo2"].iloc[2]) and one["heart_rate"].notna().sum() > 0
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -313,3 +318,18 @@ def test_real_archive_matches_the_merged_file() -> None:
     pd.testing.assert_frame_equal(from_tar, merged)
     septic = from_tar.groupby("patient_id")["SepsisLabel"].max().sum()
     assert septic == 1_790
+
+
+def test_hours_out_of_order_keep_context_aligned(
+    tmp_path: Path, stays: dict[str, pd.DataFrame]
+) -> None:
+    stay = stays["p000010"].iloc[::-1].reset_index(drop=True)
+    readings = read_physionet2019(
+        _write_tar(tmp_path, {**_texts(stays), "p000010.psv": _psv_text(stay)})
+    )
+    assert readings.context is not None
+    hours = (readings.frame["timestamp"] - NO_CLOCK_EPOCH) / pd.Timedelta(hours=1)
+    np.testing.assert_array_equal(readings.context["ICULOS"].to_numpy(), hours.to_numpy())
+    ten = readings.frame["patient_id"] == "p000010"
+    expected = stays["p000010"]["HR"].to_numpy()
+    np.testing.assert_array_equal(readings.frame.loc[ten, "heart_rate"].to_numpy(), expected)

@@ -52,6 +52,8 @@ def _vitals_variant(tmp_path: Path, row: int, column: str, value: str) -> Path:
 
 
 def _raises(path: Path, **kwargs: object) -> DataError:
+    """The error reading ``path`` gives; implausible readings are refused (``strict``)."""
+    kwargs.setdefault("strict", True)
     with pytest.raises(DataError) as info:
         read_readings(path, **kwargs)  # type: ignore[arg-type]
     return info.value

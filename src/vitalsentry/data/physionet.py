@@ -25,7 +25,6 @@ import io
 import tarfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from vitalsentry.data.readings import Readings, validate_frame
+from vitalsentry.data.located import RowOrigin, validate_joined
+from vitalsentry.data.readings import Readings
 from vitalsentry.data.schema import (
     LABEL_COLUMN,
     PATIENT_COLUMN,
@@ -47,7 +47,6 @@ from vitalsentry.data.schema import (
 from vitalsentry.data.sources import (
     _patient_ids,
     _require_columns,
-    _static,
     _to_float,
     load_frame,
 )
@@ -88,28 +87,6 @@ def is_physionet_path(path: str | Path) -> bool:
     return p.name.lower().endswith((".psv", *_ARCHIVES))
 
 
-@dataclass(frozen=True)
-class _Origin:
-    """Where each table row came from: file names and, per row, file index and data row."""
-
-    files: tuple[str, ...]
-    file: np.ndarray
-    row: np.ndarray
-
-    def relocate(self, err: DataError, index: int | None = None) -> DataError:
-        """Return ``err`` re-addressed to the file and row of table row ``err.row - 1``."""
-        i = index if index is not None else (None if err.row is None else err.row - 1)
-        if i is None:
-            return err
-        return DataError(
-            err.reason, file=self.files[self.file[i]], column=err.column, row=int(self.row[i])
-        )
-
-    def take(self, order: np.ndarray) -> _Origin:
-        """Return the origin of the rows reordered by ``order``."""
-        return _Origin(self.files, self.file[order], self.row[order])
-
-
 def load_physionet2019(path: str | Path) -> pd.DataFrame:
     """Read PhysioNet 2019 data in any layout (module docstring) into one table.
 
@@ -135,13 +112,16 @@ def load_physionet2019(path: str | Path) -> pd.DataFrame:
     return _load(Path(path))[0]
 
 
-def read_physionet2019(path: str | Path) -> Readings:
+def read_physionet2019(path: str | Path, *, strict: bool = False) -> Readings:
     """Read PhysioNet 2019 data into readings.
 
     Parameters
     ----------
     path : str or Path
         Directory, archive, ``.psv`` file, or merged CSV / Parquet file.
+    strict : bool, default False
+        Refuse the first implausible vital instead of setting implausible vitals missing
+        (counted in ``Readings.quarantine``, first rows named by file, and noted).
 
     Returns
     -------
@@ -156,8 +136,8 @@ def read_physionet2019(path: str | Path) -> Readings:
     ------
     DataError
         As :func:`load_physionet2019`, plus a missing ``ICULOS``, a label not 0 / 1, a
-        repeated hour, age or gender changing within a stay, or (until quarantine) a
-        reading outside its plausible range.
+        repeated hour, age or gender changing within a stay, or (``strict``) a vital
+        outside its plausible range.
 
     """
     name = str(path)
@@ -179,29 +159,25 @@ def read_physionet2019(path: str | Path) -> Readings:
             notes.append(f"physionet2019: {column} is never measured; channel {channel} left out")
     if SEPSIS_LABEL in table.columns:
         frame[LABEL_COLUMN] = _label(table[SEPSIS_LABEL].to_numpy(), origin)
-    rename = {**_COLUMN_OF, TIMESTAMP_COLUMN: "ICULOS"}
-    try:
-        static = _static(
-            frame[PATIENT_COLUMN],
-            {"age": table["Age"].to_numpy(), "sex": table["Gender"].to_numpy()},
-            name,
-            {"age": "Age", "sex": "Gender"},
-        )
-        checked = validate_frame(frame, name)
-    except DataError as err:
-        moved = origin.relocate(err)
-        named = rename.get(str(err.column), err.column)
-        raise DataError(moved.reason, file=moved.file, column=named, row=moved.row) from None
+    checked, static, quarantine, order = validate_joined(
+        frame,
+        origin,
+        name,
+        {**_COLUMN_OF, TIMESTAMP_COLUMN: "ICULOS", "age": "Age", "sex": "Gender"},
+        {"age": table["Age"].to_numpy(), "sex": table["Gender"].to_numpy()},
+        strict,
+    )
     return Readings(
         frame=checked,
         static=static,
         source="physionet2019",
         stream=False,
         path=name,
-        notes=tuple(notes),
+        notes=(*notes, *quarantine.notes()),
+        quarantine=quarantine,
         has_clock=False,
         step_s=STEP_S,
-        context=table[list(CONTEXT_COLUMNS)].reset_index(drop=True),
+        context=table[list(CONTEXT_COLUMNS)].iloc[order].reset_index(drop=True),
     )
 
 
@@ -210,7 +186,7 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad)[0])
 
 
-def _label(values: np.ndarray, origin: _Origin) -> np.ndarray:
+def _label(values: np.ndarray, origin: RowOrigin) -> np.ndarray:
     """Check ``SepsisLabel`` is 0 or 1 in every row; return it as (N,) int8."""
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
@@ -220,7 +196,7 @@ def _label(values: np.ndarray, origin: _Origin) -> np.ndarray:
     return values.astype(np.int8)
 
 
-def _load(path: Path) -> tuple[pd.DataFrame, _Origin]:
+def _load(path: Path) -> tuple[pd.DataFrame, RowOrigin]:
     """Read any layout into the sorted table and the origin of its rows."""
     name = str(path)
     if path.is_dir() or name.lower().endswith((".psv", *_ARCHIVES)):
@@ -265,7 +241,7 @@ def _members(path: Path) -> Iterator[tuple[str, str, bytes]]:
 
 def _parse_members(
     members: Iterator[tuple[str, str, bytes]], path: str
-) -> tuple[pd.DataFrame, _Origin]:
+) -> tuple[pd.DataFrame, RowOrigin]:
     """Check every member's header and shape, then parse all rows at once with pyarrow."""
     header: bytes | None = None
     columns: list[str] = []
@@ -297,16 +273,9 @@ def _parse_members(
         counts.append(rows)
     if not files:
         raise DataError("no .psv files found (empty archive or directory)", file=path)
-    sizes = np.asarray(counts)
-    origin = _Origin(
-        tuple(files),
-        np.repeat(np.arange(len(files), dtype=np.int32), sizes),
-        np.arange(int(sizes.sum()), dtype=np.int32)
-        - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        + 1,
-    )
+    origin = RowOrigin.of_counts(files, counts)
     table = _parse_rows(b"\n".join(bodies), columns, origin)
-    table.insert(0, PATIENT_COLUMN, np.repeat(np.asarray(ids, dtype=object), sizes))
+    table.insert(0, PATIENT_COLUMN, np.repeat(np.asarray(ids, dtype=object), counts))
     table[PATIENT_COLUMN] = table[PATIENT_COLUMN].astype(str)
     return table, origin
 
@@ -339,7 +308,7 @@ def _raise_ragged(body: bytes, columns: list[str], file: str) -> None:
             raise DataError(f"{fields} fields, the header has {len(columns)}", file=file, row=i + 1)
 
 
-def _parse_rows(data: bytes, columns: list[str], origin: _Origin) -> pd.DataFrame:
+def _parse_rows(data: bytes, columns: list[str], origin: RowOrigin) -> pd.DataFrame:
     """Parse joined ``.psv`` rows as float64; a non-numeric cell is located and reported."""
     wanted = [c for c in PHYSIONET2019_COLUMNS if c in columns]
     read = pacsv.ReadOptions(column_names=columns, block_size=1 << 24)
@@ -366,12 +335,11 @@ def _parse_rows(data: bytes, columns: list[str], origin: _Origin) -> pd.DataFram
     return table
 
 
-def _read_merged(path: str) -> tuple[pd.DataFrame, _Origin]:
+def _read_merged(path: str) -> tuple[pd.DataFrame, RowOrigin]:
     """Read a merged CSV / Parquet file with ``patient_id`` and the official columns."""
     raw = load_frame(path, str_columns=(PATIENT_COLUMN,))
     _require_columns(raw, (PATIENT_COLUMN, *_REQUIRED), (), path, "physionet2019")
     table = pd.DataFrame({PATIENT_COLUMN: _patient_ids(raw[PATIENT_COLUMN], path)})
     for column in (c for c in PHYSIONET2019_COLUMNS if c in raw.columns):
         table[column] = _to_float(raw[column], path)
-    n = len(table)
-    return table, _Origin((path,), np.zeros(n, dtype=np.int32), np.arange(1, n + 1))
+    return table, RowOrigin.of_counts((path,), (len(table),))

@@ -35,7 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from vitalsentry.data.readings import Readings, validate_frame
+from vitalsentry.data.readings import (
+    Quarantine,
+    Readings,
+    quarantine_implausible,
+    validate_frame,
+)
 from vitalsentry.data.schema import (
     IOT_COLUMNS,
     LABEL_COLUMN,
@@ -278,6 +283,7 @@ def read_readings(
     patient_column: str = PATIENT_COLUMN,
     timestamp_column: str = TIMESTAMP_COLUMN,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     """Read a file of any supported kind into validated readings.
 
@@ -297,6 +303,9 @@ def read_readings(
         Tidy only: names of the patient and timestamp columns (case-insensitive).
     spo2_proxy : bool
         IoT only: add the ``spo2`` channel derived from temperature (:func:`spo2_proxy`).
+    strict : bool, default False
+        Refuse the file at its first implausible reading instead of setting such readings
+        missing (counted in ``Readings.quarantine`` and noted).
 
     Returns
     -------
@@ -321,16 +330,17 @@ def read_readings(
     if column_map and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
-        return _read_vitals2024(name)
+        return _read_vitals2024(name, strict)
     if source == "iot":
-        return _read_iot(name, with_spo2_proxy=spo2_proxy)
+        return _read_iot(name, with_spo2_proxy=spo2_proxy, strict=strict)
     if source == "physionet2019":
         from vitalsentry.data.physionet import read_physionet2019
 
-        return read_physionet2019(name)
+        return read_physionet2019(name, strict=strict)
     if source == "heart-rate":
-        return _read_heart_rate(name, _step(step_s, name, "heart-rate series have no timestamps"))
-    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column)
+        step = _step(step_s, name, "heart-rate series have no timestamps")
+        return _read_heart_rate(name, step, strict)
+    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column, strict)
 
 
 def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
@@ -354,7 +364,7 @@ def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
     return np.clip(98.0 - 2.5 * (temperature - 37.0), 90.0, 100.0)
 
 
-def _read_vitals2024(path: str) -> Readings:
+def _read_vitals2024(path: str, strict: bool) -> Readings:
     """Read the Human Vital Signs Dataset 2024 (no missing values allowed)."""
     raw = load_frame(path, str_columns=("Patient ID",))
     _require_columns(raw, tuple(_VITALS2024_NAMES.values()), VITALS2024_COLUMNS, path, "vitals2024")
@@ -381,11 +391,21 @@ def _read_vitals2024(path: str) -> Readings:
         path,
         _VITALS2024_NAMES,
     )
-    frame = _validated(frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES))
-    return Readings(frame=frame, static=static, source="vitals2024", stream=True, path=path)
+    frame, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES), strict
+    )
+    return Readings(
+        frame=frame,
+        static=static,
+        source="vitals2024",
+        stream=True,
+        path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
+    )
 
 
-def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
+def _read_iot(path: str, *, with_spo2_proxy: bool, strict: bool) -> Readings:
     """Read the Healthcare IoT file: pivot sensor rows into readings (see module docstring).
 
     Each row contributes only the channels of its ``Sensor_Type``; rows of one patient
@@ -415,6 +435,7 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         "Target_Health_Status",
     )
     parts = []
+    quarantine = Quarantine()
     for code, (kind, channels) in enumerate(_IOT_SENSORS.items()):
         mine = sensor == code
         if not channels or not mine.any():
@@ -424,7 +445,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
             values = _to_float(raw[column], path)
             _raise_first(mine & np.isnan(values), f"missing value on a {kind!r} row", path, column)
             part[channel] = values[mine]
-        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES))  # ranges, duplicates
+        part, found = _quarantined(part, part["_row"].to_numpy(), strict)
+        quarantine = quarantine.merged(found)
+        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES), strict)  # duplicates
         parts.append(part)
     if not parts:
         raise DataError(
@@ -444,7 +467,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         merged["spo2"] = spo2_proxy(merged["temperature"].to_numpy(dtype=np.float64))
         notes.append(SPO2_PROXY_NOTE)
     file_rows = merged.pop("_row").to_numpy()
-    frame = _validated(merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES))
+    frame, _ = _validated(
+        merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES), strict
+    )
     per_patient = frame.groupby(PATIENT_COLUMN, sort=False).size()
     return Readings(
         frame=frame,
@@ -452,11 +477,12 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         source="iot",
         stream=bool(per_patient.median() == 1),
         path=path,
-        notes=tuple(notes),
+        notes=(*notes, *quarantine.notes()),
+        quarantine=quarantine,
     )
 
 
-def _read_heart_rate(path: str, step_s: float) -> Readings:
+def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
     """Read numeric series columns without timestamps; each column is one patient.
 
     Trailing empty cells end a column's series; interior empty cells are "not measured"
@@ -480,13 +506,15 @@ def _read_heart_rate(path: str, step_s: float) -> Readings:
     def rename(column: str | None, index: int | None) -> str | None:
         return names[series[index]] if column == "heart_rate" and index is not None else column
 
-    frame = _validated(frame, path, position + 1, rename)
+    frame, quarantine = _validated(frame, path, position + 1, rename, strict)
     return Readings(
         frame=frame,
         static=_static(frame[PATIENT_COLUMN], {}, path, {}),
         source="heart-rate",
         stream=False,
         path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
     )
 
 
@@ -496,6 +524,7 @@ def _read_tidy(
     column_map: Mapping[str, str],
     patient_column: str,
     timestamp_column: str,
+    strict: bool,
 ) -> Readings:
     """Read a tidy file: one row per patient and instant (see :func:`read_readings`)."""
     header = load_frame(path, nrows=_PEEK_ROWS).columns
@@ -529,12 +558,17 @@ def _read_tidy(
             frame[target] = _to_float(raw[column], path)
     names = {PATIENT_COLUMN: patient, TIMESTAMP_COLUMN: timestamp or TIMESTAMP_COLUMN}
     names.update({target: column for column, target in targets.items()})
+    checked, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(names), strict
+    )
     return Readings(
-        frame=_validated(frame, path, np.arange(1, len(frame) + 1), _renamer(names)),
+        frame=checked,
         static=_static(frame[PATIENT_COLUMN], static, path, names),
         source="tidy",
         stream=False,
         path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
     )
 
 
@@ -859,13 +893,24 @@ def _static(
     return table.groupby(level=0).first()
 
 
+def _quarantined(
+    frame: pd.DataFrame, file_rows: np.ndarray, strict: bool
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Set implausible readings missing unless ``strict``; the counts name file rows."""
+    if strict:
+        return frame, Quarantine()
+    frame, found = quarantine_implausible(frame)
+    return frame, found.at_rows(file_rows)
+
+
 def _validated(
     frame: pd.DataFrame,
     path: str,
     file_rows: np.ndarray,
     rename: Callable[[str | None, int | None], str | None],
-) -> pd.DataFrame:
-    """Validate a readings frame, reporting errors at the file's rows and columns.
+    strict: bool,
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Quarantine (unless ``strict``) and validate readings; errors name file rows and columns.
 
     Parameters
     ----------
@@ -877,13 +922,17 @@ def _validated(
         (len(frame),) 1-based file data row of each frame row.
     rename : callable
         ``(canonical column, 0-based frame row) → the file's column`` for errors.
+    strict : bool
+        Refuse implausible readings instead of setting them missing.
 
     Returns
     -------
-    pandas.DataFrame
-        Sorted readings frame with only readings columns, in canonical order.
+    (pandas.DataFrame, Quarantine)
+        Sorted readings frame with only readings columns, in canonical order, and the
+        readings set missing (rows of the file).
 
     """
+    frame, quarantine = _quarantined(frame, file_rows, strict)
     try:
         checked = validate_frame(frame, path)
     except DataError as err:
@@ -895,7 +944,7 @@ def _validated(
             row=None if i is None else int(file_rows[i]),
         ) from None
     keep = (PATIENT_COLUMN, TIMESTAMP_COLUMN, *VITAL_CHANNELS, LABEL_COLUMN)
-    return checked[[c for c in keep if c in checked.columns]]
+    return checked[[c for c in keep if c in checked.columns]], quarantine
 
 
 def _renamer(names: Mapping[str, str]) -> Callable[[str | None, int | None], str | None]:
