@@ -45,7 +45,8 @@ SourceOpt = Annotated[
     str,
     typer.Option(
         "--source",
-        help="auto | vitals2024 | iot | heart-rate | tidy | physionet2019 (auto reads the header)",
+        help="auto | vitals2024 | iot | heart-rate | tidy | physionet2019 | wfdb "
+        "(auto reads the header)",
     ),
 ]
 StepOpt = Annotated[

@@ -67,7 +67,7 @@ def _iot(tmp_path: Path, *rows: str) -> Path:
 
 
 def test_sources_are_the_documented_tuple() -> None:
-    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy", "physionet2019")
+    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy", "physionet2019", "wfdb")
 
 
 @pytest.mark.parametrize(

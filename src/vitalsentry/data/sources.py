@@ -14,6 +14,9 @@ Sources (``SOURCES``; ``auto`` picks one from the header with :func:`detect_sour
 ``physionet2019``
     PhysioNet/CinC 2019 sepsis data: ``.psv`` files, a directory or archive of them, or a
     merged CSV / Parquet (see :mod:`vitalsentry.data.physionet`); no wall clock.
+``wfdb``
+    PhysioNet WFDB numerics records: a ``.hea`` header or a directory of records (see
+    :mod:`vitalsentry.data.wfdb_numerics`).
 ``tidy``
     Any CSV / Parquet with a patient column, a timestamp column (or a fixed step) and
     channel columns, one row per instant; an empty cell means "not measured".
@@ -53,7 +56,15 @@ from vitalsentry.data.schema import (
 )
 from vitalsentry.errors import DataError
 
-SOURCES: tuple[str, ...] = ("auto", "vitals2024", "iot", "heart-rate", "tidy", "physionet2019")
+SOURCES: tuple[str, ...] = (
+    "auto",
+    "vitals2024",
+    "iot",
+    "heart-rate",
+    "tidy",
+    "physionet2019",
+    "wfdb",
+)
 """Valid values of ``source`` (``auto`` detects one of the others from the header)."""
 
 SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
@@ -219,7 +230,8 @@ def detect_source(
     -------
     str
         ``physionet2019`` (a ``.psv`` file, an archive, a directory of ``.psv`` files, or most
-        of the 41-column PhysioNet 2019 header), ``vitals2024`` (most of the 17-column Human
+        of the 41-column PhysioNet 2019 header), ``wfdb`` (a ``.hea`` header, a record path
+        without it, or a directory of headers), ``vitals2024`` (most of the 17-column Human
         Vital Signs 2024 header), ``iot`` (most of the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
         column or ``step_s``), or ``heart-rate`` (no patient or timestamp column and every
         column numeric in the first rows).
@@ -239,8 +251,11 @@ def detect_source(
 def _container_source(path: str | Path) -> str | None:
     """Return the source of a directory, archive or record file read without a header peek."""
     from vitalsentry.data.physionet import is_physionet_path
+    from vitalsentry.data.wfdb_numerics import is_wfdb_path
 
-    return "physionet2019" if is_physionet_path(path) else None
+    if is_physionet_path(path):
+        return "physionet2019"
+    return "wfdb" if is_wfdb_path(path) else None
 
 
 def _detect(
@@ -337,6 +352,10 @@ def read_readings(
         from vitalsentry.data.physionet import read_physionet2019
 
         return read_physionet2019(name, strict=strict)
+    if source == "wfdb":
+        from vitalsentry.data.wfdb_numerics import read_wfdb
+
+        return read_wfdb(name, strict=strict)
     if source == "heart-rate":
         step = _step(step_s, name, "heart-rate series have no timestamps")
         return _read_heart_rate(name, step, strict)
