@@ -44,7 +44,9 @@ err_console = Console(stderr=True)
 SourceOpt = Annotated[
     str,
     typer.Option(
-        "--source", help="auto | vitals2024 | iot | heart-rate | tidy (auto reads the header)"
+        "--source",
+        help="auto | vitals2024 | iot | heart-rate | tidy | physionet2019 | wfdb "
+        "(auto reads the header)",
     ),
 ]
 StepOpt = Annotated[

@@ -67,7 +67,7 @@ def _iot(tmp_path: Path, *rows: str) -> Path:
 
 
 def test_sources_are_the_documented_tuple() -> None:
-    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy")
+    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy", "physionet2019", "wfdb")
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_vitals_sample_reads_as_stream() -> None:
     assert readings.source == "vitals2024"
     assert readings.stream
     assert len(frame) == 300 and frame["patient_id"].nunique() == 300
-    assert readings.channels == VITAL_CHANNELS
+    assert readings.channels == VITAL_CHANNELS[:6]  # all but map and etco2
     assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert frame["label"].dtype == np.int8
     risk = Counter(r["Risk Category"] for r in rows)

@@ -37,6 +37,8 @@ NORMAL_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (36.1, 37.8),
     "systolic_bp": (90.0, 140.0),
     "diastolic_bp": (60.0, 90.0),
+    "map": (70.0, 100.0),
+    "etco2": (35.0, 45.0),
 }
 """Normal adult resting range (inclusive) of each canonical channel, in its schema unit."""
 

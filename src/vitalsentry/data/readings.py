@@ -42,6 +42,8 @@ class QuarantineEntry:
         1-based row of the first of them (in the file once mapped by the reader).
     first_value : float
         Its value.
+    first_file : str or None
+        The file of the first of them, for readers that join several files.
     """
 
     channel: str
@@ -49,6 +51,7 @@ class QuarantineEntry:
     count: int
     first_row: int
     first_value: float
+    first_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ class Quarantine:
         if not self.entries:
             return ()
         parts = [
-            f"{e.channel} {e.reason} {e.count:,} (first row {e.first_row:,}: {e.first_value:g})"
+            f"{e.channel} {e.reason} {e.count:,} (first "
+            f"{'' if e.first_file is None else e.first_file + ' '}row {e.first_row:,}: "
+            f"{e.first_value:g})"
             for e in self.entries
         ]
         return (
@@ -194,6 +199,16 @@ class Readings:
         Labelled events (simulator output), when known.
     quarantine : Quarantine
         Implausible readings the reader set missing (empty when none, or ``--strict``).
+    has_clock : bool
+        Whether the timestamps are wall-clock times. False when they are only an offset from
+        a fixed epoch (e.g. hours since ICU admission): then the hour of day is unknown and
+        no clock feature may be computed from them.
+    step_s : float or None
+        The source's native sampling interval in seconds, when the source fixes one
+        (3600 for PhysioNet 2019, the frame interval of a WFDB record).
+    context : pandas.DataFrame or None
+        Per-reading context (labs, demographics, stay counters) aligned row for row with
+        ``frame`` (same index), in the source's own column names and units.
     """
 
     frame: pd.DataFrame
@@ -204,6 +219,9 @@ class Readings:
     notes: tuple[str, ...] = ()
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
+    has_clock: bool = True
+    step_s: float | None = None
+    context: pd.DataFrame | None = field(default=None)
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -11,6 +11,12 @@ Sources (``SOURCES``; ``auto`` picks one from the header with :func:`detect_sour
 ``heart-rate``
     Columns that are separate numeric series without timestamps (e.g. ``T1..T4``); each
     column is a patient, timestamps are synthesised with a given step.
+``physionet2019``
+    PhysioNet/CinC 2019 sepsis data: ``.psv`` files, a directory or archive of them, or a
+    merged CSV / Parquet (see :mod:`vitalsentry.data.physionet`); no wall clock.
+``wfdb``
+    PhysioNet WFDB numerics records: a ``.hea`` header or a directory of records (see
+    :mod:`vitalsentry.data.wfdb_numerics`).
 ``tidy``
     Any CSV / Parquet with a patient column, a timestamp column (or a fixed step) and
     channel columns, one row per instant; an empty cell means "not measured".
@@ -42,6 +48,7 @@ from vitalsentry.data.schema import (
     IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
+    PHYSIONET2019_COLUMNS,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
     VITAL_CHANNELS,
@@ -49,7 +56,15 @@ from vitalsentry.data.schema import (
 )
 from vitalsentry.errors import DataError
 
-SOURCES: tuple[str, ...] = ("auto", "vitals2024", "iot", "heart-rate", "tidy")
+SOURCES: tuple[str, ...] = (
+    "auto",
+    "vitals2024",
+    "iot",
+    "heart-rate",
+    "tidy",
+    "physionet2019",
+    "wfdb",
+)
 """Valid values of ``source`` (``auto`` detects one of the others from the header)."""
 
 SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
@@ -214,8 +229,10 @@ def detect_source(
     Returns
     -------
     str
-        ``vitals2024`` (most of the 17-column Human Vital Signs 2024 header), ``iot`` (most of
-        the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
+        ``physionet2019`` (a ``.psv`` file, an archive, a directory of ``.psv`` files, or most
+        of the 41-column PhysioNet 2019 header), ``wfdb`` (a ``.hea`` header, a record path
+        without it, or a directory of headers), ``vitals2024`` (most of the 17-column Human
+        Vital Signs 2024 header), ``iot`` (most of the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
         column or ``step_s``), or ``heart-rate`` (no patient or timestamp column and every
         column numeric in the first rows).
 
@@ -226,9 +243,19 @@ def detect_source(
         looked for).
 
     """
-    return _detect(
+    return _container_source(path) or _detect(
         load_frame(path, nrows=_PEEK_ROWS), str(path), step_s, patient_column, timestamp_column
     )
+
+
+def _container_source(path: str | Path) -> str | None:
+    """Return the source of a directory, archive or record file read without a header peek."""
+    from vitalsentry.data.physionet import is_physionet_path
+    from vitalsentry.data.wfdb_numerics import is_wfdb_path
+
+    if is_physionet_path(path):
+        return "physionet2019"
+    return "wfdb" if is_wfdb_path(path) else None
 
 
 def _detect(
@@ -239,6 +266,7 @@ def _detect(
     share = {
         "vitals2024": len(columns & set(VITALS2024_COLUMNS)) / len(VITALS2024_COLUMNS),
         "iot": len(columns & set(IOT_COLUMNS)) / len(IOT_COLUMNS),
+        "physionet2019": len(columns & set(PHYSIONET2019_COLUMNS)) / len(PHYSIONET2019_COLUMNS),
     }
     best = max(share, key=share.__getitem__)
     if share[best] >= _SCHEMA_MATCH:
@@ -252,7 +280,8 @@ def _detect(
         return "heart-rate"
     raise DataError(
         "cannot tell the source from the header; looked for the 17-column Human Vital Signs "
-        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), a "
+        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), the 41-column "
+        "PhysioNet 2019 header (physionet2019), a "
         f"'{patient_column}' column with a '{timestamp_column}' column or a step (tidy), and "
         "numeric series columns without patient or timestamp columns (heart-rate); choose "
         f"one of {', '.join(SOURCES[1:])} explicitly",
@@ -310,14 +339,23 @@ def read_readings(
             f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}", file=name
         )
     if source == "auto":
-        head = load_frame(name, nrows=_PEEK_ROWS)
-        source = _detect(head, name, step_s, patient_column, timestamp_column)
+        source = detect_source(
+            name, step_s=step_s, patient_column=patient_column, timestamp_column=timestamp_column
+        )
     if column_map and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
         return _read_vitals2024(name, strict)
     if source == "iot":
         return _read_iot(name, with_spo2_proxy=spo2_proxy, strict=strict)
+    if source == "physionet2019":
+        from vitalsentry.data.physionet import read_physionet2019
+
+        return read_physionet2019(name, strict=strict)
+    if source == "wfdb":
+        from vitalsentry.data.wfdb_numerics import read_wfdb
+
+        return read_wfdb(name, strict=strict)
     if source == "heart-rate":
         step = _step(step_s, name, "heart-rate series have no timestamps")
         return _read_heart_rate(name, step, strict)
