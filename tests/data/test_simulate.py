@@ -505,3 +505,17 @@ def test_event_scale_shrinks_event_levels_towards_normal() -> None:
     _, half_events = simulate_cohort(half)
     pd.testing.assert_series_equal(full_events["event_type"], half_events["event_type"])
     assert not full_events["description"].equals(half_events["description"])
+
+
+def test_inject_event_changes_only_the_labelled_span() -> None:
+    from vitalsentry.data.simulate import inject_event
+
+    hr = np.full(4000, 70.0)
+    label = inject_event({"heart_rate": hr}, "tachyarrhythmia", 1000, np.random.default_rng(0))
+    assert label.any() and not label[:1000].any()
+    assert hr[label].mean() > 120  # level 130–170 /min
+    assert (hr[:1000] == 70.0).all()
+    with pytest.raises(DataError, match="start"):
+        inject_event({"heart_rate": np.zeros(100)}, "hypoxaemia", 50, np.random.default_rng(0))
+    with pytest.raises(DataError, match="kind"):
+        inject_event({"heart_rate": np.zeros(100)}, "stroke", 0, np.random.default_rng(0))

@@ -688,6 +688,69 @@ def _scaled_effects(
     )
 
 
+def inject_event(
+    series: dict[str, FloatArray],
+    kind: str,
+    start: int,
+    rng: np.random.Generator,
+    *,
+    scale: float = 1.0,
+    duration_scale: float = 1.0,
+) -> NDArray[np.bool_]:
+    """Add one labelled event of ``kind`` to 1 Hz series, in place (single-series tests).
+
+    Durations and effects are drawn as in :func:`simulate_cohort` (module docstring), sizes
+    multiplied by ``scale`` and durations by ``duration_scale`` (as ``event_scale`` and
+    ``event_duration_scale`` do); channels missing from ``series`` are left out.
+
+    Parameters
+    ----------
+    series : dict of str to ndarray of shape (n,)
+        Channel values per second (changed in place).
+    kind : str
+        One of :data:`EVENT_TYPES`.
+    start : int
+        Onset, seconds from the start of the series.
+    rng : numpy.random.Generator
+        Source of the durations and effects.
+    scale : float, default 1.0
+        Size multiplier.
+    duration_scale : float, default 1.0
+        Duration multiplier.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Where the event is labelled (profile ≥ 1/3).
+
+    Raises
+    ------
+    DataError
+        Unknown ``kind``, or the event does not fit between ``start`` and the end.
+    """
+    found = [k for k in _EVENT_KINDS if k.name == kind]
+    if not found:
+        raise DataError(f"unknown event type {kind!r}", column="kind")
+    n = len(next(iter(series.values())))
+    rise, hold, fall = _scaled_durations(found[0].durations(rng.random(3), 1.0), duration_scale)
+    shift, level, jitter = _event_effects(kind, rng)
+    if scale != 1.0:
+        shift, level = _scaled_effects(shift, level, scale)
+    episode = _Episode(kind, start, rise, hold, fall, shift, level, jitter, True)
+    if start < 0 or episode.stop > n:
+        raise DataError(f"the event needs seconds {start}–{episode.stop} of {n}", column="start")
+    present = {name: values for name, values in series.items()}
+    episode = dataclasses.replace(
+        episode,
+        shift={k: v for k, v in shift.items() if k in present},
+        level={k: v for k, v in level.items() if k in present},
+    )
+    _apply(present, episode, rng)
+    label = np.zeros(n, dtype=bool)
+    label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
+    return label
+
+
 def _draw_nuisance(kind: str, rng: np.random.Generator, spo2_every_s: int) -> _Episode:
     """Draw the size of one nuisance (start 0; placed by :func:`_plan_nuisances`)."""
     if kind == "activity":
