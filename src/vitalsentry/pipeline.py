@@ -40,6 +40,7 @@ from vitalsentry.risk.calibrate import (
 from vitalsentry.risk.detector import load_detector
 from vitalsentry.risk.multiview import (
     DETECTOR_FILE,
+    LEGACY_VIEW,
     VIEWS_FILE,
     MultiViewDetector,
     MultiViewFit,
@@ -202,7 +203,10 @@ def fit_detector(
     if (fit_mask & (prepared.labels != 1)).sum() < 2:
         raise DataError("fewer than 2 normal training windows: cannot fit the detector")
     settings = ViewSettings(
-        seed=config.random_state, n_estimators=config.n_estimators, folds=config.cv_folds
+        seed=config.random_state,
+        n_estimators=config.n_estimators,
+        folds=config.cv_folds,
+        contamination=config.contamination,
     )
     emb, errors = encode_with_error(model, bundle.scaler.transform(prepared.windows))
     inputs = _view_inputs(
@@ -233,6 +237,7 @@ def fit_detector(
         "fit_windows": int((fit_mask & (prepared.labels != 1)).sum()),
         "views": list(stage.views),
         "combine": stage.how,
+        "contamination": stage.detectors[LEGACY_VIEW].contamination_,
         "selection": stage.selection,
         "threshold_source": f"cross-fitted training patients + {val_source}",
         "val_fpr": calibration.val_fpr,

@@ -244,14 +244,20 @@ def window_news2(summary: FloatArray, names: Sequence[str]) -> FloatArray:
     return news2_score(*last, allow_partial=True)[:, None]
 
 
-def make_view_detector(view: str, seed: int, n_estimators: int, n_neighbors: int) -> Any:
-    """Unfitted detector of ``view`` (see the module docstring)."""
+def make_view_detector(view: str, settings: ViewSettings) -> Any:
+    """Return the unfitted detector of ``view`` (see the module docstring).
+
+    The embedding forest keeps the seed's contamination rule (``settings.contamination``,
+    or from the class balance when None; it sets only its own ``threshold_``).
+    """
     if view in ("embedding_iforest", "summary"):
         return EmbeddingIsolationForest(
-            n_estimators=n_estimators, contamination="auto", random_state=seed
+            n_estimators=settings.n_estimators,
+            contamination=settings.contamination if view == LEGACY_VIEW else "auto",
+            random_state=settings.seed,
         )
     if view == "embedding_knn":
-        return KNNDistance(n_neighbors=n_neighbors, random_state=seed)
+        return KNNDistance(n_neighbors=settings.n_neighbors, random_state=settings.seed)
     if view == "recon_error":
         return RobustZScore(two_sided=False)
     if view == "baseline_shift":
@@ -270,6 +276,7 @@ class ViewSettings:
     n_neighbors: int = 5
     lookback: int = 8
     folds: int = 5
+    contamination: float | None = None
 
 
 def _raw_scores(detectors: Mapping[str, Any], inputs: ViewInputs) -> dict[str, FloatArray]:
@@ -286,17 +293,27 @@ def _raw_scores(detectors: Mapping[str, Any], inputs: ViewInputs) -> dict[str, F
 
 
 def fit_views(
-    inputs: ViewInputs, normal: NDArray[np.bool_], settings: ViewSettings
+    inputs: ViewInputs,
+    normal: NDArray[np.bool_],
+    settings: ViewSettings,
+    abnormal_fraction: float | None = None,
 ) -> dict[str, Any]:
-    """Fit every view's detector on the normal windows (rows with that view's input)."""
+    """Fit every view's detector on the normal windows (rows with that view's input).
+
+    ``abnormal_fraction`` (of the fit windows) sets the embedding forest's contamination
+    when ``settings.contamination`` is None, as in the seed.
+    """
     fitted: dict[str, Any] = {}
     for view in VIEW_NAMES:
         x = inputs.of(view)[normal]
         x = x[np.isfinite(x).all(axis=1)]
-        if x.shape[0] >= 2:
-            fitted[view] = make_view_detector(
-                view, settings.seed, settings.n_estimators, settings.n_neighbors
-            ).fit(x)
+        if x.shape[0] < 2:
+            continue
+        detector = make_view_detector(view, settings)
+        if view == LEGACY_VIEW and settings.contamination is None:
+            fitted[view] = detector.fit(x, abnormal_fraction=abnormal_fraction)
+        else:
+            fitted[view] = detector.fit(x)
     if LEGACY_VIEW not in fitted:
         raise DataError("fewer than 2 normal training windows: cannot fit the detector")
     return fitted
@@ -495,7 +512,7 @@ class MultiViewDetector:
                 v: load_skops(
                     path_of(view_file(v)),
                     IFOREST_TYPES | VIEW_TYPES,
-                    type(make_view_detector(v, 0, 1, 1)),
+                    type(make_view_detector(v, ViewSettings())),
                 )
                 for v in fitted
             }
@@ -568,7 +585,10 @@ def fit_multiview(
     normal = labels != 1
     oof, fold = cross_fit(inputs, normal, groups, settings)
     standardiser = Standardiser.fit(oof, normal)
-    detectors = fit_views(inputs, normal, settings)
+    known = labels[labels >= 0]
+    detectors = fit_views(
+        inputs, normal, settings, float((known == 1).mean()) if known.size else None
+    )
     fit_standard = standardiser.apply(oof)
     val_standard = standardiser.apply(_raw_scores(detectors, val[0]))
     usable = [v for v in val_standard if v in fit_standard and (not allowed or v in allowed)]

@@ -12,7 +12,7 @@ patients' windows are scored beside NEWS2 at the same hour (latest reading of ea
 temperature included; hours where NEWS2 lacks an input are left out for every method), and
 an IsolationForest on raw window summaries. 95% intervals resample test patients.
 
-Usage: ``python benchmarks/bench_physionet.py [--quick] [--out FILE] [--patients N]``
+Usage: ``python benchmarks/bench_physionet_detector.py [--quick] [--out FILE] [--patients N]``
 """
 
 from __future__ import annotations
