@@ -161,7 +161,11 @@ def audit(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the facts as JSON")
@@ -209,7 +213,11 @@ def prepare(
         bool, typer.Option("--no-spo2-proxy", help="iot: no SpO2 proxy from temperature")
     ] = False,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     strict: StrictOpt = False,
@@ -586,7 +594,11 @@ def score(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     mc_passes: Annotated[
         int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")

@@ -647,3 +647,30 @@ def test_vitals_200k_rows_read_fast(tmp_path: Path) -> None:
         seconds.append(time.perf_counter() - t0)
     assert len(readings.frame) == n
     assert min(seconds) < 2.0
+
+
+def test_tidy_map_names_keys_and_leaves_columns_out(tmp_path: Path) -> None:
+    """A BIDMC-style export: record and elapsed-seconds columns, HR and PULSE both present."""
+    path = _write(
+        tmp_path,
+        "record_id,time_s,HR,PULSE,RESP,SpO2,age\n"
+        "r1,0,80,81,16,97,90+\nr1,1,82,80,17,98,90+\nr2,0,70,70,12,99,40\n",
+    )
+    with pytest.raises(DataError, match="both 'HR' and 'PULSE' would be 'heart_rate'"):
+        read_readings(path, column_map={"record_id": "patient_id", "time_s": "timestamp"})
+    column_map = {
+        "record_id": "patient_id",
+        "time_s": "timestamp",
+        "RESP": "respiratory_rate",
+        "PULSE": "",
+        "age": "",
+    }
+    readings = read_readings(path, column_map=column_map)
+    assert readings.source == "tidy"
+    assert readings.channels == ("heart_rate", "spo2", "respiratory_rate")
+    assert readings.frame["heart_rate"].tolist() == [80.0, 82.0, 70.0]
+    elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
+    assert elapsed.dt.total_seconds().tolist() == [0.0, 1.0, 0.0]
+    assert list(readings.static.columns) == []
+    with pytest.raises(DataError, match="a column map applies to the tidy source only"):
+        read_readings(path, "vitals2024", column_map={"record_id": "patient_id"})

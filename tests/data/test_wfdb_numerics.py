@@ -79,7 +79,7 @@ def test_one_record_maps_channels_per_minute(record: tuple[Path, np.ndarray]) ->
     for path in (header, header.with_suffix("")):
         assert detect_source(path) == "wfdb"
         readings = read_readings(path)
-        assert readings.source == "wfdb" and readings.step_s == 60.0 and readings.has_clock
+        assert readings.source == "wfdb" and readings.step_s == 60.0 and readings.clock
         frame = readings.frame
         assert set(frame["patient_id"]) == {"s00001"}
         steps = frame["timestamp"].diff().dropna().dt.total_seconds()
@@ -134,7 +134,7 @@ def test_directory_joins_records_of_a_patient_and_skips_waveforms(tmp_path: Path
 def test_no_base_time_means_no_clock(tmp_path: Path) -> None:
     header = _write(tmp_path, "rec", _values(np.random.default_rng(6), 4), start=None)
     readings = read_wfdb(header)
-    assert not readings.has_clock
+    assert not readings.clock
     elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
     assert (elapsed.dt.total_seconds() == [0, 60, 120, 180]).all()
 

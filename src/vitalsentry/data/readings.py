@@ -199,10 +199,9 @@ class Readings:
         Labelled events (simulator output), when known.
     quarantine : Quarantine
         Implausible readings the reader set missing (empty when none, or ``--strict``).
-    has_clock : bool
-        Whether the timestamps are wall-clock times. False when they are only an offset from
-        a fixed epoch (e.g. hours since ICU admission): then the hour of day is unknown and
-        no clock feature may be computed from them.
+    clock : bool
+        Whether the timestamps are wall-clock times; False when the reader synthesised them
+        from positions or hours since admission (then the hour of day means nothing).
     step_s : float or None
         The source's native sampling interval in seconds, when the source fixes one
         (3600 for PhysioNet 2019, the frame interval of a WFDB record).
@@ -219,7 +218,7 @@ class Readings:
     notes: tuple[str, ...] = ()
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
-    has_clock: bool = True
+    clock: bool = True
     step_s: float | None = None
     context: pd.DataFrame | None = field(default=None)
 

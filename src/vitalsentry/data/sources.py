@@ -313,7 +313,9 @@ def read_readings(
         ``heart-rate``, and makes tidy rows of each patient consecutive steps when the
         tidy file has no timestamp column. Sources with timestamps ignore it.
     column_map : mapping of str to str, optional
-        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex`` or ``bmi``.
+        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex``, ``bmi``,
+        ``patient_id`` or ``timestamp`` (these two override the arguments below), or ``""``
+        to leave the column out (e.g. a second heart-rate column).
     patient_column, timestamp_column : str
         Tidy only: names of the patient and timestamp columns (case-insensitive).
     spo2_proxy : bool
@@ -338,11 +340,15 @@ def read_readings(
         raise DataError(
             f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}", file=name
         )
+    mapped = bool(column_map)
+    column_map, patient_column, timestamp_column = _key_columns(
+        column_map or {}, patient_column, timestamp_column
+    )
     if source == "auto":
         source = detect_source(
             name, step_s=step_s, patient_column=patient_column, timestamp_column=timestamp_column
         )
-    if column_map and source != "tidy":
+    if mapped and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
         return _read_vitals2024(name, strict)
@@ -360,6 +366,24 @@ def read_readings(
         step = _step(step_s, name, "heart-rate series have no timestamps")
         return _read_heart_rate(name, step, strict)
     return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column, strict)
+
+
+def _key_columns(
+    column_map: Mapping[str, str], patient_column: str, timestamp_column: str
+) -> tuple[dict[str, str], str, str]:
+    """Take the columns a column map names ``patient_id`` and ``timestamp`` out of it.
+
+    Returns the rest of the map and the patient and timestamp column names (those of the
+    map, else the ones given).
+    """
+    keys = {PATIENT_COLUMN: patient_column, TIMESTAMP_COLUMN: timestamp_column}
+    rest: dict[str, str] = {}
+    for column, target in column_map.items():
+        if target in keys:
+            keys[target] = column
+        else:
+            rest[column] = target
+    return rest, keys[PATIENT_COLUMN], keys[TIMESTAMP_COLUMN]
 
 
 def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
@@ -600,7 +624,7 @@ def _tidy_targets(
     Other columns are ignored, unless one is a near-miss of a name nothing claimed yet
     (e.g. ``heart_rat``), which is reported rather than silently dropped.
     """
-    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS)
+    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS, "")
     targets: dict[str, str] = {}
     for column, target in column_map.items():
         if column not in header:
@@ -611,7 +635,8 @@ def _tidy_targets(
             )
         if target not in allowed:
             raise DataError(
-                f"the column map maps it to {target!r}; expected one of {', '.join(allowed)}",
+                f"the column map maps it to {target!r}; expected one of {', '.join(allowed[:-1])}, "
+                f"{PATIENT_COLUMN}, {TIMESTAMP_COLUMN}, or nothing (leave the column out)",
                 file=path,
                 column=column,
             )
@@ -623,6 +648,8 @@ def _tidy_targets(
             targets[column] = alias
     claimed: dict[str, str] = {}
     for column, target in targets.items():
+        if not target:
+            continue
         if target in claimed:
             raise DataError(
                 f"both {claimed[target]!r} and {column!r} would be {target!r}; rename or map one",
@@ -646,7 +673,7 @@ def _tidy_targets(
             "alias such as hr, pulse, rr, temp, sbp, dbp, or a column map)",
             file=path,
         )
-    return targets
+    return {column: target for column, target in targets.items() if target}
 
 
 def _find_column(columns: pd.Index, name: str) -> str | None:
