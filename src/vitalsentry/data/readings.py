@@ -194,6 +194,9 @@ class Readings:
         Labelled events (simulator output), when known.
     quarantine : Quarantine
         Implausible readings the reader set missing (empty when none, or ``--strict``).
+    clock : bool
+        Whether the timestamps are wall-clock times; False when the reader synthesised them
+        from positions or hours since admission (then the hour of day means nothing).
     """
 
     frame: pd.DataFrame
@@ -204,6 +207,7 @@ class Readings:
     notes: tuple[str, ...] = ()
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
+    clock: bool = True
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -494,6 +494,7 @@ def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
         source="heart-rate",
         stream=False,
         path=path,
+        clock=False,
         notes=quarantine.notes(),
         quarantine=quarantine,
     )
@@ -548,6 +549,7 @@ def _read_tidy(
         source="tidy",
         stream=False,
         path=path,
+        clock=timestamp is not None,
         notes=quarantine.notes(),
         quarantine=quarantine,
     )
