@@ -453,6 +453,8 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         training split has no window.
     """
     frame = readings.frame
+    if readings.no_series:
+        raise DataError(readings.no_series, file=readings.path)
     missing = [c for c in data.channels if c not in readings.channels]
     if missing:
         raise DataError(

@@ -197,6 +197,9 @@ class Readings:
     clock : bool
         Whether the timestamps are wall-clock times; False when the reader synthesised them
         from positions or hours since admission (then the hour of day means nothing).
+    no_series : str
+        Why the readings form no time series to window (the timestamps are row positions
+        only) and what ``prepare`` would need; empty when they do.
     """
 
     frame: pd.DataFrame
@@ -208,6 +211,7 @@ class Readings:
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
     clock: bool = True
+    no_series: str = ""
 
     @property
     def channels(self) -> tuple[str, ...]:
