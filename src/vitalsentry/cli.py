@@ -197,8 +197,30 @@ def prepare(
     stride: Annotated[int, typer.Option("--stride", help="Stride between windows in steps")] = 128,
     step: Annotated[float, typer.Option("--step", help="Grid step in seconds")] = 1.0,
     max_gap: Annotated[
-        float, typer.Option("--max-gap", help="Longest gap (s) bridged by interpolation")
+        float,
+        typer.Option("--max-gap", help="Longest gap (s) of HR/SpO2/RR bridged by interpolation"),
     ] = 300.0,
+    gap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gap",
+            help="CHANNEL=INTERPOLATE[:CARRY] gap limits, e.g. systolic_bp=2h:1h (all= for every channel)",
+        ),
+    ] = None,
+    observed_mask: Annotated[
+        bool, typer.Option("--observed-mask", help="Add a <channel>_observed input per channel")
+    ] = False,
+    time_since: Annotated[
+        bool,
+        typer.Option("--time-since", help="Add a <channel>_since input (time since last reading)"),
+    ] = False,
+    time_features: Annotated[
+        str,
+        typer.Option(
+            "--time-features",
+            help="auto | clock (hour of day) | stay (hours since first reading) | none",
+        ),
+    ] = "auto",
     label_mode: Annotated[str, typer.Option("--label-mode", help="last | any | majority")] = "last",
     split: Annotated[
         str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")
@@ -239,8 +261,12 @@ def prepare(
         raise VitalSentryError(
             f"--split: expected comma-separated fractions, got '{split}'"
         ) from None
+    from vitalsentry.data.gaps import describe_limits, parse_gap_options, resolve_limits
+
+    names = _parse_channels(channels)
+    interp, carry = resolve_limits(names, parse_gap_options(gap or [], names), max_gap, step)
     data_cfg = DataConfig(
-        channels=_parse_channels(channels),
+        channels=names,
         step_s=step,
         max_gap_s=max_gap,
         time_encoding=time_encoding,  # type: ignore[arg-type]
@@ -249,6 +275,11 @@ def prepare(
         seed=seed,
         spo2_proxy=not no_spo2_proxy,
         split_by=split_by,  # type: ignore[arg-type]
+        gap_interpolate_s=interp,
+        gap_carry_s=carry,
+        observed_mask=observed_mask,
+        time_since=time_since,
+        time_features=time_features,  # type: ignore[arg-type]
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -268,6 +299,9 @@ def prepare(
     console.print(table)
     shape = "×".join(str(d) for d in manifest["shape"])
     console.print(f"windows: ({shape}) float32 = {', '.join(prepared.feature_names)}")
+    console.print(f"gap policy: {describe_limits(names, interp, carry)}")
+    for note in prepared.notes[len(readings.notes) :]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"time: read {read_s:.1f} s, prepare {prep_s:.1f} s, total {total_s:.1f} s")
 
 

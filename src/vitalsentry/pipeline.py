@@ -18,6 +18,7 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from vitalsentry.bundle import DECODER, ENCODER, SCALER, Bundle, BundleWriter, load_bundle
 from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig
+from vitalsentry.data.gaps import describe_limits
 from vitalsentry.data.prepared import PreparedData, WindowSet, stream_feeds, window_frame
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
@@ -303,7 +304,7 @@ class VitalRiskPipeline:
         missing = [c for c in self.channels if c not in frame.columns]
         if missing:
             raise DataError(f"the readings lack the bundle's channel(s) {', '.join(missing)}")
-        max_gap = self.data_config.max_gap_s
+        max_gap = None
         if stream:
             feed_of = dict.fromkeys(frame[PATIENT_COLUMN].unique(), STREAM_KEY)
             frame, max_gap = stream_feeds(frame, feed_of, self.channels, self.data_config.step_s)
@@ -331,10 +332,12 @@ class VitalRiskPipeline:
         """
         cut = self.windows_of(frame, stream=stream, latest_only=latest_only)
         if len(cut.labels) == 0:
-            span = self.window_config.length * self.data_config.step_s
+            d = self.data_config
+            span = self.window_config.length * d.step_s
             raise DataError(
                 f"no complete window: the model needs {span:g} s of {', '.join(self.channels)} "
-                f"without gaps over {self.data_config.max_gap_s:g} s"
+                f"without gaps beyond the gap policy "
+                f"({describe_limits(self.channels, d.gap_interpolate_s, d.gap_carry_s)})"
             )
         scores = self.score_windows(cut.windows, mc_passes=mc_passes)
         step = self.data_config.step_s

@@ -649,6 +649,32 @@ def test_vitals_200k_rows_read_fast(tmp_path: Path) -> None:
     assert min(seconds) < 2.0
 
 
+def test_vitals_variant_without_ids_and_timestamps_audits_but_does_not_prepare(
+    tmp_path: Path,
+) -> None:
+    from vitalsentry.config import DataConfig, WindowConfig
+    from vitalsentry.data.audit import audit_readings
+    from vitalsentry.data.prepared import prepare
+    from vitalsentry.data.sources import VITALS2024_UNTIMED_NOTE
+
+    raw = pd.read_csv(VITALS).drop(columns=["Patient ID", "Timestamp"])
+    assert raw.shape[1] == 15
+    path = tmp_path / "variant.csv"
+    raw.to_csv(path, index=False)
+    readings = read_readings(path)  # detected from the 15 remaining columns
+    assert readings.source == "vitals2024" and readings.stream and not readings.clock
+    assert VITALS2024_UNTIMED_NOTE in readings.notes
+    assert set(readings.frame["patient_id"]) == {str(i) for i in range(1, 301)}  # file rows
+    report = audit_readings(readings)
+    assert report.rows == 300 and report.label_check is not None
+    with pytest.raises(DataError, match="prepare needs a 'Timestamp' column") as info:
+        prepare(readings, DataConfig(), WindowConfig(length=16, stride=8))
+    assert info.value.file == str(path)
+    missing_one = tmp_path / "one.csv"
+    pd.read_csv(VITALS).drop(columns=["Timestamp"]).to_csv(missing_one, index=False)
+    assert _raises(missing_one).column == "Timestamp"  # only one missing: still an error
+
+
 def test_tidy_map_names_keys_and_leaves_columns_out(tmp_path: Path) -> None:
     """A BIDMC-style export: record and elapsed-seconds columns, HR and PULSE both present."""
     path = _write(

@@ -202,6 +202,9 @@ class Readings:
     clock : bool
         Whether the timestamps are wall-clock times; False when the reader synthesised them
         from positions or hours since admission (then the hour of day means nothing).
+    no_series : str
+        Why the readings form no time series to window (the timestamps are row positions
+        only) and what ``prepare`` would need; empty when they do.
     step_s : float or None
         The source's native sampling interval in seconds, when the source fixes one
         (3600 for PhysioNet 2019, the frame interval of a WFDB record).
@@ -219,6 +222,7 @@ class Readings:
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
     clock: bool = True
+    no_series: str = ""
     step_s: float | None = None
     context: pd.DataFrame | None = field(default=None)
 

@@ -188,3 +188,19 @@ def plausible_range_text(name: str) -> str:
 def is_time_feature(name: str) -> bool:
     """Return whether a feature name is a cyclical time feature (never scaled)."""
     return name in TIME_FEATURES
+
+
+STAY_FEATURE = "stay_log_hours"
+"""Time feature of ``time_features="stay"``: ``log1p`` of hours since the series' first reading."""
+
+GAP_FEATURE_SUFFIXES: tuple[str, ...] = ("_observed", "_since")
+"""Suffixes of the per-channel observed-mask and time-since inputs (``<channel>_observed``)."""
+
+
+def is_input_only(name: str) -> bool:
+    """Return whether a window channel is an input only, never scaled or reconstructed.
+
+    Time features (clock or stay) and the gap features (observed mask, time since the
+    latest reading) are; vital channels are not.
+    """
+    return is_time_feature(name) or name == STAY_FEATURE or name.endswith(GAP_FEATURE_SUFFIXES)

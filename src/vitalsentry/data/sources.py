@@ -87,6 +87,24 @@ _VITALS2024_CHANNELS: dict[str, str] = {
     "diastolic_bp": "Diastolic Blood Pressure",
 }
 _VITALS2024_STATIC: dict[str, str] = {"age": "Age", "sex": "Gender", "bmi": "Derived_BMI"}
+_VITALS2024_ROW_DATA: frozenset[str] = frozenset(
+    {"Risk Category", *_VITALS2024_CHANNELS.values(), *_VITALS2024_STATIC.values()}
+)
+"""Columns the 15-column variant (no ``Patient ID``, no ``Timestamp``) must still have."""
+VITALS2024_UNTIMED_NOTE = (
+    "vitals2024 without 'Patient ID' and 'Timestamp' (the 15-column variant): each row is "
+    "read as a different person numbered by its file row, and the times are row positions "
+    "one second apart, not measurements; the audit's time span and lag-1 are in file order"
+)
+"""Note carried by readings of the Vitals 2024 variant without ids and timestamps."""
+VITALS2024_NO_SERIES = (
+    "this Human Vital Signs 2024 file has no 'Patient ID' and no 'Timestamp' column (the "
+    "15-column variant): its rows are separate people with no time order, so there is no "
+    "series to window; prepare needs a 'Timestamp' column (ISO 8601) to order the rows in "
+    "time and a 'Patient ID' column to group them, as in the full 17-column file; `vitalsentry "
+    "audit` reads this variant as it is"
+)
+"""Why readings of the variant cannot be prepared, and what prepare would need."""
 _VITALS2024_NAMES: dict[str, str] = {
     PATIENT_COLUMN: "Patient ID",
     TIMESTAMP_COLUMN: "Timestamp",
@@ -410,17 +428,28 @@ def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
 def _read_vitals2024(path: str, strict: bool) -> Readings:
     """Read the Human Vital Signs Dataset 2024 (no missing values allowed)."""
     raw = load_frame(path, str_columns=("Patient ID",))
-    _require_columns(raw, tuple(_VITALS2024_NAMES.values()), VITALS2024_COLUMNS, path, "vitals2024")
+    untimed = not {"Patient ID", "Timestamp"} & set(raw.columns)
+    required = [c for c in _VITALS2024_NAMES.values() if not untimed or c in _VITALS2024_ROW_DATA]
+    _require_columns(raw, required, VITALS2024_COLUMNS, path, "vitals2024")
 
     def numbers(column: str) -> np.ndarray:
         return _complete(_to_float(raw[column], path), path, column, "vitals2024")
 
-    frame = pd.DataFrame(
-        {
-            PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
-            TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
-        }
-    )
+    if untimed:
+        rows = np.arange(len(raw))
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: pd.Series((rows + 1).astype(str), dtype=object),
+                TIMESTAMP_COLUMN: _steps(rows, 1.0),
+            }
+        )
+    else:
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
+                TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
+            }
+        )
     for channel, column in _VITALS2024_CHANNELS.items():
         frame[channel] = numbers(column)
     frame[LABEL_COLUMN] = _labels(raw["Risk Category"], _RISK_LABELS, path)
@@ -443,8 +472,10 @@ def _read_vitals2024(path: str, strict: bool) -> Readings:
         source="vitals2024",
         stream=True,
         path=path,
-        notes=quarantine.notes(),
+        notes=((VITALS2024_UNTIMED_NOTE,) if untimed else ()) + quarantine.notes(),
         quarantine=quarantine,
+        clock=not untimed,
+        no_series=VITALS2024_NO_SERIES if untimed else "",
     )
 
 
@@ -556,6 +587,7 @@ def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
         source="heart-rate",
         stream=False,
         path=path,
+        clock=False,
         notes=quarantine.notes(),
         quarantine=quarantine,
     )
@@ -610,6 +642,7 @@ def _read_tidy(
         source="tidy",
         stream=False,
         path=path,
+        clock=timestamp is not None,
         notes=quarantine.notes(),
         quarantine=quarantine,
     )

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from vitalsentry.data.schema import CHANNELS, is_time_feature
+from vitalsentry.data.schema import CHANNELS, is_input_only
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation.metrics import ranking_metrics
 from vitalsentry.io import atomic_path
@@ -374,7 +374,7 @@ def plot_attention(
         raise DataError(f"expected weights ({x.shape[0]}, T), got {w.shape}", column="weights")
     length = x.shape[2]
     step = length / w.shape[1]
-    vitals = [i for i, n in enumerate(feature_names) if not is_time_feature(n)]
+    vitals = [i for i, n in enumerate(feature_names) if not is_input_only(n)]
     fig = _figure(9.0, 2.2 * max(x.shape[0], 1) + 0.5)
     axes = np.atleast_1d(fig.subplots(max(x.shape[0], 1), 1, sharex=True))
     for row, ax in enumerate(axes[: x.shape[0]]):

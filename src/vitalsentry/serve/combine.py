@@ -155,8 +155,7 @@ class Combiner:
                 patient,
                 pipe.channels,
                 f"{k}:{i}",
-                step_s=data.step_s,
-                max_gap_s=data.max_gap_s,
+                data=data,
             )
             for k, job in enumerate(batch)
             for i, patient in enumerate(job.patients)
