@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +152,24 @@ def test_header_without_its_signal_file(record: tuple[Path, np.ndarray]) -> None
     err = info.value
     assert (err.file, err.column, err.row) == (str(header), "HR", 2)
     assert "signal file 's00001-2896-10-09-01-56n.dat' named on line 2" in err.reason
+
+
+def test_cli_header_without_signal_file_is_one_line(
+    record: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    header, _ = record
+    header.with_suffix(".dat").unlink()
+    out = tmp_path / "prepared"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitalsentry.cli", "prepare", str(header.parent), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"{header}, column 'HR', row 2: signal file" in lines[0]
+    assert not out.exists()
 
 
 def test_truncated_signal_file(record: tuple[Path, np.ndarray]) -> None:
