@@ -12,6 +12,7 @@ import pytest
 
 from vitalsentry.data.schema import VITAL_CHANNELS
 from vitalsentry.data.sources import (
+    ELAPSED_NOTE,
     IOT_COLUMNS,
     SAMPLE_DIR,
     SERIES_START,
@@ -697,6 +698,7 @@ def test_tidy_map_names_keys_and_leaves_columns_out(tmp_path: Path) -> None:
     assert readings.frame["heart_rate"].tolist() == [80.0, 82.0, 70.0]
     elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
     assert elapsed.dt.total_seconds().tolist() == [0.0, 1.0, 0.0]
+    assert not readings.clock and ELAPSED_NOTE in readings.notes
     assert list(readings.static.columns) == []
     with pytest.raises(DataError, match="a column map applies to the tidy source only"):
         read_readings(path, "vitals2024", column_map={"record_id": "patient_id"})

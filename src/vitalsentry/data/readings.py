@@ -100,8 +100,12 @@ class Quarantine:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: the total and one record per channel and reason."""
-        return {"total": self.total, "entries": [asdict(e) for e in self.entries]}
+        """JSON form: the total and one record per channel and reason (file only when known)."""
+        entries = [
+            {k: v for k, v in asdict(e).items() if v is not None or k != "first_file"}
+            for e in self.entries
+        ]
+        return {"total": self.total, "entries": entries}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Quarantine:

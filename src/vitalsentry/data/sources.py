@@ -73,6 +73,15 @@ SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
 SERIES_START = pd.Timestamp("2024-01-01T00:00:00Z")
 """First synthesised timestamp of files without timestamps (heart-rate, tidy with a step)."""
 
+ELAPSED_BELOW_S = 1e9
+"""Numeric tidy timestamps all below this (2001-09-09 as epoch seconds) are elapsed seconds."""
+
+ELAPSED_NOTE = (
+    "tidy: numeric timestamps below 1e9 s are elapsed seconds (stamped from 1970-01-01), not a "
+    "wall clock"
+)
+"""Note of tidy readings whose numeric timestamps are elapsed seconds (``clock=False``)."""
+
 SPO2_PROXY_NOTE = (
     "spo2 is a proxy derived from temperature (iot reader, spo2_proxy=True), not a measurement"
 )
@@ -633,6 +642,7 @@ def _read_tidy(
             frame[target] = _to_float(raw[column], path)
     names = {PATIENT_COLUMN: patient, TIMESTAMP_COLUMN: timestamp or TIMESTAMP_COLUMN}
     names.update({target: column for column, target in targets.items()})
+    clock = timestamp is not None and _is_clock(raw[timestamp])
     checked, quarantine = _validated(
         frame, path, np.arange(1, len(frame) + 1), _renamer(names), strict
     )
@@ -642,10 +652,17 @@ def _read_tidy(
         source="tidy",
         stream=False,
         path=path,
-        clock=timestamp is not None,
-        notes=quarantine.notes(),
+        clock=clock,
+        notes=(*([] if clock or timestamp is None else [ELAPSED_NOTE]), *quarantine.notes()),
         quarantine=quarantine,
     )
+
+
+def _is_clock(series: pd.Series) -> bool:
+    """Whether a timestamp column is a wall clock: numbers all below :data:`ELAPSED_BELOW_S` are not."""
+    if is_numeric_dtype(series) and not is_bool_dtype(series):
+        return bool(series.max() >= ELAPSED_BELOW_S)
+    return True
 
 
 def _tidy_targets(
