@@ -73,7 +73,7 @@ class Quarantine:
         return sum(e.count for e in self.entries)
 
     def at_rows(self, file_rows: np.ndarray) -> Quarantine:
-        """Map 0-based frame rows to the file's 1-based rows (``file_rows[row - 1]``)."""
+        """Map the entries' 1-based frame rows to the file's rows (``file_rows[row - 1]``)."""
         return Quarantine(
             tuple(replace(e, first_row=int(file_rows[e.first_row - 1])) for e in self.entries)
         )
@@ -150,7 +150,8 @@ def quarantine_implausible(frame: pd.DataFrame) -> tuple[pd.DataFrame, Quarantin
     """Set implausible channel readings missing and count them per channel and reason.
 
     Batch files use this instead of refusing the whole file for one artefact;
-    :func:`validate_frame` alone (``--strict``, single API requests) still refuses.
+    :func:`validate_frame` alone (``--strict``) still refuses. Single API requests are
+    checked by their schemas and keep their 422.
 
     Parameters
     ----------
