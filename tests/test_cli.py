@@ -120,6 +120,34 @@ def test_prepare_quarantines_an_artefact_unless_strict(tmp_path: Path) -> None:
     }
 
 
+def test_prepare_one_recording_with_gap_and_time_options(tmp_path: Path) -> None:
+    rows = "".join(
+        f"P1,{i * 60},{70 + i % 7},{'' if i % 5 else 97}\n" for i in range(600)
+    )  # one patient, no timestamps column: positions at --step, no wall clock
+    data = tmp_path / "one.csv"
+    data.write_text("patient_id,minute,heart_rate,spo2\n" + rows)
+    out = tmp_path / "prep"
+    proc = run(
+        *("prepare", str(data), "--out", str(out), "--source", "tidy", "--step", "60"),
+        *("--window", "16", "--stride", "8", "--split-by", "time", "--observed-mask"),
+        *("--gap", "spo2=10min:5min"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert (
+        "auto chose stay" in text and "spo2: gaps ≤ 600 s interpolated, then carried 300 s" in text
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["time_features"] == "stay" and manifest["data"]["split_by"] == "time"
+    assert manifest["data"]["gap_carry_s"] == [0.0, 300.0]
+    assert manifest["feature_names"][-1] == "stay_log_hours"
+    assert {c: manifest["counts"][c]["windows"] > 0 for c in ("train", "val", "test")} == {
+        "train": True,
+        "val": True,
+        "test": True,
+    }
+
+
 def test_misspelt_column_and_unknown_source(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("patient_id,timestamp,heart_rat\nP1,2024-01-01T00:00:00Z,70\n")

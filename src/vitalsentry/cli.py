@@ -161,7 +161,11 @@ def audit(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the facts as JSON")
@@ -210,6 +214,13 @@ def prepare(
         bool,
         typer.Option("--time-since", help="Add a <channel>_since input (time since last reading)"),
     ] = False,
+    time_features: Annotated[
+        str,
+        typer.Option(
+            "--time-features",
+            help="auto | clock (hour of day) | stay (hours since first reading) | none",
+        ),
+    ] = "auto",
     label_mode: Annotated[str, typer.Option("--label-mode", help="last | any | majority")] = "last",
     split: Annotated[
         str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")
@@ -224,7 +235,11 @@ def prepare(
         bool, typer.Option("--no-spo2-proxy", help="iot: no SpO2 proxy from temperature")
     ] = False,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     strict: StrictOpt = False,
@@ -264,6 +279,7 @@ def prepare(
         gap_carry_s=carry,
         observed_mask=observed_mask,
         time_since=time_since,
+        time_features=time_features,  # type: ignore[arg-type]
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -284,6 +300,8 @@ def prepare(
     shape = "×".join(str(d) for d in manifest["shape"])
     console.print(f"windows: ({shape}) float32 = {', '.join(prepared.feature_names)}")
     console.print(f"gap policy: {describe_limits(names, interp, carry)}")
+    for note in prepared.notes[len(readings.notes) :]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"time: read {read_s:.1f} s, prepare {prep_s:.1f} s, total {total_s:.1f} s")
 
 
@@ -626,7 +644,11 @@ def score(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     mc_passes: Annotated[
         int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")

@@ -19,6 +19,7 @@ TimeEncoding = Literal["per_timestep", "per_window"]
 Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
 SplitBy = Literal["patient", "time"]
+TimeFeatures = Literal["clock", "stay", "none", "auto"]
 
 
 class ConfigMixin:
@@ -88,9 +89,9 @@ class DataConfig(ConfigMixin):
         Longest gap (seconds) of a continuous channel (heart rate, SpO2, respiratory rate)
         bridged by linear interpolation: the default of ``gap_interpolate_s`` for them.
     time_encoding : {"per_timestep", "per_window"}
-        Hour-of-day encoding at every step, or one value per window (its start).
+        Time features at every step, or one value per window (its start).
     day_of_week : bool
-        Add the sin/cos day-of-week pair.
+        Add the sin/cos day-of-week pair (clock time features only).
     split : tuple of float
         Patient-level split fractions (train, val, test) or (train, test).
     seed : int
@@ -108,6 +109,11 @@ class DataConfig(ConfigMixin):
         Add per channel an input channel ``<channel>_observed`` (1 where a reading falls
         in the step) and/or ``<channel>_since`` (time since its latest reading as a
         fraction of its gap limit, 0-1). Inputs only: never scaled or reconstructed.
+    time_features : {"clock", "stay", "none", "auto"}
+        ``clock``: sin/cos of the UTC hour of day (needs wall-clock timestamps); ``stay``:
+        ``log1p`` of hours since the series' first reading; ``none``; ``auto``: ``clock``
+        when the data has a wall clock, else ``stay`` (``none`` in stream mode), resolved
+        by ``prepare`` and saved resolved.
     """
 
     channels: tuple[str, ...] = ("heart_rate", "spo2")
@@ -123,6 +129,7 @@ class DataConfig(ConfigMixin):
     gap_carry_s: tuple[float, ...] = ()
     observed_mask: bool = False
     time_since: bool = False
+    time_features: TimeFeatures = "clock"
 
     def __post_init__(self) -> None:
         from vitalsentry.data.gaps import resolve_limits
@@ -148,6 +155,14 @@ class DataConfig(ConfigMixin):
             f"split: fractions must sum to 1, got {sum(self.split):g}",
         )
         _check(self.split_by in ("patient", "time"), "split_by: patient or time")
+        _check(
+            self.time_features in ("clock", "stay", "none", "auto"),
+            "time_features: clock, stay, none or auto",
+        )
+        _check(
+            not self.day_of_week or self.time_features in ("clock", "auto"),
+            f"day_of_week: needs clock time features, not {self.time_features}",
+        )
         interp, carry = resolve_limits(self.channels, {}, self.max_gap_s, self.step_s)
         for name, default in (("gap_interpolate_s", interp), ("gap_carry_s", carry)):
             given = getattr(self, name) or default
@@ -166,10 +181,21 @@ class DataConfig(ConfigMixin):
         )
 
     @property
+    def time_feature_names(self) -> tuple[str, ...]:
+        """Names of the time features (``time_features`` must be resolved, not ``auto``)."""
+        from vitalsentry.data.schema import STAY_FEATURE
+
+        _check(self.time_features != "auto", "time_features: 'auto' is resolved by prepare")
+        if self.time_features == "stay":
+            return (STAY_FEATURE,)
+        if self.time_features == "none":
+            return ()
+        return ("hour_sin", "hour_cos") + (("dow_sin", "dow_cos") if self.day_of_week else ())
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
         """Names of the window channels: vitals, gap features, then time features."""
-        time = ("hour_sin", "hour_cos") + (("dow_sin", "dow_cos") if self.day_of_week else ())
-        return self.channels + self.gap_features + time
+        return self.channels + self.gap_features + self.time_feature_names
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def test_readings_have_no_clock_and_carry_label_static_context(
 ) -> None:
     readings = read_readings(_write_tar(tmp_path, _texts(stays)))
     assert readings.source == "physionet2019"
-    assert not readings.has_clock and readings.step_s == 3600.0
+    assert not readings.clock and readings.step_s == 3600.0
     frame = readings.frame
     assert set(readings.channels) == set(PHYSIONET2019_VITALS.values()) - {"etco2"}
     assert list(frame.columns) == ["patient_id", "timestamp", *readings.channels, "label"]

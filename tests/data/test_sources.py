@@ -12,6 +12,7 @@ import pytest
 
 from vitalsentry.data.schema import VITAL_CHANNELS
 from vitalsentry.data.sources import (
+    ELAPSED_NOTE,
     IOT_COLUMNS,
     SAMPLE_DIR,
     SERIES_START,
@@ -647,3 +648,57 @@ def test_vitals_200k_rows_read_fast(tmp_path: Path) -> None:
         seconds.append(time.perf_counter() - t0)
     assert len(readings.frame) == n
     assert min(seconds) < 2.0
+
+
+def test_vitals_variant_without_ids_and_timestamps_audits_but_does_not_prepare(
+    tmp_path: Path,
+) -> None:
+    from vitalsentry.config import DataConfig, WindowConfig
+    from vitalsentry.data.audit import audit_readings
+    from vitalsentry.data.prepared import prepare
+    from vitalsentry.data.sources import VITALS2024_UNTIMED_NOTE
+
+    raw = pd.read_csv(VITALS).drop(columns=["Patient ID", "Timestamp"])
+    assert raw.shape[1] == 15
+    path = tmp_path / "variant.csv"
+    raw.to_csv(path, index=False)
+    readings = read_readings(path)  # detected from the 15 remaining columns
+    assert readings.source == "vitals2024" and readings.stream and not readings.clock
+    assert VITALS2024_UNTIMED_NOTE in readings.notes
+    assert set(readings.frame["patient_id"]) == {str(i) for i in range(1, 301)}  # file rows
+    report = audit_readings(readings)
+    assert report.rows == 300 and report.label_check is not None
+    with pytest.raises(DataError, match="prepare needs a 'Timestamp' column") as info:
+        prepare(readings, DataConfig(), WindowConfig(length=16, stride=8))
+    assert info.value.file == str(path)
+    missing_one = tmp_path / "one.csv"
+    pd.read_csv(VITALS).drop(columns=["Timestamp"]).to_csv(missing_one, index=False)
+    assert _raises(missing_one).column == "Timestamp"  # only one missing: still an error
+
+
+def test_tidy_map_names_keys_and_leaves_columns_out(tmp_path: Path) -> None:
+    """A BIDMC-style export: record and elapsed-seconds columns, HR and PULSE both present."""
+    path = _write(
+        tmp_path,
+        "record_id,time_s,HR,PULSE,RESP,SpO2,age\n"
+        "r1,0,80,81,16,97,90+\nr1,1,82,80,17,98,90+\nr2,0,70,70,12,99,40\n",
+    )
+    with pytest.raises(DataError, match="both 'HR' and 'PULSE' would be 'heart_rate'"):
+        read_readings(path, column_map={"record_id": "patient_id", "time_s": "timestamp"})
+    column_map = {
+        "record_id": "patient_id",
+        "time_s": "timestamp",
+        "RESP": "respiratory_rate",
+        "PULSE": "",
+        "age": "",
+    }
+    readings = read_readings(path, column_map=column_map)
+    assert readings.source == "tidy"
+    assert readings.channels == ("heart_rate", "spo2", "respiratory_rate")
+    assert readings.frame["heart_rate"].tolist() == [80.0, 82.0, 70.0]
+    elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
+    assert elapsed.dt.total_seconds().tolist() == [0.0, 1.0, 0.0]
+    assert not readings.clock and ELAPSED_NOTE in readings.notes
+    assert list(readings.static.columns) == []
+    with pytest.raises(DataError, match="a column map applies to the tidy source only"):
+        read_readings(path, "vitals2024", column_map={"record_id": "patient_id"})

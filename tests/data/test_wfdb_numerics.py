@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,7 @@ def test_one_record_maps_channels_per_minute(record: tuple[Path, np.ndarray]) ->
     for path in (header, header.with_suffix("")):
         assert detect_source(path) == "wfdb"
         readings = read_readings(path)
-        assert readings.source == "wfdb" and readings.step_s == 60.0 and readings.has_clock
+        assert readings.source == "wfdb" and readings.step_s == 60.0 and readings.clock
         frame = readings.frame
         assert set(frame["patient_id"]) == {"s00001"}
         steps = frame["timestamp"].diff().dropna().dt.total_seconds()
@@ -134,7 +136,7 @@ def test_directory_joins_records_of_a_patient_and_skips_waveforms(tmp_path: Path
 def test_no_base_time_means_no_clock(tmp_path: Path) -> None:
     header = _write(tmp_path, "rec", _values(np.random.default_rng(6), 4), start=None)
     readings = read_wfdb(header)
-    assert not readings.has_clock
+    assert not readings.clock
     elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
     assert (elapsed.dt.total_seconds() == [0, 60, 120, 180]).all()
 
@@ -150,6 +152,24 @@ def test_header_without_its_signal_file(record: tuple[Path, np.ndarray]) -> None
     err = info.value
     assert (err.file, err.column, err.row) == (str(header), "HR", 2)
     assert "signal file 's00001-2896-10-09-01-56n.dat' named on line 2" in err.reason
+
+
+def test_cli_header_without_signal_file_is_one_line(
+    record: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    header, _ = record
+    header.with_suffix(".dat").unlink()
+    out = tmp_path / "prepared"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitalsentry.cli", "prepare", str(header.parent), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"{header}, column 'HR', row 2: signal file" in lines[0]
+    assert not out.exists()
 
 
 def test_truncated_signal_file(record: tuple[Path, np.ndarray]) -> None:

@@ -50,6 +50,9 @@ class SeriesGrid:
     age_s : numpy.ndarray, shape (C, T), float64, or None
         Seconds since each channel's latest reading at or before each step (inf before
         its first); None unless asked for.
+    origin_s : float or None
+        Time of the series' first reading when the grid is a later part of the series
+        (``stay`` time features count from it); None: ``start_s``.
 
     """
 
@@ -60,6 +63,7 @@ class SeriesGrid:
     mask: NDArray[np.bool_]
     labels: NDArray[np.int8]
     age_s: NDArray[np.float64] | None = None
+    origin_s: float | None = None
 
     def __post_init__(self) -> None:
         n = self.values.shape[-1]
@@ -77,6 +81,11 @@ class SeriesGrid:
     def n_steps(self) -> int:
         """Number of grid steps ``T``."""
         return int(self.values.shape[1])
+
+    @property
+    def first_s(self) -> float:
+        """Time of the series' first reading (``origin_s``, else ``start_s``)."""
+        return self.start_s if self.origin_s is None else self.origin_s
 
     @property
     def epoch_s(self) -> NDArray[np.float64]:
@@ -310,6 +319,7 @@ def grid_series(
         mask=mask,
         labels=grid_labels,
         age_s=age,
+        origin_s=float(t[0]),
     )
 
 

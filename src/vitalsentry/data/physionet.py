@@ -12,7 +12,7 @@ Every file has the official header: 8 vitals, 26 labs, 6 demographic / stay colu
 in training files, ``SepsisLabel``. Each row is one hour of one stay; ``ICULOS`` counts the
 hours since ICU admission. The data has no wall-clock time, so timestamps are an honest
 offset: ``NO_CLOCK_EPOCH + ICULOS hours`` (epoch seconds = seconds since ICU admission), and
-the readings say ``has_clock=False`` (no hour-of-day feature may be computed from them).
+the readings say ``clock=False`` (no hour-of-day feature may be computed from them).
 
 All the member files' rows are joined into one buffer and parsed once by pyarrow's C
 parser; per-file work is a few byte counts. Errors name the file (``archive:member`` inside
@@ -130,7 +130,7 @@ def read_physionet2019(path: str | Path, *, strict: bool = False) -> Readings:
         canonical channels of :data:`~vitalsentry.data.schema.PHYSIONET2019_VITALS` that are measured at least once, ``label``
         (int8, from ``SepsisLabel``, when present); ``static``: ``age``, ``sex`` (Gender, 1 =
         male); ``context``: :data:`CONTEXT_COLUMNS` aligned with ``frame``;
-        ``has_clock=False``; ``step_s=3600``; ``source="physionet2019"``.
+        ``clock=False``; ``step_s=3600``; ``source="physionet2019"``.
 
     Raises
     ------
@@ -175,7 +175,7 @@ def read_physionet2019(path: str | Path, *, strict: bool = False) -> Readings:
         path=name,
         notes=(*notes, *quarantine.notes()),
         quarantine=quarantine,
-        has_clock=False,
+        clock=False,
         step_s=STEP_S,
         context=table[list(CONTEXT_COLUMNS)].iloc[order].reset_index(drop=True),
     )

@@ -27,7 +27,7 @@ from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.data.splits import SPLIT_NAMES, split_by_time, split_patients
-from vitalsentry.data.timefeatures import grid_time_features, time_features
+from vitalsentry.data.timefeatures import grid_time_features, series_time_features
 from vitalsentry.data.windows import (
     count_windows,
     sliding_windows,
@@ -265,15 +265,12 @@ def _fill_windows(
     vitals = sliding_windows(series, length, stride)
     hours = None
     if data.time_encoding == "per_timestep":
-        hours = sliding_windows(
-            grid_time_features(
-                grid.start_s, grid.step_s, grid.n_steps, day_of_week=data.day_of_week
-            ),
-            length,
-            stride,
-        )
+        hours = sliding_windows(_time_rows(grid, data), length, stride)
     else:
-        out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
+        at_start = series_time_features(
+            data.time_features, start_s, grid.first_s, day_of_week=data.day_of_week
+        )
+        out[:, n_vitals:] = at_start.T[:, :, None]
     rows = np.flatnonzero(keep)
     for lo in range(0, rows.size, _COPY_CHUNK):  # bounded temporaries, not one copy per grid
         part = rows[lo : lo + _COPY_CHUNK]
@@ -282,6 +279,15 @@ def _fill_windows(
             out[lo : lo + part.size, n_vitals:] = hours[part]
     labels = window_labels(grid.labels, length, stride, window.label_mode)[keep]
     return labels, start_s
+
+
+def _time_rows(grid: SeriesGrid, data: DataConfig) -> np.ndarray:
+    """Time features of every grid step, (K, T) float32 (clock: the fast periodic path)."""
+    if data.time_features == "clock":
+        return grid_time_features(
+            grid.start_s, grid.step_s, grid.n_steps, day_of_week=data.day_of_week
+        )
+    return series_time_features(data.time_features, grid.epoch_s, grid.first_s)
 
 
 def gap_features(grid: SeriesGrid, data: DataConfig) -> np.ndarray:
@@ -447,6 +453,8 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         training split has no window.
     """
     frame = readings.frame
+    if readings.no_series:
+        raise DataError(readings.no_series, file=readings.path)
     missing = [c for c in data.channels if c not in readings.channels]
     if missing:
         raise DataError(
@@ -455,6 +463,9 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         )
     channels = list(data.channels)
     notes = list(readings.notes)
+    data, chosen = choose_time_features(data, readings)
+    if chosen is not None:
+        notes.append(chosen)
     feeds: pd.DataFrame | None = None
     max_gap: float | None = None
     if readings.stream:
@@ -504,6 +515,47 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         static=readings.static,
         reading_patient=reading_patient,
         quarantine=readings.quarantine,
+    )
+
+
+def choose_time_features(data: DataConfig, readings: Readings) -> tuple[DataConfig, str | None]:
+    """Resolve ``auto`` time features for the readings, never inventing a clock.
+
+    Returns
+    -------
+    (DataConfig, str or None)
+        The config with ``clock``, ``stay`` or ``none``, and, for ``auto``, a note saying
+        which was chosen and why.
+
+    Raises
+    ------
+    DataError
+        ``clock`` asked for data without a wall clock.
+    """
+    mode = data.time_features
+    if mode == "clock" and not readings.clock:
+        raise DataError(
+            f"the {readings.source} data has no wall-clock time (the reader synthesised its "
+            "timestamps), so the hour of day would be invented; use --time-features stay, "
+            "none or auto",
+            file=readings.path,
+        )
+    if mode != "auto":
+        return data, None
+    if readings.clock:
+        return data.replace(time_features="clock"), (
+            "time features: auto chose clock (sin/cos of the UTC hour of day): the data has "
+            "wall-clock timestamps"
+        )
+    chosen = "none" if readings.stream else "stay"
+    what = (
+        "none (stream mode)"
+        if readings.stream
+        else "stay (log1p of hours since each series' first reading)"
+    )
+    return data.replace(time_features=chosen, day_of_week=False), (
+        f"time features: auto chose {what}: the {readings.source} data has no wall-clock "
+        "time, and no clock was invented"
     )
 
 

@@ -73,7 +73,7 @@ class Quarantine:
         return sum(e.count for e in self.entries)
 
     def at_rows(self, file_rows: np.ndarray) -> Quarantine:
-        """Map 0-based frame rows to the file's 1-based rows (``file_rows[row - 1]``)."""
+        """Map the entries' 1-based frame rows to the file's rows (``file_rows[row - 1]``)."""
         return Quarantine(
             tuple(replace(e, first_row=int(file_rows[e.first_row - 1])) for e in self.entries)
         )
@@ -100,8 +100,12 @@ class Quarantine:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: the total and one record per channel and reason."""
-        return {"total": self.total, "entries": [asdict(e) for e in self.entries]}
+        """JSON form: the total and one record per channel and reason (file only when known)."""
+        entries = [
+            {k: v for k, v in asdict(e).items() if v is not None or k != "first_file"}
+            for e in self.entries
+        ]
+        return {"total": self.total, "entries": entries}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Quarantine:
@@ -146,7 +150,8 @@ def quarantine_implausible(frame: pd.DataFrame) -> tuple[pd.DataFrame, Quarantin
     """Set implausible channel readings missing and count them per channel and reason.
 
     Batch files use this instead of refusing the whole file for one artefact;
-    :func:`validate_frame` alone (``--strict``, single API requests) still refuses.
+    :func:`validate_frame` alone (``--strict``) still refuses. Single API requests are
+    checked by their schemas and keep their 422.
 
     Parameters
     ----------
@@ -199,10 +204,12 @@ class Readings:
         Labelled events (simulator output), when known.
     quarantine : Quarantine
         Implausible readings the reader set missing (empty when none, or ``--strict``).
-    has_clock : bool
-        Whether the timestamps are wall-clock times. False when they are only an offset from
-        a fixed epoch (e.g. hours since ICU admission): then the hour of day is unknown and
-        no clock feature may be computed from them.
+    clock : bool
+        Whether the timestamps are wall-clock times; False when the reader synthesised them
+        from positions or hours since admission (then the hour of day means nothing).
+    no_series : str
+        Why the readings form no time series to window (the timestamps are row positions
+        only) and what ``prepare`` would need; empty when they do.
     step_s : float or None
         The source's native sampling interval in seconds, when the source fixes one
         (3600 for PhysioNet 2019, the frame interval of a WFDB record).
@@ -219,7 +226,8 @@ class Readings:
     notes: tuple[str, ...] = ()
     events: pd.DataFrame | None = field(default=None)
     quarantine: Quarantine = field(default_factory=Quarantine)
-    has_clock: bool = True
+    clock: bool = True
+    no_series: str = ""
     step_s: float | None = None
     context: pd.DataFrame | None = field(default=None)
 

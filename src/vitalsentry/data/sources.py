@@ -73,6 +73,15 @@ SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
 SERIES_START = pd.Timestamp("2024-01-01T00:00:00Z")
 """First synthesised timestamp of files without timestamps (heart-rate, tidy with a step)."""
 
+ELAPSED_BELOW_S = 1e9
+"""Numeric tidy timestamps all below this (2001-09-09 as epoch seconds) are elapsed seconds."""
+
+ELAPSED_NOTE = (
+    "tidy: numeric timestamps below 1e9 s are elapsed seconds (stamped from 1970-01-01), not a "
+    "wall clock"
+)
+"""Note of tidy readings whose numeric timestamps are elapsed seconds (``clock=False``)."""
+
 SPO2_PROXY_NOTE = (
     "spo2 is a proxy derived from temperature (iot reader, spo2_proxy=True), not a measurement"
 )
@@ -87,6 +96,24 @@ _VITALS2024_CHANNELS: dict[str, str] = {
     "diastolic_bp": "Diastolic Blood Pressure",
 }
 _VITALS2024_STATIC: dict[str, str] = {"age": "Age", "sex": "Gender", "bmi": "Derived_BMI"}
+_VITALS2024_ROW_DATA: frozenset[str] = frozenset(
+    {"Risk Category", *_VITALS2024_CHANNELS.values(), *_VITALS2024_STATIC.values()}
+)
+"""Columns the 15-column variant (no ``Patient ID``, no ``Timestamp``) must still have."""
+VITALS2024_UNTIMED_NOTE = (
+    "vitals2024 without 'Patient ID' and 'Timestamp' (the 15-column variant): each row is "
+    "read as a different person numbered by its file row, and the times are row positions "
+    "one second apart, not measurements; the audit's time span and lag-1 are in file order"
+)
+"""Note carried by readings of the Vitals 2024 variant without ids and timestamps."""
+VITALS2024_NO_SERIES = (
+    "this Human Vital Signs 2024 file has no 'Patient ID' and no 'Timestamp' column (the "
+    "15-column variant): its rows are separate people with no time order, so there is no "
+    "series to window; prepare needs a 'Timestamp' column (ISO 8601) to order the rows in "
+    "time and a 'Patient ID' column to group them, as in the full 17-column file; `vitalsentry "
+    "audit` reads this variant as it is"
+)
+"""Why readings of the variant cannot be prepared, and what prepare would need."""
 _VITALS2024_NAMES: dict[str, str] = {
     PATIENT_COLUMN: "Patient ID",
     TIMESTAMP_COLUMN: "Timestamp",
@@ -313,7 +340,9 @@ def read_readings(
         ``heart-rate``, and makes tidy rows of each patient consecutive steps when the
         tidy file has no timestamp column. Sources with timestamps ignore it.
     column_map : mapping of str to str, optional
-        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex`` or ``bmi``.
+        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex``, ``bmi``,
+        ``patient_id`` or ``timestamp`` (these two override the arguments below), or ``""``
+        to leave the column out (e.g. a second heart-rate column).
     patient_column, timestamp_column : str
         Tidy only: names of the patient and timestamp columns (case-insensitive).
     spo2_proxy : bool
@@ -338,11 +367,15 @@ def read_readings(
         raise DataError(
             f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}", file=name
         )
+    mapped = bool(column_map)
+    column_map, patient_column, timestamp_column = _key_columns(
+        column_map or {}, patient_column, timestamp_column
+    )
     if source == "auto":
         source = detect_source(
             name, step_s=step_s, patient_column=patient_column, timestamp_column=timestamp_column
         )
-    if column_map and source != "tidy":
+    if mapped and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
         return _read_vitals2024(name, strict)
@@ -360,6 +393,24 @@ def read_readings(
         step = _step(step_s, name, "heart-rate series have no timestamps")
         return _read_heart_rate(name, step, strict)
     return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column, strict)
+
+
+def _key_columns(
+    column_map: Mapping[str, str], patient_column: str, timestamp_column: str
+) -> tuple[dict[str, str], str, str]:
+    """Take the columns a column map names ``patient_id`` and ``timestamp`` out of it.
+
+    Returns the rest of the map and the patient and timestamp column names (those of the
+    map, else the ones given).
+    """
+    keys = {PATIENT_COLUMN: patient_column, TIMESTAMP_COLUMN: timestamp_column}
+    rest: dict[str, str] = {}
+    for column, target in column_map.items():
+        if target in keys:
+            keys[target] = column
+        else:
+            rest[column] = target
+    return rest, keys[PATIENT_COLUMN], keys[TIMESTAMP_COLUMN]
 
 
 def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
@@ -386,17 +437,28 @@ def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
 def _read_vitals2024(path: str, strict: bool) -> Readings:
     """Read the Human Vital Signs Dataset 2024 (no missing values allowed)."""
     raw = load_frame(path, str_columns=("Patient ID",))
-    _require_columns(raw, tuple(_VITALS2024_NAMES.values()), VITALS2024_COLUMNS, path, "vitals2024")
+    untimed = not {"Patient ID", "Timestamp"} & set(raw.columns)
+    required = [c for c in _VITALS2024_NAMES.values() if not untimed or c in _VITALS2024_ROW_DATA]
+    _require_columns(raw, required, VITALS2024_COLUMNS, path, "vitals2024")
 
     def numbers(column: str) -> np.ndarray:
         return _complete(_to_float(raw[column], path), path, column, "vitals2024")
 
-    frame = pd.DataFrame(
-        {
-            PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
-            TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
-        }
-    )
+    if untimed:
+        rows = np.arange(len(raw))
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: pd.Series((rows + 1).astype(str), dtype=object),
+                TIMESTAMP_COLUMN: _steps(rows, 1.0),
+            }
+        )
+    else:
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
+                TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
+            }
+        )
     for channel, column in _VITALS2024_CHANNELS.items():
         frame[channel] = numbers(column)
     frame[LABEL_COLUMN] = _labels(raw["Risk Category"], _RISK_LABELS, path)
@@ -419,8 +481,10 @@ def _read_vitals2024(path: str, strict: bool) -> Readings:
         source="vitals2024",
         stream=True,
         path=path,
-        notes=quarantine.notes(),
+        notes=((VITALS2024_UNTIMED_NOTE,) if untimed else ()) + quarantine.notes(),
         quarantine=quarantine,
+        clock=not untimed,
+        no_series=VITALS2024_NO_SERIES if untimed else "",
     )
 
 
@@ -532,6 +596,7 @@ def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
         source="heart-rate",
         stream=False,
         path=path,
+        clock=False,
         notes=quarantine.notes(),
         quarantine=quarantine,
     )
@@ -577,6 +642,7 @@ def _read_tidy(
             frame[target] = _to_float(raw[column], path)
     names = {PATIENT_COLUMN: patient, TIMESTAMP_COLUMN: timestamp or TIMESTAMP_COLUMN}
     names.update({target: column for column, target in targets.items()})
+    clock = timestamp is not None and _is_clock(raw[timestamp])
     checked, quarantine = _validated(
         frame, path, np.arange(1, len(frame) + 1), _renamer(names), strict
     )
@@ -586,9 +652,17 @@ def _read_tidy(
         source="tidy",
         stream=False,
         path=path,
-        notes=quarantine.notes(),
+        clock=clock,
+        notes=(*([] if clock or timestamp is None else [ELAPSED_NOTE]), *quarantine.notes()),
         quarantine=quarantine,
     )
+
+
+def _is_clock(series: pd.Series) -> bool:
+    """Whether a timestamp column is a wall clock: numbers all below :data:`ELAPSED_BELOW_S` are not."""
+    if is_numeric_dtype(series) and not is_bool_dtype(series):
+        return bool(series.max() >= ELAPSED_BELOW_S)
+    return True
 
 
 def _tidy_targets(
@@ -600,7 +674,7 @@ def _tidy_targets(
     Other columns are ignored, unless one is a near-miss of a name nothing claimed yet
     (e.g. ``heart_rat``), which is reported rather than silently dropped.
     """
-    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS)
+    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS, "")
     targets: dict[str, str] = {}
     for column, target in column_map.items():
         if column not in header:
@@ -611,7 +685,8 @@ def _tidy_targets(
             )
         if target not in allowed:
             raise DataError(
-                f"the column map maps it to {target!r}; expected one of {', '.join(allowed)}",
+                f"the column map maps it to {target!r}; expected one of {', '.join(allowed[:-1])}, "
+                f"{PATIENT_COLUMN}, {TIMESTAMP_COLUMN}, or nothing (leave the column out)",
                 file=path,
                 column=column,
             )
@@ -623,6 +698,8 @@ def _tidy_targets(
             targets[column] = alias
     claimed: dict[str, str] = {}
     for column, target in targets.items():
+        if not target:
+            continue
         if target in claimed:
             raise DataError(
                 f"both {claimed[target]!r} and {column!r} would be {target!r}; rename or map one",
@@ -646,7 +723,7 @@ def _tidy_targets(
             "alias such as hr, pulse, rr, temp, sbp, dbp, or a column map)",
             file=path,
         )
-    return targets
+    return {column: target for column, target in targets.items() if target}
 
 
 def _find_column(columns: pd.Index, name: str) -> str | None:

@@ -19,7 +19,7 @@ The patient is the record name up to its first ``-`` (MIMIC's ``s00001-2896-10-0
 header's base date and time plus the frame index over the sampling frequency; MIMIC shifts
 dates centuries ahead, so dates past pandas' range move back by whole 400-year Gregorian
 cycles (time of day and weekday unchanged, noted). A header without a base time has no clock
-(``NO_CLOCK_EPOCH`` + elapsed time, ``has_clock=False``). Age and sex come from the header
+(``NO_CLOCK_EPOCH`` + elapsed time, ``clock=False``). Age and sex come from the header
 comment ``<age>: 60 <sex>: F`` when given.
 """
 
@@ -88,7 +88,7 @@ class _Record:
     header: str
     frame: pd.DataFrame
     static: dict[str, float]
-    has_clock: bool
+    clock: bool
     shifted: bool
     step_s: float
 
@@ -107,7 +107,7 @@ def read_wfdb(path: str | Path, *, strict: bool = False) -> Readings:
     -------
     Readings
         ``source="wfdb"``; ``step_s`` the records' common frame interval (None when they
-        differ); ``has_clock`` False when a header lacks a base time; static ``age``/``sex``.
+        differ); ``clock`` False when a header lacks a base time; static ``age``/``sex``.
 
     Raises
     ------
@@ -150,7 +150,7 @@ def read_wfdb(path: str | Path, *, strict: bool = False) -> Readings:
         path=name,
         notes=(*notes, *quarantine.notes()),
         quarantine=quarantine,
-        has_clock=all(r.has_clock for r in records),
+        clock=all(r.clock for r in records),
         step_s=steps.pop() if len(steps) == 1 else None,
     )
 
@@ -195,7 +195,7 @@ def _read_record(header: Path) -> _Record | None:
         raise DataError(f"cannot read the signals: {err}", file=file) from None
     signals = np.asarray(record.p_signal, dtype=np.float64)
     column = {i: k for k, i in enumerate(used)}
-    start, has_clock, shifted = _start(head)
+    start, clock, shifted = _start(head)
     step_s = round(1.0 / float(head.fs), 6)
     n = signals.shape[0]
     frame = pd.DataFrame(
@@ -207,7 +207,7 @@ def _read_record(header: Path) -> _Record | None:
     for channel, index in wanted.items():
         frame[channel] = _combine([signals[:, column[i]] for i in index], channel)
     frame[PATIENT_COLUMN] = frame[PATIENT_COLUMN].astype(str)
-    return _Record(file, frame, _demographics(head.comments), has_clock, shifted, step_s)
+    return _Record(file, frame, _demographics(head.comments), clock, shifted, step_s)
 
 
 def _check_unit(head: Any, i: int, wanted: dict[str, list[int]], file: str) -> None:
