@@ -46,7 +46,13 @@ from vitalsentry.training.pretrain import pretrain
 SET_A = Path(__file__).resolve().parents[1] / "../shared/datasets/physionet2019/setA.csv.gz"
 CHANNELS = ("heart_rate", "spo2", "respiratory_rate", "systolic_bp", "temperature")
 WINDOW = WindowConfig(length=8, stride=1)
-DATA = DataConfig(channels=CHANNELS, step_s=3600.0, max_gap_s=4 * 3600.0, split=(0.5, 0.2, 0.3))
+DATA = DataConfig(
+    channels=CHANNELS,
+    step_s=3600.0,
+    max_gap_s=4 * 3600.0,
+    split=(0.5, 0.2, 0.3),
+    time_features="none",
+)
 
 
 def _subset(readings: Readings, patients: int, seed: int) -> Readings:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GroupKFold
 
-from vitalsentry.data.schema import CHANNELS, is_time_feature
+from vitalsentry.data.schema import CHANNELS
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.evaluation.baselines import NEWS2_INPUTS, window_summary_features
 from vitalsentry.persist import load_skops, save_skops
@@ -202,7 +202,7 @@ def view_inputs(
     ViewInputs
     """
     summary, names = window_summary_features(windows, tuple(feature_names))
-    vitals = [i for i, n in enumerate(feature_names) if not is_time_feature(n)]
+    vitals = [i for i, n in enumerate(feature_names) if n in CHANNELS]  # no masks, no time
     recent = max(1, windows.shape[2] // RECENT_DIVISOR)
     levels = np.asarray(windows[:, vitals, -recent:], dtype=np.float64).mean(axis=2)
     if patient is None or start_s is None:
