@@ -23,6 +23,7 @@ from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.evaluation.evaluate import label_events, write_evaluation
 from vitalsentry.pipeline import VitalRiskPipeline, fit_detector, fit_fusion
+from vitalsentry.risk.multiview import VIEW_NAMES
 from vitalsentry.training.pretrain import pretrain
 
 WINDOW = WindowConfig(length=64, stride=32)
@@ -68,11 +69,17 @@ def stages(cohort: Readings, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 def test_detector_stage_records_threshold(stages: dict[str, object]) -> None:
     summary = stages["summary"]
     assert isinstance(summary, dict)
-    assert summary["threshold_source"] == "validation patients (split 1)"
+    assert summary["threshold_source"] == (
+        "cross-fitted training patients + validation patients (split 1)"
+    )
     assert 0.0 <= summary["val_fpr"] <= 0.03 + 1e-9
+    assert summary["fold_fpr"]["folds"] == len(summary["fold_fpr"]["fpr"]) >= 2
+    assert summary["views"] and summary["combine"] in ("mean", "max")
     bundle = load_bundle(Path(str(stages["root"])) / "final")
     assert {
         "detector.skops",
+        "views.json",
+        "view_embedding_knn.skops",
         "calibration.json",
         "fusion.skops",
         "resp_encoder.safetensors",
@@ -94,6 +101,8 @@ def test_score_frame_columns_and_consistency(stages: dict[str, object], cohort: 
     }
     assert expected <= set(table.columns)
     assert {"contribution_heart_rate", "contribution_spo2"} <= set(table.columns)
+    assert {f"view_{v}" for v in VIEW_NAMES} <= set(table.columns)  # the "why" per view
+    assert table["view_baseline_shift"].isna().iloc[0]  # no earlier window
     assert table["risk"].between(0, 1).all()
     np.testing.assert_allclose(
         table[["contribution_heart_rate", "contribution_spo2"]].sum(axis=1), 1.0

@@ -44,7 +44,9 @@ err_console = Console(stderr=True)
 SourceOpt = Annotated[
     str,
     typer.Option(
-        "--source", help="auto | vitals2024 | iot | heart-rate | tidy (auto reads the header)"
+        "--source",
+        help="auto | vitals2024 | iot | heart-rate | tidy | physionet2019 | wfdb "
+        "(auto reads the header)",
     ),
 ]
 StepOpt = Annotated[
@@ -83,6 +85,14 @@ def _trusted_keys(require: bool, keys: list[Path] | None) -> list[Path] | None:
     return given
 
 
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="Refuse the file at an implausible reading (default: set it missing)"
+    ),
+]
+
+
 def _parse_channels(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
@@ -105,11 +115,17 @@ def _read(
     step: float | None,
     column_map: list[str] | None,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     from vitalsentry.data.sources import read_readings
 
     readings = read_readings(
-        path, source, step_s=step, column_map=_parse_map(column_map), spo2_proxy=spo2_proxy
+        path,
+        source,
+        step_s=step,
+        column_map=_parse_map(column_map),
+        spo2_proxy=spo2_proxy,
+        strict=strict,
     )
     if source == "auto":
         console.print(f"[dim]source: detected '{readings.source}' from the header of {path}[/dim]")
@@ -176,18 +192,23 @@ def audit(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the facts as JSON")
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
 ) -> None:
     """Audit a data file: size, sampling, missingness, ranges, balance, label determinism."""
     from vitalsentry.data.audit import audit_readings
     from vitalsentry.io import atomic_write_json
 
-    readings = _read(path, source, step, column_map)
+    readings = _read(path, source, step, column_map, strict=strict)
     report = audit_readings(readings, seed=seed)
     console.print(report.render(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
@@ -207,8 +228,30 @@ def prepare(
     stride: Annotated[int, typer.Option("--stride", help="Stride between windows in steps")] = 128,
     step: Annotated[float, typer.Option("--step", help="Grid step in seconds")] = 1.0,
     max_gap: Annotated[
-        float, typer.Option("--max-gap", help="Longest gap (s) bridged by interpolation")
+        float,
+        typer.Option("--max-gap", help="Longest gap (s) of HR/SpO2/RR bridged by interpolation"),
     ] = 300.0,
+    gap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gap",
+            help="CHANNEL=INTERPOLATE[:CARRY] gap limits, e.g. systolic_bp=2h:1h (all= for every channel)",
+        ),
+    ] = None,
+    observed_mask: Annotated[
+        bool, typer.Option("--observed-mask", help="Add a <channel>_observed input per channel")
+    ] = False,
+    time_since: Annotated[
+        bool,
+        typer.Option("--time-since", help="Add a <channel>_since input (time since last reading)"),
+    ] = False,
+    time_features: Annotated[
+        str,
+        typer.Option(
+            "--time-features",
+            help="auto | clock (hour of day) | stay (hours since first reading) | none",
+        ),
+    ] = "auto",
     label_mode: Annotated[str, typer.Option("--label-mode", help="last | any | majority")] = "last",
     split: Annotated[
         str, typer.Option("--split", help="Patient fractions, e.g. 0.7,0.15,0.15 or 0.7,0.3")
@@ -223,9 +266,21 @@ def prepare(
         bool, typer.Option("--no-spo2-proxy", help="iot: no SpO2 proxy from temperature")
     ] = False,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            "--split-by",
+            help="patient | time (contiguous time blocks of each series, one window apart)",
+        ),
+    ] = "patient",
 ) -> None:
     """Turn a data file into windows, labels, splits and a scaler for training."""
     from vitalsentry.data.prepared import prepare as run_prepare
@@ -237,8 +292,12 @@ def prepare(
         raise VitalSentryError(
             f"--split: expected comma-separated fractions, got '{split}'"
         ) from None
+    from vitalsentry.data.gaps import describe_limits, parse_gap_options, resolve_limits
+
+    names = _parse_channels(channels)
+    interp, carry = resolve_limits(names, parse_gap_options(gap or [], names), max_gap, step)
     data_cfg = DataConfig(
-        channels=_parse_channels(channels),
+        channels=names,
         step_s=step,
         max_gap_s=max_gap,
         time_encoding=time_encoding,  # type: ignore[arg-type]
@@ -246,10 +305,16 @@ def prepare(
         split=fractions,
         seed=seed,
         spo2_proxy=not no_spo2_proxy,
+        split_by=split_by,  # type: ignore[arg-type]
+        gap_interpolate_s=interp,
+        gap_carry_s=carry,
+        observed_mask=observed_mask,
+        time_since=time_since,
+        time_features=time_features,  # type: ignore[arg-type]
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()
-    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy)
+    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy, strict=strict)
     read_s = time.perf_counter() - started
     prepared = run_prepare(readings, data_cfg, window_cfg)
     prep_s = time.perf_counter() - started - read_s
@@ -265,6 +330,9 @@ def prepare(
     console.print(table)
     shape = "×".join(str(d) for d in manifest["shape"])
     console.print(f"windows: ({shape}) float32 = {', '.join(prepared.feature_names)}")
+    console.print(f"gap policy: {describe_limits(names, interp, carry)}")
+    for note in prepared.notes[len(readings.notes) :]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"time: read {read_s:.1f} s, prepare {prep_s:.1f} s, total {total_s:.1f} s")
 
 
@@ -504,8 +572,19 @@ def fit_detector(
         ),
     ] = 0.9,
     seed: SeedOpt = 0,
+    views: Annotated[
+        str,
+        typer.Option(
+            "--views",
+            help="Comma-separated views the combination may use (default: all; "
+            "embedding_iforest,embedding_knn,recon_error,summary,baseline_shift)",
+        ),
+    ] = "",
+    cv_folds: Annotated[
+        int, typer.Option("--cv-folds", help="Leave-patients-out folds of the cross-fitting")
+    ] = 5,
 ) -> None:
-    """Fit the IsolationForest on normal training embeddings and calibrate the risk."""
+    """Fit the multi-view detector on normal training windows and calibrate the risk."""
     from vitalsentry.data.prepared import load_prepared
     from vitalsentry.pipeline import fit_detector as run
 
@@ -515,13 +594,18 @@ def fit_detector(
         random_state=seed,
         target_fpr=target_fpr,
         fpr_confidence=fpr_confidence,
+        views=tuple(v.strip() for v in views.split(",") if v.strip()),
+        cv_folds=cv_folds,
     )
     summary = run(bundle, load_prepared(data), out, config)
     recall = summary["val_recall"]
+    folds = summary["fold_fpr"]
     console.print(
         f"wrote bundle {out}: detector on {summary['fit_windows']:,} normal windows; threshold from "
         f"{summary['threshold_source']}: FPR {summary['val_fpr']:.1%}"
         + ("" if recall is None else f", recall {recall:.1%}")
+        + f"; views {'+'.join(summary['views'])} ({summary['combine']}); FPR on unseen patients "
+        f"above {target_fpr:.0%} in {folds['exceeded']} of {folds['folds']} folds"
     )
 
 
@@ -591,7 +675,11 @@ def score(
     source: SourceOpt = "auto",
     step: StepOpt = None,
     column_map: Annotated[
-        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="SOURCE_COLUMN=channel, =patient_id, =timestamp, or = to leave it out (tidy)",
+        ),
     ] = None,
     mc_passes: Annotated[
         int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")

@@ -18,6 +18,8 @@ LabelMode = Literal["last", "any", "majority"]
 TimeEncoding = Literal["per_timestep", "per_window"]
 Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
+SplitBy = Literal["patient", "time"]
+TimeFeatures = Literal["clock", "stay", "none", "auto"]
 
 
 class ConfigMixin:
@@ -84,18 +86,34 @@ class DataConfig(ConfigMixin):
     step_s : float
         Grid step in seconds (seed: 1 s).
     max_gap_s : float
-        Longest gap (seconds) bridged by linear interpolation; longer gaps stay missing
-        and are masked.
+        Longest gap (seconds) of a continuous channel (heart rate, SpO2, respiratory rate)
+        bridged by linear interpolation: the default of ``gap_interpolate_s`` for them.
     time_encoding : {"per_timestep", "per_window"}
-        Hour-of-day encoding at every step, or one value per window (its start).
+        Time features at every step, or one value per window (its start).
     day_of_week : bool
-        Add the sin/cos day-of-week pair.
+        Add the sin/cos day-of-week pair (clock time features only).
     split : tuple of float
         Patient-level split fractions (train, val, test) or (train, test).
     seed : int
         Seed of the patient split.
     spo2_proxy : bool
         IoT source only: derive an SpO2 proxy from temperature (recorded in outputs).
+    split_by : {"patient", "time"}
+        Split whole patients, or each series into contiguous time blocks one window's
+        length apart (for fewer patients than splits, e.g. one long recording).
+    gap_interpolate_s, gap_carry_s : tuple of float
+        Per channel (in ``channels`` order): longest gap bridged by interpolation, and how
+        long a reading is then carried forward (see :mod:`vitalsentry.data.gaps`). Empty
+        means the defaults of each channel's kind of measurement; saved resolved.
+    observed_mask, time_since : bool
+        Add per channel an input channel ``<channel>_observed`` (1 where a reading falls
+        in the step) and/or ``<channel>_since`` (time since its latest reading as a
+        fraction of its gap limit, 0-1). Inputs only: never scaled or reconstructed.
+    time_features : {"clock", "stay", "none", "auto"}
+        ``clock``: sin/cos of the UTC hour of day (needs wall-clock timestamps); ``stay``:
+        ``log1p`` of hours since the series' first reading; ``none``; ``auto``: ``clock``
+        when the data has a wall clock, else ``stay`` (``none`` in stream mode), resolved
+        by ``prepare`` and saved resolved.
     """
 
     channels: tuple[str, ...] = ("heart_rate", "spo2")
@@ -106,8 +124,15 @@ class DataConfig(ConfigMixin):
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     seed: int = 0
     spo2_proxy: bool = True
+    split_by: SplitBy = "patient"
+    gap_interpolate_s: tuple[float, ...] = ()
+    gap_carry_s: tuple[float, ...] = ()
+    observed_mask: bool = False
+    time_since: bool = False
+    time_features: TimeFeatures = "clock"
 
     def __post_init__(self) -> None:
+        from vitalsentry.data.gaps import resolve_limits
         from vitalsentry.data.schema import CHANNELS
 
         _check(len(self.channels) > 0, "channels: at least one channel is needed")
@@ -129,12 +154,48 @@ class DataConfig(ConfigMixin):
             abs(sum(self.split) - 1.0) < 1e-6,
             f"split: fractions must sum to 1, got {sum(self.split):g}",
         )
+        _check(self.split_by in ("patient", "time"), "split_by: patient or time")
+        _check(
+            self.time_features in ("clock", "stay", "none", "auto"),
+            "time_features: clock, stay, none or auto",
+        )
+        _check(
+            not self.day_of_week or self.time_features in ("clock", "auto"),
+            f"day_of_week: needs clock time features, not {self.time_features}",
+        )
+        interp, carry = resolve_limits(self.channels, {}, self.max_gap_s, self.step_s)
+        for name, default in (("gap_interpolate_s", interp), ("gap_carry_s", carry)):
+            given = getattr(self, name) or default
+            _check(
+                len(given) == len(self.channels),
+                f"{name}: one value per channel ({len(self.channels)}), got {len(given)}",
+            )
+            _check(all(v >= 0 for v in given), f"{name}: limits must be ≥ 0, got {list(given)}")
+            object.__setattr__(self, name, tuple(float(v) for v in given))
+
+    @property
+    def gap_features(self) -> tuple[str, ...]:
+        """Names of the observed-mask and time-since input channels (possibly none)."""
+        return tuple(f"{c}_observed" for c in self.channels if self.observed_mask) + tuple(
+            f"{c}_since" for c in self.channels if self.time_since
+        )
+
+    @property
+    def time_feature_names(self) -> tuple[str, ...]:
+        """Names of the time features (``time_features`` must be resolved, not ``auto``)."""
+        from vitalsentry.data.schema import STAY_FEATURE
+
+        _check(self.time_features != "auto", "time_features: 'auto' is resolved by prepare")
+        if self.time_features == "stay":
+            return (STAY_FEATURE,)
+        if self.time_features == "none":
+            return ()
+        return ("hour_sin", "hour_cos") + (("dow_sin", "dow_cos") if self.day_of_week else ())
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """Names of the window channels: vitals, then time features."""
-        time = ("hour_sin", "hour_cos") + (("dow_sin", "dow_cos") if self.day_of_week else ())
-        return self.channels + time
+        """Names of the window channels: vitals, gap features, then time features."""
+        return self.channels + self.gap_features + self.time_feature_names
 
 
 @dataclass(frozen=True)
@@ -243,9 +304,16 @@ class DetectorConfig(ConfigMixin):
     random_state: int = 0
     target_fpr: float = 0.03
     fpr_confidence: float = 0.9
+    views: tuple[str, ...] = ()
+    """Views the combination may use (empty: all; see ``risk/multiview.py``)."""
+    cv_folds: int = 5
+    """Leave-patients-out folds of the cross-fitted standardisation and threshold."""
+    per_patient_threshold: bool = True
+    """Bound the threshold by the patients' own quantiles too (``risk/calibrate.py``)."""
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "n_estimators: must be ≥ 1")
+        _check(self.cv_folds >= 2, "cv_folds: must be ≥ 2")
         _check(0 <= self.fpr_confidence < 1, "fpr_confidence: in [0, 1)")
         _check(
             self.contamination is None or 0 < self.contamination <= 0.5,

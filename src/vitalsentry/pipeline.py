@@ -19,6 +19,7 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from vitalsentry.bundle import DECODER, ENCODER, SCALER, Bundle, BundleWriter, load_bundle
 from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig
+from vitalsentry.data.gaps import describe_limits
 from vitalsentry.data.prepared import PreparedData, WindowSet, stream_feeds, window_frame
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
@@ -34,11 +35,23 @@ from vitalsentry.risk.calibrate import (
     RiskCalibration,
     channel_contributions,
     fit_calibration,
+    fold_fpr,
     mc_summary,
 )
-from vitalsentry.risk.detector import EmbeddingIsolationForest, load_detector, save_detector
+from vitalsentry.risk.detector import load_detector
+from vitalsentry.risk.multiview import (
+    DETECTOR_FILE,
+    LEGACY_VIEW,
+    VIEWS_FILE,
+    MultiViewDetector,
+    MultiViewFit,
+    ViewInputs,
+    ViewSettings,
+    fit_multiview,
+    fold_groups,
+    view_inputs,
+)
 
-DETECTOR_FILE = "detector.skops"
 CALIBRATION_FILE = "calibration.json"
 ALARM_FILE = "alarm_policy.json"
 FUSION_FILE = "fusion.skops"
@@ -67,6 +80,9 @@ class WindowScores:
         (N,) reconstruction error summed over the vital channels.
     risk_mean, risk_std : numpy.ndarray or None
         (N,) Monte Carlo dropout mean and standard deviation of the risk, when asked for.
+    views : dict of str to numpy.ndarray
+        (N,) standardised score of each view of a multi-view bundle (NaN where a view has
+        no input, e.g. no earlier window for the baseline view); empty for older bundles.
     """
 
     anomaly_score: np.ndarray
@@ -77,6 +93,7 @@ class WindowScores:
     recon_error: np.ndarray
     risk_mean: np.ndarray | None = None
     risk_std: np.ndarray | None = None
+    views: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def check_features(bundle: Bundle, feature_names: tuple[str, ...], what: str) -> None:
@@ -130,10 +147,38 @@ def _alarm_policy(prepared: PreparedData, val_mask: np.ndarray, high: np.ndarray
     }
 
 
+def _view_inputs(
+    embedding: np.ndarray,
+    errors: np.ndarray,
+    windows: np.ndarray,
+    feature_names: tuple[str, ...],
+    span_s: float,
+    lookback: int,
+    where: tuple[np.ndarray, np.ndarray] | None,
+) -> ViewInputs:
+    """Every view's inputs; ``where`` = (patient, start_s) of each window, or None."""
+    patient, start = (None, None) if where is None else where
+    return view_inputs(
+        embedding,
+        errors,
+        windows,
+        feature_names,
+        patient=patient,
+        start_s=start,
+        span_s=span_s,
+        lookback=lookback,
+    )
+
+
 def fit_detector(
     bundle_path: str | Path, prepared: PreparedData, out: str | Path, config: DetectorConfig
 ) -> dict[str, Any]:
-    """Fit the IsolationForest on normal training embeddings and calibrate its risk.
+    """Fit the multi-view detector stage on normal training windows and calibrate its risk.
+
+    The views are cross-fitted over the training patients (leave-patients-out folds):
+    their out-of-fold scores standardise each view and, with the validation patients,
+    set the threshold; the combination is chosen on validation patients
+    (:mod:`vitalsentry.risk.multiview`).
 
     Parameters
     ----------
@@ -142,59 +187,66 @@ def fit_detector(
     prepared : PreparedData
         Data prepared with the bundle's channels.
     out : path-like
-        New bundle: the input bundle plus ``detector.skops`` and ``calibration.json``.
+        New bundle: the input bundle plus ``detector.skops``, the view files
+        (``views.json``, ``view_*.skops``) and ``calibration.json``.
     config : DetectorConfig
-        Forest and calibration settings.
+        Forest, views and calibration settings.
 
     Returns
     -------
     dict
-        Summary: windows used, contamination, validation FPR and recall.
+        Summary: windows used, chosen views, validation FPR and recall, fold FPRs.
     """
     bundle = load_bundle(bundle_path)
     check_features(bundle, prepared.feature_names, "the data")
     model = bundle.autoencoder()
     fit_mask, val_mask, val_source = _calibration_split(prepared, config.random_state)
-    normal_fit = fit_mask & (prepared.labels != 1)
-    if normal_fit.sum() < 2:
+    if (fit_mask & (prepared.labels != 1)).sum() < 2:
         raise DataError("fewer than 2 normal training windows: cannot fit the detector")
-    emb = encode(model, bundle.scaler.transform(prepared.windows))
-    known = prepared.labels[fit_mask]
-    abnormal_fraction = float((known == 1).mean()) if known.size else None
-    detector = EmbeddingIsolationForest(
-        n_estimators=config.n_estimators,
-        max_samples="auto" if config.max_samples is None else config.max_samples,
-        contamination=config.contamination,
-        random_state=config.random_state,
-    ).fit(emb[normal_fit], abnormal_fraction=abnormal_fraction)
-    scores = detector.score_samples(emb)
-    abnormal_fit = fit_mask & (prepared.labels == 1)
-    val_normal = val_mask & (prepared.labels != 1)
-    val_abnormal = val_mask & (prepared.labels == 1)
-    if not val_normal.any():
-        raise DataError("no normal validation window: cannot choose the threshold")
-    calibration = fit_calibration(
-        scores[normal_fit],
-        scores[abnormal_fit] if abnormal_fit.any() else None,
-        val_normal_scores=scores[val_normal],
-        target_fpr=config.target_fpr,
-        val_abnormal_scores=scores[val_abnormal] if val_abnormal.any() else None,
-        val_normal_groups=prepared.patient[val_normal],
-        fpr_confidence=config.fpr_confidence,
+    settings = ViewSettings(
         seed=config.random_state,
+        n_estimators=config.n_estimators,
+        folds=config.cv_folds,
+        contamination=config.contamination,
     )
+    emb, errors = encode_with_error(model, bundle.scaler.transform(prepared.windows))
+    inputs = _view_inputs(
+        emb,
+        errors[:, : len(prepared.data.channels)],
+        prepared.windows,
+        prepared.feature_names,
+        prepared.window.length * prepared.data.step_s,
+        settings.lookback,
+        (prepared.patient, prepared.start_s),
+    )
+    groups = fold_groups(prepared.patient[fit_mask], prepared.start_s[fit_mask], settings.folds)
+    fitted = fit_multiview(
+        (inputs.select(fit_mask), prepared.labels[fit_mask], groups),
+        (inputs.select(val_mask), prepared.labels[val_mask]),
+        settings,
+        allowed=config.views,
+    )
+    calibration, folds = _cross_fitted_calibration(
+        prepared, fit_mask, val_mask, groups, fitted, config
+    )
+    scores = np.full(len(prepared), np.nan)
+    scores[fit_mask], scores[val_mask] = fitted.fit_scores, fitted.val_scores
     alarm = _alarm_policy(prepared, val_mask, scores > calibration.threshold_high)
+    stage = fitted.stage
     summary = {
         "alarm_policy": alarm["policy"],
-        "fit_windows": int(normal_fit.sum()),
-        "abnormal_fraction": abnormal_fraction,
-        "contamination": detector.contamination_,
-        "threshold_source": val_source,
+        "fit_windows": int((fit_mask & (prepared.labels != 1)).sum()),
+        "views": list(stage.views),
+        "combine": stage.how,
+        "contamination": stage.detectors[LEGACY_VIEW].contamination_,
+        "selection": stage.selection,
+        "threshold_source": f"cross-fitted training patients + {val_source}",
         "val_fpr": calibration.val_fpr,
         "val_recall": calibration.val_recall,
+        "fold_fpr": folds,
     }
     with BundleWriter(out, base=bundle.path) as writer:
-        writer.put_file(DETECTOR_FILE, lambda p: save_detector(detector, p))
+        stage.save(writer.put_json, writer.put_file)
         writer.put_json(CALIBRATION_FILE, calibration.to_dict())
         writer.put_json(ALARM_FILE, alarm)
         writer.manifest["config"]["detector"] = config.to_dict()
@@ -207,6 +259,50 @@ def fit_detector(
         }
         writer.manifest.setdefault("metrics", {})["detector"] = summary
     return summary
+
+
+def _cross_fitted_calibration(
+    prepared: PreparedData,
+    fit_mask: np.ndarray,
+    val_mask: np.ndarray,
+    groups: np.ndarray,
+    fitted: MultiViewFit,
+    config: DetectorConfig,
+) -> tuple[RiskCalibration, dict[str, Any]]:
+    """Calibration on out-of-fold training scores + validation scores, and the fold FPRs.
+
+    The threshold pool is every normal window of patients the scoring views did not see:
+    the training patients' out-of-fold scores and the validation patients' scores.
+    """
+    fit_labels, val_labels = prepared.labels[fit_mask], prepared.labels[val_mask]
+    normal, abnormal = fit_labels != 1, fit_labels == 1
+    val_normal = val_labels != 1
+    pool = np.concatenate([fitted.fit_scores[normal], fitted.val_scores[val_normal]])
+    pool_groups = np.concatenate(
+        [groups[normal].astype(str), prepared.patient[val_mask][val_normal].astype(str)]
+    )
+    calibration = fit_calibration(
+        fitted.fit_scores[normal],
+        fitted.fit_scores[abnormal] if abnormal.any() else None,
+        val_normal_scores=pool,
+        target_fpr=config.target_fpr,
+        val_abnormal_scores=fitted.val_scores[~val_normal] if (~val_normal).any() else None,
+        val_normal_groups=pool_groups,
+        fpr_confidence=config.fpr_confidence,
+        seed=config.random_state,
+        per_patient=config.per_patient_threshold,
+    )
+    folds = fold_fpr(
+        fitted.fit_scores[normal],
+        fitted.fold[normal],
+        groups[normal],
+        target_fpr=config.target_fpr,
+        fpr_confidence=config.fpr_confidence,
+        extra=(fitted.val_scores[val_normal], prepared.patient[val_mask][val_normal]),
+        seed=config.random_state,
+        per_patient=config.per_patient_threshold,
+    )
+    return calibration, folds
 
 
 class VitalRiskPipeline:
@@ -227,6 +323,11 @@ class VitalRiskPipeline:
         self.bundle = bundle
         self.model: Autoencoder = bundle.autoencoder()
         self.detector = load_detector(bundle.path_of(DETECTOR_FILE))
+        self.views = (
+            MultiViewDetector.load(bundle.read_json(VIEWS_FILE), bundle.path_of)
+            if bundle.has(VIEWS_FILE)
+            else None
+        )
         self.calibration = RiskCalibration.from_dict(bundle.read_json(CALIBRATION_FILE))
         self.alarm_policy = (
             AlarmPolicy(**bundle.read_json(ALARM_FILE)["policy"])
@@ -259,7 +360,12 @@ class VitalRiskPipeline:
         return encode(self.model, self.bundle.scaler.transform(windows))
 
     def score_windows(
-        self, windows: np.ndarray, *, mc_passes: int = 0, seed: int = 0
+        self,
+        windows: np.ndarray,
+        *,
+        mc_passes: int = 0,
+        seed: int = 0,
+        where: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> WindowScores:
         """Score unscaled windows.
 
@@ -271,16 +377,28 @@ class VitalRiskPipeline:
             Monte Carlo dropout passes (0 = off; otherwise ≥ 2).
         seed : int, default 0
             Seed of the dropout masks.
+        where : (numpy.ndarray, numpy.ndarray), optional
+            (N,) patient and (N,) start seconds of each window, for the view of a
+            patient's deviation from their own earlier windows (without it that view is
+            left out).
 
         Returns
         -------
         WindowScores
-            Scores, risk, level, per-channel contributions and optional uncertainty.
+            Scores, risk, level, per-channel contributions, view scores and optional
+            uncertainty.
         """
         scaled = self.bundle.scaler.transform(windows)
         embedding, all_errors = encode_with_error(self.model, scaled)
-        scores = self.detector.score_samples(embedding)
         errors = all_errors[:, : len(self.channels)]
+        inputs = None
+        if self.views is not None:
+            span = self.window_config.length * self.data_config.step_s
+            lookback = self.views.settings.lookback
+            inputs = _view_inputs(
+                embedding, errors, windows, self.bundle.feature_names, span, lookback, where
+            )
+        scores, views = self._scores(embedding, inputs)
         result = WindowScores(
             anomaly_score=scores,
             risk=self.calibration.risk(scores),
@@ -288,13 +406,23 @@ class VitalRiskPipeline:
             contributions=channel_contributions(errors, self.channels),
             embedding=embedding,
             recon_error=errors.sum(axis=1),
+            views=views,
         )
         if mc_passes:
             draws = mc_dropout_encode(self.model, scaled, mc_passes, seed)
-            risks = np.stack([self.calibration.risk(self.detector.score_samples(d)) for d in draws])
+            risks = np.stack([self.calibration.risk(self._scores(d, inputs)[0]) for d in draws])
             mean, std = mc_summary(risks)
             result = dataclasses.replace(result, risk_mean=mean, risk_std=std)
         return result
+
+    def _scores(
+        self, embedding: np.ndarray, inputs: ViewInputs | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Raw detector score (N,) and the views' scores; ``embedding`` replaces the inputs'."""
+        if self.views is None or inputs is None:
+            return self.detector.score_samples(embedding), {}
+        inputs = dataclasses.replace(inputs, embedding=np.asarray(embedding, dtype=np.float64))
+        return self.views.score(inputs)
 
     def windows_of(
         self, frame: pd.DataFrame, *, stream: bool = False, latest_only: bool = False
@@ -306,7 +434,7 @@ class VitalRiskPipeline:
         missing = [c for c in self.channels if c not in frame.columns]
         if missing:
             raise DataError(f"the readings lack the bundle's channel(s) {', '.join(missing)}")
-        max_gap = self.data_config.max_gap_s
+        max_gap = None
         if stream:
             feed_of = dict.fromkeys(frame[PATIENT_COLUMN].unique(), STREAM_KEY)
             frame, max_gap = stream_feeds(frame, feed_of, self.channels, self.data_config.step_s)
@@ -329,17 +457,22 @@ class VitalRiskPipeline:
         -------
         pandas.DataFrame
             ``patient_id, window_start, window_end, risk, level, anomaly_score``, one
-            ``contribution_<channel>`` per vital channel, ``risk_mean``/``risk_std`` with
+            ``contribution_<channel>`` per vital channel, one ``view_<name>`` standardised
+            score per view of a multi-view bundle, ``risk_mean``/``risk_std`` with
             MC dropout, and ``label`` when the readings carry labels.
         """
         cut = self.windows_of(frame, stream=stream, latest_only=latest_only)
         if len(cut.labels) == 0:
-            span = self.window_config.length * self.data_config.step_s
+            d = self.data_config
+            span = self.window_config.length * d.step_s
             raise DataError(
                 f"no complete window: the model needs {span:g} s of {', '.join(self.channels)} "
-                f"without gaps over {self.data_config.max_gap_s:g} s"
+                f"without gaps beyond the gap policy "
+                f"({describe_limits(self.channels, d.gap_interpolate_s, d.gap_carry_s)})"
             )
-        scores = self.score_windows(cut.windows, mc_passes=mc_passes)
+        scores = self.score_windows(
+            cut.windows, mc_passes=mc_passes, where=(cut.patient, cut.start_s)
+        )
         step = self.data_config.step_s
         out = pd.DataFrame(
             {
@@ -355,6 +488,8 @@ class VitalRiskPipeline:
         )
         for i, name in enumerate(self.channels):
             out[f"contribution_{name}"] = scores.contributions[:, i]
+        for view, values in scores.views.items():
+            out[f"view_{view}"] = values
         if scores.risk_std is not None:
             out["risk_mean"], out["risk_std"] = scores.risk_mean, scores.risk_std
         if LABEL_COLUMN in frame.columns:

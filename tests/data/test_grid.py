@@ -234,3 +234,43 @@ def test_twelve_million_steps_is_vectorised() -> None:
     assert g.n_steps > 11_900_000
     assert g.mask[0].all() and not g.mask[1].all()
     assert elapsed < 10.0  # about a second on an idle core; loose for shared CI machines
+
+
+def test_carry_forward_after_a_long_gap_then_missing() -> None:
+    t = T0 + np.array([0.0, 1.0, 100.0, 101.0])
+    v = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, np.nan, np.nan, 6.0]])
+    g = grid_series(
+        t, v, None, step_s=1.0, max_gap_s=(5.0, 200.0), carry_s=(3.0, 0.0), key="p", with_age=True
+    )
+    hr = g.values[0]
+    assert g.mask[0, :5].all() and not g.mask[0, 5:100].any() and g.mask[0, 100:].all()
+    np.testing.assert_array_equal(hr[2:5], [2.0, 2.0, 2.0])  # carried, not interpolated
+    assert g.mask[1].all()  # one gap of 101 s ≤ 200 s interpolated
+    assert g.age_s is not None
+    np.testing.assert_array_equal(g.age_s[0, :4], [0.0, 0.0, 1.0, 2.0])
+    assert g.age_s[1, 50] == 50.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.5, 50), min_size=1, max_size=30),
+    interp=st.floats(0, 40),
+    carry=st.floats(0, 40),
+    step=st.sampled_from([0.5, 1.0, 3.0]),
+)
+def test_gap_policy_laws(gaps: list[float], interp: float, carry: float, step: float) -> None:
+    t = T0 + np.concatenate([[0.0], np.cumsum(gaps)])
+    v = np.arange(t.size, dtype=np.float64) * 10.0
+    g = grid_series(t, v[None], None, step_s=step, max_gap_s=interp, carry_s=carry, key="p")
+    plain = grid_series(t, v[None], None, step_s=step, max_gap_s=interp, key="p")
+    grid_t = g.epoch_s
+    latest = np.searchsorted(t, grid_t + 1e-6, side="right") - 1
+    age = grid_t - t[latest]
+    nxt = np.minimum(latest + 1, t.size - 1)
+    inside_short_gap = (t[nxt] - t[latest] <= interp) | (age <= 1e-6)
+    assert (plain.mask <= g.mask).all()  # carrying forward only adds valid steps
+    np.testing.assert_array_equal(g.mask[0], inside_short_gap | (age <= carry + 1e-6))
+    carried = g.mask[0] & ~plain.mask[0]
+    np.testing.assert_array_equal(g.values[0, carried], v[latest[carried]])
+    assert (np.isnan(g.values) == ~g.mask).all()
+    assert np.nanmin(g.values) >= v.min() and np.nanmax(g.values) <= v.max()

@@ -10,12 +10,13 @@ import pytest
 
 from vitalsentry.data import simulate
 from vitalsentry.data.readings import validate_frame
-from vitalsentry.data.schema import CHANNELS, STATIC_FIELDS, VITAL_CHANNELS
+from vitalsentry.data.schema import CHANNELS, STATIC_FIELDS
 from vitalsentry.data.simulate import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     IOT_COLUMNS,
     IOT_SENSOR_TYPES,
+    SIMULATED_CHANNELS,
     VITALS2024_COLUMNS,
     SimulationConfig,
     simulate_cohort,
@@ -76,14 +77,14 @@ def test_readings_schema_ranges_and_static(cohort: tuple[pd.DataFrame, pd.DataFr
     assert list(readings.columns) == [
         "patient_id",
         "timestamp",
-        *VITAL_CHANNELS,
+        *SIMULATED_CHANNELS,
         "label",
         *STATIC_FIELDS,
     ]
     assert str(readings["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert readings["label"].dtype == np.int8
     assert sorted(readings["patient_id"].unique()) == ["P0001", "P0002", "P0003", "P0004"]
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         assert readings[name].dtype == np.float64
         values = readings[name].dropna()
         assert values.between(CHANNELS[name].low, CHANNELS[name].high).all(), name
@@ -124,7 +125,7 @@ def test_other_periods_are_honoured() -> None:
     assert (elapsed[readings["heart_rate"].notna()] % 2 == 0).all()
     assert (elapsed[readings["spo2"].notna()] % 30 == 0).all()
     assert readings["spo2"].notna().sum() == 120
-    assert readings[list(VITAL_CHANNELS)].notna().any(axis=1).all()
+    assert readings[list(SIMULATED_CHANNELS)].notna().any(axis=1).all()
 
 
 def test_labels_are_exactly_inside_events(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -256,6 +257,11 @@ def test_nuisances_are_visible_and_unlabelled() -> None:
         ("max_events", 0),
         ("dropouts_per_h", -1.0),
         ("start", "not a time"),
+        ("noise_scale", 0.0),
+        ("patient_spread", float("inf")),
+        ("event_duration_scale", -1.0),
+        ("event_types", ()),
+        ("event_types", ("sepsis_drift", "stroke")),
     ],
 )
 def test_config_rejects_bad_settings(field: str, value: object) -> None:
@@ -465,3 +471,51 @@ def test_schema_generators_reject_bad_rows(rows: object) -> None:
     for generator in (simulate_vitals2024, simulate_iot):
         with pytest.raises(DataError, match="rows"):
             generator(rows)  # type: ignore[arg-type]
+
+
+def _hr_stats(**knobs: object) -> tuple[float, float, pd.DataFrame]:
+    """Median step-to-step HR change, spread of patient HR means, and the events."""
+    settings: dict[str, object] = {"patients": 6, "hours": 1.0, "seed": 5, **knobs}
+    config = SimulationConfig(**settings)  # type: ignore[arg-type]
+    frame, events = simulate_cohort(config)
+    hr = frame.dropna(subset=["heart_rate"])
+    steps = hr.groupby("patient_id")["heart_rate"].diff().abs().median()
+    spread = hr.groupby("patient_id")["heart_rate"].mean().std()
+    return float(steps), float(spread), events
+
+
+def test_stress_knobs_change_what_they_name() -> None:
+    base_steps, base_spread, _ = _hr_stats(event_fraction=0.0)
+    noisy_steps, _, _ = _hr_stats(event_fraction=0.0, noise_scale=4.0)
+    _, wide_spread, _ = _hr_stats(event_fraction=0.0, patient_spread=3.0)
+    assert noisy_steps > 1.5 * base_steps
+    assert wide_spread > 1.5 * base_spread
+    _, _, slow = _hr_stats(event_types=("sepsis_drift",), hours=6.0)
+    assert set(slow["event_type"]) == {"sepsis_drift"}
+    _, _, sudden = _hr_stats(event_types=("tachyarrhythmia",), event_duration_scale=0.5)
+    assert set(sudden["event_type"]) == {"tachyarrhythmia"}
+    minutes = (sudden["end"] - sudden["onset"]).dt.total_seconds() / 60
+    assert minutes.max() <= 20.5  # plateau 10–40 min halved
+
+
+def test_event_scale_shrinks_event_levels_towards_normal() -> None:
+    config = SimulationConfig(patients=4, hours=1.0, seed=2, event_fraction=1.0)
+    half = dataclasses.replace(config, event_scale=0.5)
+    _, full_events = simulate_cohort(config)
+    _, half_events = simulate_cohort(half)
+    pd.testing.assert_series_equal(full_events["event_type"], half_events["event_type"])
+    assert not full_events["description"].equals(half_events["description"])
+
+
+def test_inject_event_changes_only_the_labelled_span() -> None:
+    from vitalsentry.data.simulate import inject_event
+
+    hr = np.full(4000, 70.0)
+    label = inject_event({"heart_rate": hr}, "tachyarrhythmia", 1000, np.random.default_rng(0))
+    assert label.any() and not label[:1000].any()
+    assert hr[label].mean() > 120  # level 130–170 /min
+    assert (hr[:1000] == 70.0).all()
+    with pytest.raises(DataError, match="start"):
+        inject_event({"heart_rate": np.zeros(100)}, "hypoxaemia", 50, np.random.default_rng(0))
+    with pytest.raises(DataError, match="kind"):
+        inject_event({"heart_rate": np.zeros(100)}, "stroke", 0, np.random.default_rng(0))

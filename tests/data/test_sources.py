@@ -12,6 +12,7 @@ import pytest
 
 from vitalsentry.data.schema import VITAL_CHANNELS
 from vitalsentry.data.sources import (
+    ELAPSED_NOTE,
     IOT_COLUMNS,
     SAMPLE_DIR,
     SERIES_START,
@@ -52,6 +53,8 @@ def _vitals_variant(tmp_path: Path, row: int, column: str, value: str) -> Path:
 
 
 def _raises(path: Path, **kwargs: object) -> DataError:
+    """The error reading ``path`` gives; implausible readings are refused (``strict``)."""
+    kwargs.setdefault("strict", True)
     with pytest.raises(DataError) as info:
         read_readings(path, **kwargs)  # type: ignore[arg-type]
     return info.value
@@ -65,7 +68,7 @@ def _iot(tmp_path: Path, *rows: str) -> Path:
 
 
 def test_sources_are_the_documented_tuple() -> None:
-    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy")
+    assert SOURCES == ("auto", "vitals2024", "iot", "heart-rate", "tidy", "physionet2019", "wfdb")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,7 @@ def test_vitals_sample_reads_as_stream() -> None:
     assert readings.source == "vitals2024"
     assert readings.stream
     assert len(frame) == 300 and frame["patient_id"].nunique() == 300
-    assert readings.channels == VITAL_CHANNELS
+    assert readings.channels == VITAL_CHANNELS[:6]  # all but map and etco2
     assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert frame["label"].dtype == np.int8
     risk = Counter(r["Risk Category"] for r in rows)
@@ -658,3 +661,57 @@ def test_vitals_200k_rows_read_fast(tmp_path: Path) -> None:
         seconds.append(time.perf_counter() - t0)
     assert len(readings.frame) == n
     assert min(seconds) < 2.0
+
+
+def test_vitals_variant_without_ids_and_timestamps_audits_but_does_not_prepare(
+    tmp_path: Path,
+) -> None:
+    from vitalsentry.config import DataConfig, WindowConfig
+    from vitalsentry.data.audit import audit_readings
+    from vitalsentry.data.prepared import prepare
+    from vitalsentry.data.sources import VITALS2024_UNTIMED_NOTE
+
+    raw = pd.read_csv(VITALS).drop(columns=["Patient ID", "Timestamp"])
+    assert raw.shape[1] == 15
+    path = tmp_path / "variant.csv"
+    raw.to_csv(path, index=False)
+    readings = read_readings(path)  # detected from the 15 remaining columns
+    assert readings.source == "vitals2024" and readings.stream and not readings.clock
+    assert VITALS2024_UNTIMED_NOTE in readings.notes
+    assert set(readings.frame["patient_id"]) == {str(i) for i in range(1, 301)}  # file rows
+    report = audit_readings(readings)
+    assert report.rows == 300 and report.label_check is not None
+    with pytest.raises(DataError, match="prepare needs a 'Timestamp' column") as info:
+        prepare(readings, DataConfig(), WindowConfig(length=16, stride=8))
+    assert info.value.file == str(path)
+    missing_one = tmp_path / "one.csv"
+    pd.read_csv(VITALS).drop(columns=["Timestamp"]).to_csv(missing_one, index=False)
+    assert _raises(missing_one).column == "Timestamp"  # only one missing: still an error
+
+
+def test_tidy_map_names_keys_and_leaves_columns_out(tmp_path: Path) -> None:
+    """A BIDMC-style export: record and elapsed-seconds columns, HR and PULSE both present."""
+    path = _write(
+        tmp_path,
+        "record_id,time_s,HR,PULSE,RESP,SpO2,age\n"
+        "r1,0,80,81,16,97,90+\nr1,1,82,80,17,98,90+\nr2,0,70,70,12,99,40\n",
+    )
+    with pytest.raises(DataError, match="both 'HR' and 'PULSE' would be 'heart_rate'"):
+        read_readings(path, column_map={"record_id": "patient_id", "time_s": "timestamp"})
+    column_map = {
+        "record_id": "patient_id",
+        "time_s": "timestamp",
+        "RESP": "respiratory_rate",
+        "PULSE": "",
+        "age": "",
+    }
+    readings = read_readings(path, column_map=column_map)
+    assert readings.source == "tidy"
+    assert readings.channels == ("heart_rate", "spo2", "respiratory_rate")
+    assert readings.frame["heart_rate"].tolist() == [80.0, 82.0, 70.0]
+    elapsed = readings.frame["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")
+    assert elapsed.dt.total_seconds().tolist() == [0.0, 1.0, 0.0]
+    assert not readings.clock and ELAPSED_NOTE in readings.notes
+    assert list(readings.static.columns) == []
+    with pytest.raises(DataError, match="a column map applies to the tidy source only"):
+        read_readings(path, "vitals2024", column_map={"record_id": "patient_id"})

@@ -125,6 +125,33 @@ def test_patient_timeline(tmp_path):
         plots.plot_patient_timeline(t, {}, ends, risk[:-1], None, alarm, [], tmp_path / "bad.png")
 
 
+def test_timeline_draws_sparse_channels_as_readings(tmp_path):
+    from matplotlib.figure import Figure
+
+    x = np.arange(3600.0) / 3600
+    bp = np.full(x.size, np.nan)
+    bp[::1800] = [120.0, 131.0]  # every 30 min among 1 Hz rows: no two neighbours measured
+    hr = 70 + np.sin(np.arange(x.size) / 60)
+    ax_bp, ax_hr = Figure().subplots(2)
+    plots._draw_vital(ax_bp, x, bp)
+    plots._draw_vital(ax_hr, x, hr)
+    drawn = [line.get_ydata() for line in ax_bp.get_lines()]
+    assert len(drawn) == 2 and all(list(d) == [120.0, 131.0] for d in drawn)  # steps, points
+    assert len(ax_hr.get_lines()) == 1 and np.array_equal(ax_hr.get_lines()[0].get_ydata(), hr)
+    never = np.full(x.size, np.nan)  # an unmeasured channel gets no panel, and no error
+    out = plots.plot_patient_timeline(
+        1.7e9 + x * 3600,
+        {"heart_rate": hr, "systolic_bp": bp, "temperature": never},
+        1.7e9 + np.array([600.0, 1200.0]),
+        np.array([0.1, 0.2]),
+        None,
+        np.zeros(2, bool),
+        [],
+        tmp_path / "sparse.png",
+    )
+    assert _is_png(out)
+
+
 def test_no_pyplot_state_is_touched():
     assert (
         "matplotlib.pyplot" not in sys.modules or not sys.modules["matplotlib.pyplot"].get_fignums()

@@ -250,3 +250,35 @@ def test_guarded_threshold_rejects_bad_settings(scores):
             val_normal_groups=np.zeros(3),
             fpr_confidence=0.9,
         )
+
+
+def test_fold_fpr_counts_folds_above_the_target() -> None:
+    from vitalsentry.risk.calibrate import fold_fpr
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 200)
+    scores = rng.normal(size=groups.size)
+    scores[groups == 3] += 3.0  # one patient unlike the others
+    report = fold_fpr(scores, groups % 5, groups, target_fpr=0.03, fpr_confidence=0.0, extra=None)
+    assert report["folds"] == 5 == len(report["fpr"])
+    worst = int(np.argmax(report["fpr"]))
+    assert worst == 3 and report["fpr"][worst] > 0.3
+    assert report["exceeded"] >= 1
+    assert report["share_within_target"] == 1 - report["exceeded"] / 5
+
+
+def test_per_patient_bound_keeps_most_patients_within_the_target() -> None:
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(20), 100)
+    scores = rng.normal(size=groups.size) + rng.normal(scale=1.0, size=20)[groups]
+    common = {
+        "val_normal_scores": scores,
+        "val_normal_groups": groups,
+        "target_fpr": 0.03,
+        "fpr_confidence": 0.9,
+    }
+    pooled = fit_calibration(scores, **common)
+    guarded = fit_calibration(scores, per_patient=True, **common)
+    assert guarded.threshold_high >= pooled.threshold_high
+    per_patient_fpr = [np.mean(scores[groups == g] > guarded.threshold_high) for g in range(20)]
+    assert np.mean(np.asarray(per_patient_fpr) <= 0.03) >= 0.9

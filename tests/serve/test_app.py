@@ -298,8 +298,9 @@ def test_window_coverage_errors_say_what_is_needed(client: TestClient) -> None:
     gap = make_readings(40) + make_readings(40, start=1_714_550_400 + 1000)
     gapped = messages(client.post("/v1/score", json={"patient_id": "g", "readings": gap}))[0]
     assert (
-        gapped
-        == "readings: no complete window: heart_rate, spo2 need 63 s together without a gap over 300 s"
+        gapped == "readings: no complete window: heart_rate, spo2 need 63 s together without a gap "
+        "beyond the gap policy (heart_rate: gaps ≤ 300 s interpolated; spo2: gaps ≤ 300 s "
+        "interpolated)"
     )
 
 

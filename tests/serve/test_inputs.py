@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from conftest import START, make_readings
 
+from vitalsentry.config import DataConfig
 from vitalsentry.data.grid import grid_frame
 from vitalsentry.serve.inputs import (
     PatientReadings,
@@ -89,7 +90,8 @@ def test_patient_grid_is_the_grid_of_the_readings_frame() -> None:
     ).sort_values("timestamp")
     channels = ["heart_rate", "spo2"]  # spo2 not measured: all masked
     want = grid_frame(frame, channels, step_s=1.0, max_gap_s=5.0)[0]
-    got = patient_grid(patient, channels, "a", step_s=1.0, max_gap_s=5.0)
+    data = DataConfig(channels=tuple(channels), max_gap_s=5.0, gap_carry_s=(0.0,) * len(channels))
+    got = patient_grid(patient, channels, "a", data=data)
     assert got.key == "a" and got.start_s == want.start_s
     np.testing.assert_array_equal(got.values, want.values)
     np.testing.assert_array_equal(got.mask, want.mask)

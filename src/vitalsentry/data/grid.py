@@ -2,8 +2,10 @@
 
 Each channel is linearly interpolated over its own observations only, so multi-rate exports
 (heart rate each second, SpO2 each minute, blood pressure each half hour) keep every
-channel at its own rate until the grid. Gaps longer than ``max_gap_s`` are not bridged:
-their grid points are NaN and masked out.
+channel at its own rate until the grid. Gaps longer than the channel's ``max_gap_s`` are
+not interpolated: the reading before them is carried forward for ``carry_s``, then the
+grid points are NaN and masked out (the gap policy of
+:mod:`vitalsentry.data.gaps`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ class SeriesGrid:
     values : numpy.ndarray, shape (C, T), float64
         Channel values, NaN where masked.
     mask : numpy.ndarray, shape (C, T), bool
-        True where the value was observed or interpolated across a gap ≤ ``max_gap_s``.
+        True where the value was observed, interpolated across a gap ≤ ``max_gap_s`` or
+        carried forward ≤ ``carry_s``.
     labels : numpy.ndarray, shape (T,), int8
         Label of the latest labelled reading at or before each step; -1 = unknown.
+    age_s : numpy.ndarray, shape (C, T), float64, or None
+        Seconds since each channel's latest reading at or before each step (inf before
+        its first); None unless asked for.
+    origin_s : float or None
+        Time of the series' first reading when the grid is a later part of the series
+        (``stay`` time features count from it); None: ``start_s``.
 
     """
 
@@ -53,6 +62,8 @@ class SeriesGrid:
     values: NDArray[np.float64]
     mask: NDArray[np.bool_]
     labels: NDArray[np.int8]
+    age_s: NDArray[np.float64] | None = None
+    origin_s: float | None = None
 
     def __post_init__(self) -> None:
         n = self.values.shape[-1]
@@ -72,9 +83,26 @@ class SeriesGrid:
         return int(self.values.shape[1])
 
     @property
+    def first_s(self) -> float:
+        """Time of the series' first reading (``origin_s``, else ``start_s``)."""
+        return self.start_s if self.origin_s is None else self.origin_s
+
+    @property
     def epoch_s(self) -> NDArray[np.float64]:
         """Times of the grid steps, shape (T,), seconds since the Unix epoch."""
         return self.start_s + np.arange(self.n_steps, dtype=np.float64) * self.step_s
+
+
+def _per_channel(
+    limit: float | Sequence[float], n: int, name: str, key: str
+) -> NDArray[np.float64]:
+    """Return a scalar or per-channel gap limit as a (C,) array (finite, ≥ 0, else raise)."""
+    given = np.asarray(limit, dtype=np.float64)
+    if given.shape not in ((), (n,)) or not (np.isfinite(given).all() and (given >= 0).all()):
+        raise DataError(
+            f"{key}: {name} must be finite numbers ≥ 0, one or one per channel ({n}), got {limit}"
+        )
+    return np.broadcast_to(given, (n,))
 
 
 def _check_inputs(
@@ -82,14 +110,11 @@ def _check_inputs(
     values: NDArray[np.float64],
     labels: NDArray[np.generic] | None,
     step_s: float,
-    max_gap_s: float,
     key: str,
 ) -> None:
     """Raise :class:`DataError` (naming ``key``) for malformed :func:`grid_series` inputs."""
     if not (np.isfinite(step_s) and step_s > 0):
         raise DataError(f"{key}: step_s must be a finite number > 0, got {step_s}")
-    if not (np.isfinite(max_gap_s) and max_gap_s >= 0):
-        raise DataError(f"{key}: max_gap_s must be a finite number ≥ 0, got {max_gap_s}")
     if epoch_s.ndim != 1 or epoch_s.size == 0:
         raise DataError(
             f"{key}: reading times must be a non-empty 1-D array, got shape {epoch_s.shape}"
@@ -135,9 +160,9 @@ def _grid_channel(
     obs_v: NDArray[np.float64],
     grid_t: NDArray[np.float64],
     step_s: float,
-    max_gap_s: float,
+    limits: tuple[float, float],
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Interpolate one channel onto the grid and say which grid points are valid.
+    """Put one channel on the grid by its gap policy and say which grid points are valid.
 
     Parameters
     ----------
@@ -147,18 +172,21 @@ def _grid_channel(
         Grid times ``grid_t[0] + k * step_s``.
     step_s : float
         Grid step.
-    max_gap_s : float
-        Longest gap between two observations that is bridged.
+    limits : (float, float)
+        ``max_gap_s``, the longest gap between two observations that is interpolated, and
+        ``carry_s``, how long the observation before a longer gap (or the last one) is
+        carried forward.
 
     Returns
     -------
     values : numpy.ndarray, shape (T,), float64
-        Interpolated values, NaN where invalid.
+        Interpolated or carried values, NaN where invalid.
     valid : numpy.ndarray, shape (T,), bool
-        False strictly before the first or after the last observation and strictly inside
-        gaps longer than ``max_gap_s`` (all within :data:`TIME_TOLERANCE_S`).
+        False before the first observation and where neither interpolation nor carrying
+        forward reaches (all within :data:`TIME_TOLERANCE_S`).
 
     """
+    max_gap_s, carry_s = limits
     n = grid_t.size
     start_s = float(grid_t[0])
     long_gap = np.flatnonzero(np.diff(obs_t) > max_gap_s)
@@ -171,8 +199,23 @@ def _grid_channel(
     delta = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
     valid = np.cumsum(delta[:n]) == 0
     out = np.interp(grid_t, obs_t, obs_v)
+    if carry_s > 0:
+        gap = np.flatnonzero(~valid)
+        latest, age = _latest(obs_t, grid_t[gap])
+        carried = age <= carry_s + TIME_TOLERANCE_S
+        out[gap[carried]] = obs_v[latest[carried]]
+        valid[gap[carried]] = True
     out[~valid] = np.nan
     return out, valid
+
+
+def _latest(
+    obs_t: NDArray[np.float64], t: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Index of the latest observation at or before each time, and its age (inf: none yet)."""
+    latest = np.searchsorted(obs_t, t + TIME_TOLERANCE_S, side="right") - 1
+    age = np.where(latest >= 0, t - obs_t[np.maximum(latest, 0)], np.inf)
+    return latest, age
 
 
 def _forward_fill_labels(
@@ -202,8 +245,10 @@ def grid_series(
     labels: ArrayLike | None,
     *,
     step_s: float,
-    max_gap_s: float,
+    max_gap_s: float | Sequence[float],
     key: str,
+    carry_s: float | Sequence[float] = 0.0,
+    with_age: bool = False,
 ) -> SeriesGrid:
     """Resample one series of multi-channel readings onto a fixed grid.
 
@@ -217,19 +262,24 @@ def grid_series(
         Reading labels (0 normal, 1 abnormal, -1 unknown), or None for none.
     step_s : float
         Grid step in seconds (> 0).
-    max_gap_s : float
+    max_gap_s : float or sequence of float
         Longest gap (seconds) between two observations of a channel that is bridged by
-        linear interpolation.
+        linear interpolation; one for all channels or one per channel.
     key : str
         Patient id or stream name (kept on the grid and named in errors).
+    carry_s : float or sequence of float, default 0
+        How long (seconds) the observation before a longer gap, or the last one, is
+        carried forward (0: not at all). One for all channels or one per channel.
+    with_age : bool, default False
+        Also return each channel's time since its latest reading (``SeriesGrid.age_s``).
 
     Returns
     -------
     SeriesGrid
         Grid steps ``epoch_s[0] + k * step_s`` up to the last reading. Each channel is
-        interpolated over its own observations with :func:`numpy.interp`; steps before its
-        first or after its last observation, or inside a gap longer than ``max_gap_s``, are
-        NaN with ``mask`` False.
+        interpolated over its own observations with :func:`numpy.interp` across gaps up to
+        ``max_gap_s``, carried forward ``carry_s`` past longer gaps and its last
+        observation, and NaN with ``mask`` False elsewhere (before its first observation).
 
     Raises
     ------
@@ -241,18 +291,23 @@ def grid_series(
     t = np.asarray(epoch_s, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     lab = None if labels is None else np.asarray(labels)
-    _check_inputs(t, v, lab, step_s, max_gap_s, key)
+    _check_inputs(t, v, lab, step_s, key)
+    gaps = _per_channel(max_gap_s, v.shape[0], "max_gap_s", key)
+    carry = _per_channel(carry_s, v.shape[0], "carry_s", key)
     span = float(t[-1] - t[0])
     n_steps = int(np.floor((span + TIME_TOLERANCE_S) / step_s)) + 1
     grid_t = t[0] + np.arange(n_steps, dtype=np.float64) * step_s
     grid_values = np.full((v.shape[0], n_steps), np.nan)
     mask = np.zeros((v.shape[0], n_steps), dtype=bool)
+    age = np.full((v.shape[0], n_steps), np.inf) if with_age else None
     for c in range(v.shape[0]):
         observed = ~np.isnan(v[c])
         if observed.any():
             grid_values[c], mask[c] = _grid_channel(
-                t[observed], v[c, observed], grid_t, step_s, max_gap_s
+                t[observed], v[c, observed], grid_t, step_s, (float(gaps[c]), float(carry[c]))
             )
+            if age is not None:
+                age[c] = _latest(t[observed], grid_t)[1]
     grid_labels = _forward_fill_labels(
         t, None if lab is None else lab.astype(np.int8), float(t[0]), step_s, n_steps
     )
@@ -263,6 +318,8 @@ def grid_series(
         values=grid_values,
         mask=mask,
         labels=grid_labels,
+        age_s=age,
+        origin_s=float(t[0]),
     )
 
 
@@ -271,8 +328,10 @@ def grid_frame(
     channels: Sequence[str],
     *,
     step_s: float,
-    max_gap_s: float,
+    max_gap_s: float | Sequence[float],
     key_column: str = "patient_id",
+    carry_s: float | Sequence[float] = 0.0,
+    with_age: bool = False,
 ) -> list[SeriesGrid]:
     """Grid every key (patient or stream) of a readings frame.
 
@@ -283,7 +342,7 @@ def grid_frame(
         optional ``label``), sorted by key then timestamp.
     channels : sequence of str
         Channel columns to grid, in the order of the grid's rows.
-    step_s, max_gap_s : float
+    step_s, max_gap_s, carry_s, with_age
         As in :func:`grid_series`.
     key_column : str, default "patient_id"
         Column holding the key.
@@ -331,6 +390,8 @@ def grid_frame(
             step_s=step_s,
             max_gap_s=max_gap_s,
             key=str(uniques[codes[a]]),
+            carry_s=carry_s,
+            with_age=with_age,
         )
         for a, b in zip(starts, stops, strict=True)
     ]

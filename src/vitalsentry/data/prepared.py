@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,13 @@ import pandas as pd
 
 from vitalsentry import __version__
 from vitalsentry.config import DataConfig, WindowConfig
-from vitalsentry.data.grid import SeriesGrid, grid_frame
-from vitalsentry.data.readings import Readings
+from vitalsentry.data.gaps import describe_limits
+from vitalsentry.data.grid import TIME_TOLERANCE_S, SeriesGrid, grid_frame
+from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
-from vitalsentry.data.splits import SPLIT_NAMES, split_patients
-from vitalsentry.data.timefeatures import grid_time_features, time_features
+from vitalsentry.data.splits import SPLIT_NAMES, split_by_time, split_patients
+from vitalsentry.data.timefeatures import grid_time_features, series_time_features
 from vitalsentry.data.windows import (
     count_windows,
     sliding_windows,
@@ -83,6 +84,8 @@ class PreparedData:
     reading_patient : numpy.ndarray or None
         Stream mode only: (N,) str, the patient whose reading is the latest at each
         window's last step (whose label the window carries); None in per-patient mode.
+    quarantine : Quarantine
+        Implausible readings the reader set missing, per channel and reason.
     """
 
     windows: np.ndarray
@@ -100,6 +103,7 @@ class PreparedData:
     input_sha256: str
     static: pd.DataFrame
     reading_patient: np.ndarray | None = None
+    quarantine: Quarantine = field(default_factory=Quarantine)
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
@@ -167,6 +171,13 @@ def patient_assignment(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
     return split_patients(
         frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
     )
+
+
+def feed_names(frame: pd.DataFrame, data: DataConfig) -> dict[str, str]:
+    """Stream mode: the feed of every patient, one per split (or one feed split by time)."""
+    if data.split_by == "time":
+        return dict.fromkeys(frame[PATIENT_COLUMN].unique().tolist(), "stream")
+    return {p: f"stream-{SPLIT_NAMES[c]}" for p, c in patient_assignment(frame, data).items()}
 
 
 def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
@@ -246,20 +257,20 @@ def _fill_windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Write one grid's kept windows into ``out`` (n, C, L); return (labels (n,), start_s (n,))."""
     length, stride = window.length, window.stride
-    n_vitals = len(data.channels)
+    n_vitals = len(data.channels) + len(data.gap_features)
     start_s = grid.start_s + window_starts(grid.n_steps, length, stride)[keep] * grid.step_s
-    vitals = sliding_windows(grid.values, length, stride)
+    series = grid.values
+    if data.gap_features:
+        series = np.concatenate([series, gap_features(grid, data)])
+    vitals = sliding_windows(series, length, stride)
     hours = None
     if data.time_encoding == "per_timestep":
-        hours = sliding_windows(
-            grid_time_features(
-                grid.start_s, grid.step_s, grid.n_steps, day_of_week=data.day_of_week
-            ),
-            length,
-            stride,
-        )
+        hours = sliding_windows(_time_rows(grid, data), length, stride)
     else:
-        out[:, n_vitals:] = time_features(start_s, day_of_week=data.day_of_week).T[:, :, None]
+        at_start = series_time_features(
+            data.time_features, start_s, grid.first_s, day_of_week=data.day_of_week
+        )
+        out[:, n_vitals:] = at_start.T[:, :, None]
     rows = np.flatnonzero(keep)
     for lo in range(0, rows.size, _COPY_CHUNK):  # bounded temporaries, not one copy per grid
         part = rows[lo : lo + _COPY_CHUNK]
@@ -268,6 +279,33 @@ def _fill_windows(
             out[lo : lo + part.size, n_vitals:] = hours[part]
     labels = window_labels(grid.labels, length, stride, window.label_mode)[keep]
     return labels, start_s
+
+
+def _time_rows(grid: SeriesGrid, data: DataConfig) -> np.ndarray:
+    """Time features of every grid step, (K, T) float32 (clock: the fast periodic path)."""
+    if data.time_features == "clock":
+        return grid_time_features(
+            grid.start_s, grid.step_s, grid.n_steps, day_of_week=data.day_of_week
+        )
+    return series_time_features(data.time_features, grid.epoch_s, grid.first_s)
+
+
+def gap_features(grid: SeriesGrid, data: DataConfig) -> np.ndarray:
+    """Return the observed-mask and time-since rows of a grid, (G, T) float32.
+
+    ``<channel>_observed`` is 1 where a reading lies in the step ending at a grid point;
+    ``<channel>_since`` is the time since the latest reading over the channel's longest
+    gap limit, clipped to 0-1 (1 before its first reading).
+    """
+    if grid.age_s is None:
+        raise DataError(f"{grid.key}: the grid was built without reading ages")
+    rows = []
+    if data.observed_mask:
+        rows.append(grid.age_s < grid.step_s - TIME_TOLERANCE_S)
+    if data.time_since:
+        limit = np.maximum(np.maximum(data.gap_interpolate_s, data.gap_carry_s), grid.step_s)
+        rows.append(np.clip(grid.age_s / limit[:, None], 0.0, 1.0))
+    return np.concatenate(rows).astype(np.float32)
 
 
 def _latest_only(grid: SeriesGrid, window: WindowConfig) -> tuple[SeriesGrid, np.ndarray]:
@@ -287,6 +325,7 @@ def _latest_only(grid: SeriesGrid, window: WindowConfig) -> tuple[SeriesGrid, np
         values=grid.values[:, first:last],
         mask=grid.mask[:, first:last],
         labels=grid.labels[first:last],
+        age_s=None if grid.age_s is None else grid.age_s[:, first:last],
     )
     return tail, np.ones(1, bool)
 
@@ -296,7 +335,7 @@ def window_frame(
     data: DataConfig,
     window: WindowConfig,
     *,
-    max_gap_s: float,
+    max_gap_s: float | None = None,
     latest_only: bool = False,
 ) -> tuple[WindowSet, list[SeriesGrid]]:
     """Grid every key of a readings frame and cut its complete windows.
@@ -307,8 +346,9 @@ def window_frame(
         Readings frame sorted by patient then time.
     data, window : DataConfig, WindowConfig
         Channels, step, time encoding; window length, stride, label mode.
-    max_gap_s : float
-        Longest gap bridged by interpolation.
+    max_gap_s : float, optional
+        Bridge every gap up to this long by interpolation, on every channel (stream mode);
+        by default each channel follows the gap policy of ``data``.
     latest_only : bool, default False
         Keep only the window ending at each key's last step (live scoring).
 
@@ -317,8 +357,22 @@ def window_frame(
     (WindowSet, list of SeriesGrid)
         The windows (see :func:`cut_windows`) and the grids they were cut from.
     """
-    grids = grid_frame(frame, list(data.channels), step_s=data.step_s, max_gap_s=max_gap_s)
+    grids = grid_frame(
+        frame, list(data.channels), step_s=data.step_s, **grid_policy(data, max_gap_s)
+    )
     return cut_windows(grids, data, window, latest_only=latest_only), grids
+
+
+def grid_policy(data: DataConfig, max_gap_s: float | None = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`~vitalsentry.data.grid.grid_series` for ``data``.
+
+    With ``max_gap_s`` (stream mode) every gap up to it is interpolated on every channel.
+    """
+    return {
+        "max_gap_s": data.gap_interpolate_s if max_gap_s is None else max_gap_s,
+        "carry_s": data.gap_carry_s if max_gap_s is None else 0.0,
+        "with_age": bool(data.gap_features),
+    }
 
 
 def cut_windows(
@@ -399,6 +453,8 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         training split has no window.
     """
     frame = readings.frame
+    if readings.no_series:
+        raise DataError(readings.no_series, file=readings.path)
     missing = [c for c in data.channels if c not in readings.channels]
     if missing:
         raise DataError(
@@ -406,29 +462,32 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
             file=readings.path,
         )
     channels = list(data.channels)
-    assignment = patient_assignment(frame, data)
     notes = list(readings.notes)
+    data, chosen = choose_time_features(data, readings)
+    if chosen is not None:
+        notes.append(chosen)
     feeds: pd.DataFrame | None = None
+    max_gap: float | None = None
     if readings.stream:
-        feed_of = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
-        frame, max_gap = stream_feeds(frame, feed_of, channels, data.step_s)
+        frame, max_gap = stream_feeds(frame, feed_names(frame, data), channels, data.step_s)
         feeds = frame
         notes.append(STREAM_NOTE)
-    else:
-        max_gap = data.max_gap_s
     cut, grids = window_frame(frame, data, window, max_gap_s=max_gap)
     longest = max((g.n_steps for g in grids), default=0)
     del grids  # the grids are as large as the windows: free them before the scaler's copy
     if len(cut.labels) == 0:
         raise DataError(
             f"no complete window: no stretch of {window.length} steps of {data.step_s:g} s where every "
-            f"channel ({', '.join(channels)}) is measured or interpolated across gaps ≤ {max_gap:g} s "
-            f"(longest series: {longest} steps)",
+            f"channel is measured or bridged by the gap policy ({_policy_text(data, max_gap)}; "
+            f"--gap CHANNEL=INTERPOLATE:CARRY changes it) (longest series: {longest} steps)",
             file=readings.path,
         )
-    code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
-    split = pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
-    windows, labels, patient, start_s = cut.windows, cut.labels, cut.patient, cut.start_s
+    split = _split_codes(readings, cut, data, window)
+    keep = split >= 0
+    windows, labels, patient, start_s = (
+        a if keep.all() else a[keep] for a in (cut.windows, cut.labels, cut.patient, cut.start_s)
+    )
+    split = split[keep]
     reading_patient = (
         None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
     )
@@ -455,7 +514,71 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         input_sha256=input_sha,
         static=readings.static,
         reading_patient=reading_patient,
+        quarantine=readings.quarantine,
     )
+
+
+def choose_time_features(data: DataConfig, readings: Readings) -> tuple[DataConfig, str | None]:
+    """Resolve ``auto`` time features for the readings, never inventing a clock.
+
+    Returns
+    -------
+    (DataConfig, str or None)
+        The config with ``clock``, ``stay`` or ``none``, and, for ``auto``, a note saying
+        which was chosen and why.
+
+    Raises
+    ------
+    DataError
+        ``clock`` asked for data without a wall clock.
+    """
+    mode = data.time_features
+    if mode == "clock" and not readings.clock:
+        raise DataError(
+            f"the {readings.source} data has no wall-clock time (the reader synthesised its "
+            "timestamps), so the hour of day would be invented; use --time-features stay, "
+            "none or auto",
+            file=readings.path,
+        )
+    if mode != "auto":
+        return data, None
+    if readings.clock:
+        return data.replace(time_features="clock"), (
+            "time features: auto chose clock (sin/cos of the UTC hour of day): the data has "
+            "wall-clock timestamps"
+        )
+    chosen = "none" if readings.stream else "stay"
+    what = (
+        "none (stream mode)"
+        if readings.stream
+        else "stay (log1p of hours since each series' first reading)"
+    )
+    return data.replace(time_features=chosen, day_of_week=False), (
+        f"time features: auto chose {what}: the {readings.source} data has no wall-clock "
+        "time, and no clock was invented"
+    )
+
+
+def _policy_text(data: DataConfig, max_gap_s: float | None) -> str:
+    """Say the gap policy used for ``data`` (stream mode: one limit for all)."""
+    if max_gap_s is not None:
+        return f"every gap ≤ {max_gap_s:g} s interpolated"
+    return describe_limits(data.channels, data.gap_interpolate_s, data.gap_carry_s)
+
+
+def _split_codes(
+    readings: Readings, cut: WindowSet, data: DataConfig, window: WindowConfig
+) -> np.ndarray:
+    """(N,) split code of each window; -1 for windows in a gap between time blocks."""
+    if data.split_by == "time":
+        length_s = window.length * data.step_s
+        end_s = cut.start_s + (window.length - 1) * data.step_s
+        return split_by_time(cut.patient, cut.start_s, end_s, data.split, length_s)
+    if readings.stream:
+        code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()}
+    else:
+        code_of = patient_assignment(readings.frame, data)
+    return pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
 
 
 def _latest_reader(
@@ -492,6 +615,7 @@ def manifest_of(prepared: PreparedData) -> dict[str, Any]:
         "feature_names": list(prepared.feature_names),
         "shape": list(prepared.windows.shape),
         "counts": prepared.counts(),
+        "quarantine": prepared.quarantine.to_dict(),
     }
 
 
@@ -558,4 +682,5 @@ def load_prepared(path: str | Path) -> PreparedData:
         notes=tuple(manifest["notes"]),
         input_sha256=manifest["input_sha256"],
         static=pd.read_parquet(root / "static.parquet"),
+        quarantine=Quarantine.from_dict(manifest.get("quarantine", {})),
     )

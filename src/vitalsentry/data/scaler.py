@@ -15,7 +15,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from vitalsentry.data.schema import is_time_feature
+from vitalsentry.data.schema import is_input_only
 from vitalsentry.errors import DataError, VitalSentryError
 from vitalsentry.io import atomic_write_json
 
@@ -58,8 +58,8 @@ class ChannelScaler:
         return hasattr(self, "mean_")
 
     def _time_mask(self) -> NDArray[np.bool_]:
-        """Return which channels are time features, shape (C,)."""
-        return np.array([is_time_feature(n) for n in self.feature_names], dtype=bool)
+        """Return which channels are inputs only (time, gap features; never scaled), shape (C,)."""
+        return np.array([is_input_only(n) for n in self.feature_names], dtype=bool)
 
     def _check_windows(self, windows: ArrayLike, shapes: tuple[int, ...]) -> NDArray[Any]:
         """Return ``windows`` as an array after checking its rank and channel count."""

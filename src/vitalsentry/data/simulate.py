@@ -91,7 +91,6 @@ from vitalsentry.data.schema import (
     PATIENT_COLUMN,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
-    VITAL_CHANNELS,
     VITALS2024_COLUMNS,
 )
 from vitalsentry.errors import DataError
@@ -124,7 +123,11 @@ _LIMITS: Final[dict[str, tuple[float, float]]] = {
     "systolic_bp": (60.0, 220.0),
     "diastolic_bp": (30.0, 130.0),
 }
-"""Physiological clipping limits; each lies inside the channel's plausible range."""
+"""Simulated channels and their clipping limits, each inside the channel's plausible range
+(MAP and EtCO2 are not simulated)."""
+
+SIMULATED_CHANNELS: Final[tuple[str, ...]] = tuple(_LIMITS)
+"""Canonical channels the simulator writes, in canonical order (not MAP or EtCO2)."""
 
 _DECIMALS: Final[dict[str, int]] = {
     "heart_rate": 1,
@@ -169,6 +172,19 @@ class SimulationConfig:
         Most labelled events per patient.
     activity_per_h, hr_artefacts_per_h, spo2_artefacts_per_h, dropouts_per_h : float
         Mean number of each nuisance per hour of record.
+    noise_scale : float
+        Multiplies the standard deviation of the sensor noise of every channel.
+    patient_spread : float
+        Multiplies each patient's baseline distance from the middle of its range
+        (between-patient spread; values are still clipped to physiological limits).
+    event_scale : float
+        Multiplies event sizes: shifts, and the distance of event levels from a typical
+        normal level (SpO2 97 %, HR 75 /min).
+    event_duration_scale : float
+        Multiplies the rise, plateau and fall of every labelled event.
+    event_types : tuple of str
+        Labelled event types that may occur (e.g. only the slow ``sepsis_drift``, or only
+        the sudden ones).
 
     """
 
@@ -189,6 +205,11 @@ class SimulationConfig:
     hr_artefacts_per_h: float = 1.0
     spo2_artefacts_per_h: float = 0.5
     dropouts_per_h: float = 0.5
+    noise_scale: float = 1.0
+    patient_spread: float = 1.0
+    event_scale: float = 1.0
+    event_duration_scale: float = 1.0
+    event_types: tuple[str, ...] = EVENT_TYPES
 
     def __post_init__(self) -> None:
         """Reject settings the simulator cannot honour."""
@@ -226,6 +247,15 @@ class SimulationConfig:
         for name, value in rates.items():
             if not (math.isfinite(value) and value >= 0):
                 raise DataError(f"must be a non-negative number, got {value}", column=name)
+        for name in ("noise_scale", "patient_spread", "event_scale", "event_duration_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise DataError(f"must be a positive number, got {value}", column=name)
+        if not self.event_types or set(self.event_types) - set(EVENT_TYPES):
+            raise DataError(
+                f"must be a non-empty subset of {', '.join(EVENT_TYPES)}, got {self.event_types}",
+                column="event_types",
+            )
         _parse_start(self.start)
 
     @property
@@ -440,7 +470,7 @@ def _simulate_patient(
     circadian = -np.cos(2.0 * np.pi * (hour - 4.0 - rng.uniform(-1.0, 1.0)) / 24.0)
 
     static = _draw_static(rng)
-    series = _normal_series(rng, circadian, static["age"])
+    series = _normal_series(rng, circadian, static["age"], config)
     events = _plan_events(rng, n, config) if with_events else []
     nuisances = _plan_nuisances(rng, n, events, circadian, config)
 
@@ -459,7 +489,7 @@ def _simulate_patient(
     measured = {name: t % period == 0 for name, period in periods.items()}
     keep = np.logical_or.reduce(list(measured.values())) & ~dropped
     values: dict[str, FloatArray] = {}
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         low, high = _LIMITS[name]
         clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
         values[name] = np.where(measured[name], clean, np.nan)[keep]
@@ -492,49 +522,65 @@ def _ar1(rng: np.random.Generator, n: int, tau_s: float, sd: float) -> FloatArra
     return np.asarray(out, dtype=np.float64)
 
 
+def _spread(value: float, low: float, high: float, spread: float) -> float:
+    """Move a baseline ``value`` drawn in [low, high] away from the middle by ``spread``."""
+    if spread == 1.0:
+        return value
+    middle = 0.5 * (low + high)
+    return middle + spread * (value - middle)
+
+
 def _normal_series(
-    rng: np.random.Generator, circadian: FloatArray, age: float
+    rng: np.random.Generator, circadian: FloatArray, age: float, config: SimulationConfig
 ) -> dict[str, FloatArray]:
     """Return the undisturbed 1 Hz series of every channel, each shape (n,).
 
     ``circadian`` (shape (n,), −1 at night to +1 in the afternoon) scales each channel's
-    daily rhythm; the baselines, drifts and noise levels are those of the module docstring.
+    daily rhythm; the baselines, drifts and noise levels are those of the module docstring,
+    scaled by ``config.patient_spread`` and ``config.noise_scale``.
     """
     n = circadian.shape[0]
-    sbp_base = 105.0 + 30.0 * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random())
-    dbp_base = min(rng.uniform(65.0, 85.0), sbp_base - 30.0)
+    spread, noise = config.patient_spread, config.noise_scale
+    sbp_base = _spread(
+        105.0 + 30.0 * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random()), 105.0, 135.0, spread
+    )
+    dbp_base = min(_spread(rng.uniform(65.0, 85.0), 65.0, 85.0, spread), sbp_base - 30.0)
     hr = (
-        rng.uniform(60.0, 90.0)
+        _spread(rng.uniform(60.0, 90.0), 60.0, 90.0, spread)
         + rng.uniform(3.0, 7.0) * circadian
         + _ar1(rng, n, 1800.0, 5.0)
         + _ar1(rng, n, 120.0, 2.0)
         + _ar1(rng, n, 3.0, 1.0)
-        + rng.normal(0.0, 0.3, n)
+        + rng.normal(0.0, 0.3 * noise, n)
     )
-    spo2 = rng.uniform(96.0, 99.0) + _ar1(rng, n, 1800.0, 0.6) + rng.normal(0.0, 0.4, n)
+    spo2 = (
+        _spread(rng.uniform(96.0, 99.0), 96.0, 99.0, spread)
+        + _ar1(rng, n, 1800.0, 0.6)
+        + rng.normal(0.0, 0.4 * noise, n)
+    )
     rr = (
-        rng.uniform(12.0, 18.0)
+        _spread(rng.uniform(12.0, 18.0), 12.0, 18.0, spread)
         + rng.uniform(0.5, 1.2) * circadian
         + _ar1(rng, n, 1800.0, 1.0)
-        + rng.normal(0.0, 0.6, n)
+        + rng.normal(0.0, 0.6 * noise, n)
     )
     temperature = (
-        rng.uniform(36.4, 37.0)
+        _spread(rng.uniform(36.4, 37.0), 36.4, 37.0, spread)
         + rng.uniform(0.2, 0.4) * circadian
         + _ar1(rng, n, 3600.0, 0.08)
-        + rng.normal(0.0, 0.05, n)
+        + rng.normal(0.0, 0.05 * noise, n)
     )
     sbp = (
         sbp_base
         + rng.uniform(4.0, 8.0) * circadian
         + _ar1(rng, n, 1800.0, 4.0)
-        + rng.normal(0.0, 3.0, n)
+        + rng.normal(0.0, 3.0 * noise, n)
     )
     dbp = (
         dbp_base
         + rng.uniform(2.0, 5.0) * circadian
         + _ar1(rng, n, 1800.0, 2.5)
-        + rng.normal(0.0, 2.0, n)
+        + rng.normal(0.0, 2.0 * noise, n)
     )
     return {
         "heart_rate": hr,
@@ -578,23 +624,26 @@ def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> 
     remaining = rng.uniform(*config.event_time_share) * n
     drawn: list[tuple[_EventKind, tuple[int, int, int]]] = []
     zero = np.zeros(3)
+    kinds = [k for k in _EVENT_KINDS if k.name in config.event_types]
     while len(drawn) < config.max_events:
         used = {kind.name for kind, _ in drawn}
         feasible = [
             k
-            for k in _EVENT_KINDS
+            for k in kinds
             if k.labelled_s(zero, 0.0) <= remaining and not (k.once and k.name in used)
         ]
-        if not feasible and drawn:
+        if not feasible and (drawn or all(k.once for k in kinds)):
             break
         short_record = not feasible
         if short_record:
-            feasible = [k for k in _EVENT_KINDS if not k.once]
+            feasible = [k for k in kinds if not k.once]
         kind = feasible[int(rng.integers(len(feasible)))]
         u = rng.random(3)
         low, full = kind.labelled_s(u, 0.0), kind.labelled_s(u, 1.0)
         scale = 0.0 if short_record else min(1.0, (remaining - low) / max(full - low, 1e-9))
         durations = kind.durations(u, scale)
+        if config.event_duration_scale != 1.0:
+            durations = _scaled_durations(durations, config.event_duration_scale)
         drawn.append((kind, durations))
         remaining -= kind.labelled_s(u, scale)
     while drawn and sum(sum(d) for _, d in drawn) + (len(drawn) + 1) * _EVENT_GAP_S > n:
@@ -608,10 +657,98 @@ def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> 
         kind, (rise, hold, fall) = drawn[int(index)]
         position += gaps[slot]
         shift, level, jitter = _event_effects(kind.name, rng)
+        if config.event_scale != 1.0:
+            shift, level = _scaled_effects(shift, level, config.event_scale)
         start = int(position)
         events.append(_Episode(kind.name, start, rise, hold, fall, shift, level, jitter, True))
         position = start + rise + hold + fall
     return events
+
+
+_TYPICAL_LEVEL: Final[dict[str, float]] = {"spo2": 97.0, "heart_rate": 75.0}
+"""Normal level from which an event level's distance is scaled by ``event_scale``."""
+
+
+def _scaled_durations(durations: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """Return (rise, hold, fall) multiplied by ``factor`` (at least 1 s each)."""
+    rise, hold, fall = (max(1, round(d * factor)) for d in durations)
+    return rise, hold, fall
+
+
+def _scaled_effects(
+    shift: dict[str, float], level: dict[str, float], factor: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Return an event's shifts and levels with their size multiplied by ``factor``."""
+    return (
+        {name: value * factor for name, value in shift.items()},
+        {
+            name: _TYPICAL_LEVEL[name] + factor * (value - _TYPICAL_LEVEL[name])
+            for name, value in level.items()
+        },
+    )
+
+
+def inject_event(
+    series: dict[str, FloatArray],
+    kind: str,
+    start: int,
+    rng: np.random.Generator,
+    *,
+    scale: float = 1.0,
+    duration_scale: float = 1.0,
+) -> NDArray[np.bool_]:
+    """Add one labelled event of ``kind`` to 1 Hz series, in place (single-series tests).
+
+    Durations and effects are drawn as in :func:`simulate_cohort` (module docstring), sizes
+    multiplied by ``scale`` and durations by ``duration_scale`` (as ``event_scale`` and
+    ``event_duration_scale`` do); channels missing from ``series`` are left out.
+
+    Parameters
+    ----------
+    series : dict of str to ndarray of shape (n,)
+        Channel values per second (changed in place).
+    kind : str
+        One of :data:`EVENT_TYPES`.
+    start : int
+        Onset, seconds from the start of the series.
+    rng : numpy.random.Generator
+        Source of the durations and effects.
+    scale : float, default 1.0
+        Size multiplier.
+    duration_scale : float, default 1.0
+        Duration multiplier.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Where the event is labelled (profile ≥ 1/3).
+
+    Raises
+    ------
+    DataError
+        Unknown ``kind``, or the event does not fit between ``start`` and the end.
+    """
+    found = [k for k in _EVENT_KINDS if k.name == kind]
+    if not found:
+        raise DataError(f"unknown event type {kind!r}", column="kind")
+    n = len(next(iter(series.values())))
+    rise, hold, fall = _scaled_durations(found[0].durations(rng.random(3), 1.0), duration_scale)
+    shift, level, jitter = _event_effects(kind, rng)
+    if scale != 1.0:
+        shift, level = _scaled_effects(shift, level, scale)
+    episode = _Episode(kind, start, rise, hold, fall, shift, level, jitter, True)
+    if start < 0 or episode.stop > n:
+        raise DataError(f"the event needs seconds {start}–{episode.stop} of {n}", column="start")
+    present = {name: values for name, values in series.items()}
+    episode = dataclasses.replace(
+        episode,
+        shift={k: v for k, v in shift.items() if k in present},
+        level={k: v for k, v in level.items() if k in present},
+    )
+    _apply(present, episode, rng)
+    label = np.zeros(n, dtype=bool)
+    label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
+    return label
 
 
 def _draw_nuisance(kind: str, rng: np.random.Generator, spo2_every_s: int) -> _Episode:
@@ -706,7 +843,7 @@ def _readings_frame(records: Sequence[_PatientRecord]) -> pd.DataFrame:
         PATIENT_COLUMN: np.repeat(ids, counts),
         TIMESTAMP_COLUMN: pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"),
     }
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         columns[name] = np.concatenate([r.values[name] for r in records])
     columns[LABEL_COLUMN] = np.concatenate([r.label for r in records]).astype(np.int8)
     static_types = {"age": np.int16, "sex": np.int8, "bmi": np.float64}

@@ -11,6 +11,12 @@ Sources (``SOURCES``; ``auto`` picks one from the header with :func:`detect_sour
 ``heart-rate``
     Columns that are separate numeric series without timestamps (e.g. ``T1..T4``); each
     column is a patient, timestamps are synthesised with a given step.
+``physionet2019``
+    PhysioNet/CinC 2019 sepsis data: ``.psv`` files, a directory or archive of them, or a
+    merged CSV / Parquet (see :mod:`vitalsentry.data.physionet`); no wall clock.
+``wfdb``
+    PhysioNet WFDB numerics records: a ``.hea`` header or a directory of records (see
+    :mod:`vitalsentry.data.wfdb_numerics`).
 ``tidy``
     Any CSV / Parquet with a patient column, a timestamp column (or a fixed step) and
     channel columns, one row per instant; an empty cell means "not measured".
@@ -33,11 +39,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from vitalsentry.data.readings import Readings, validate_frame
+from vitalsentry.data.readings import (
+    Quarantine,
+    Readings,
+    quarantine_implausible,
+    validate_frame,
+)
 from vitalsentry.data.schema import (
     IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
+    PHYSIONET2019_COLUMNS,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
     VITAL_CHANNELS,
@@ -45,7 +57,15 @@ from vitalsentry.data.schema import (
 )
 from vitalsentry.errors import DataError
 
-SOURCES: tuple[str, ...] = ("auto", "vitals2024", "iot", "heart-rate", "tidy")
+SOURCES: tuple[str, ...] = (
+    "auto",
+    "vitals2024",
+    "iot",
+    "heart-rate",
+    "tidy",
+    "physionet2019",
+    "wfdb",
+)
 """Valid values of ``source`` (``auto`` detects one of the others from the header)."""
 
 SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
@@ -53,6 +73,15 @@ SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
 
 SERIES_START = pd.Timestamp("2024-01-01T00:00:00Z")
 """First synthesised timestamp of files without timestamps (heart-rate, tidy with a step)."""
+
+ELAPSED_BELOW_S = 1e9
+"""Numeric tidy timestamps all below this (2001-09-09 as epoch seconds) are elapsed seconds."""
+
+ELAPSED_NOTE = (
+    "tidy: numeric timestamps below 1e9 s are elapsed seconds (stamped from 1970-01-01), not a "
+    "wall clock"
+)
+"""Note of tidy readings whose numeric timestamps are elapsed seconds (``clock=False``)."""
 
 SPO2_PROXY_NOTE = (
     "spo2 is a proxy derived from temperature (iot reader, spo2_proxy=True), not a measurement"
@@ -68,6 +97,24 @@ _VITALS2024_CHANNELS: dict[str, str] = {
     "diastolic_bp": "Diastolic Blood Pressure",
 }
 _VITALS2024_STATIC: dict[str, str] = {"age": "Age", "sex": "Gender", "bmi": "Derived_BMI"}
+_VITALS2024_ROW_DATA: frozenset[str] = frozenset(
+    {"Risk Category", *_VITALS2024_CHANNELS.values(), *_VITALS2024_STATIC.values()}
+)
+"""Columns the 15-column variant (no ``Patient ID``, no ``Timestamp``) must still have."""
+VITALS2024_UNTIMED_NOTE = (
+    "vitals2024 without 'Patient ID' and 'Timestamp' (the 15-column variant): each row is "
+    "read as a different person numbered by its file row, and the times are row positions "
+    "one second apart, not measurements; the audit's time span and lag-1 are in file order"
+)
+"""Note carried by readings of the Vitals 2024 variant without ids and timestamps."""
+VITALS2024_NO_SERIES = (
+    "this Human Vital Signs 2024 file has no 'Patient ID' and no 'Timestamp' column (the "
+    "15-column variant): its rows are separate people with no time order, so there is no "
+    "series to window; prepare needs a 'Timestamp' column (ISO 8601) to order the rows in "
+    "time and a 'Patient ID' column to group them, as in the full 17-column file; `vitalsentry "
+    "audit` reads this variant as it is"
+)
+"""Why readings of the variant cannot be prepared, and what prepare would need."""
 _VITALS2024_NAMES: dict[str, str] = {
     PATIENT_COLUMN: "Patient ID",
     TIMESTAMP_COLUMN: "Timestamp",
@@ -213,10 +260,13 @@ def detect_source(
     Returns
     -------
     str
-        ``vitals2024`` (most of the 17-column Human Vital Signs 2024 header), ``iot`` (most of
-        the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
-        column or ``step_s``), or ``heart-rate`` (no patient or timestamp column, every
-        column numeric in the first rows and named like a series: ``T1``, ``HR``, ``pulse``).
+        ``physionet2019`` (a ``.psv`` file, an archive, a directory of ``.psv`` files, or most
+        of the 41-column PhysioNet 2019 header), ``wfdb`` (a ``.hea`` header, a record path
+        without it, or a directory of headers), ``vitals2024`` (most of the 17-column Human
+        Vital Signs 2024 header), ``iot`` (most of the 13-column Healthcare IoT header),
+        ``tidy`` (a patient column and a timestamp column or ``step_s``), or ``heart-rate``
+        (no patient or timestamp column, every column numeric in the first rows and named like
+        a series: ``T1``, ``HR``, ``pulse``).
 
     Raises
     ------
@@ -225,9 +275,19 @@ def detect_source(
         looked for).
 
     """
-    return _detect(
+    return _container_source(path) or _detect(
         load_frame(path, nrows=_PEEK_ROWS), str(path), step_s, patient_column, timestamp_column
     )
+
+
+def _container_source(path: str | Path) -> str | None:
+    """Return the source of a directory, archive or record file read without a header peek."""
+    from vitalsentry.data.physionet import is_physionet_path
+    from vitalsentry.data.wfdb_numerics import is_wfdb_path
+
+    if is_physionet_path(path):
+        return "physionet2019"
+    return "wfdb" if is_wfdb_path(path) else None
 
 
 def _detect(
@@ -238,6 +298,7 @@ def _detect(
     share = {
         "vitals2024": len(columns & set(VITALS2024_COLUMNS)) / len(VITALS2024_COLUMNS),
         "iot": len(columns & set(IOT_COLUMNS)) / len(IOT_COLUMNS),
+        "physionet2019": len(columns & set(PHYSIONET2019_COLUMNS)) / len(PHYSIONET2019_COLUMNS),
     }
     best = max(share, key=share.__getitem__)
     if share[best] >= _SCHEMA_MATCH:
@@ -252,7 +313,8 @@ def _detect(
         return "heart-rate"
     raise DataError(
         "cannot tell the source from the header; looked for the 17-column Human Vital Signs "
-        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), a "
+        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), the 41-column "
+        "PhysioNet 2019 header (physionet2019), a "
         f"'{patient_column}' column with a '{timestamp_column}' column or a step (tidy), and "
         "numeric series columns named like T1, HR or pulse (heart-rate); choose "
         f"one of {', '.join(SOURCES[1:])} explicitly",
@@ -269,6 +331,7 @@ def read_readings(
     patient_column: str = PATIENT_COLUMN,
     timestamp_column: str = TIMESTAMP_COLUMN,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     """Read a file of any supported kind into validated readings.
 
@@ -283,11 +346,16 @@ def read_readings(
         ``heart-rate``, and makes tidy rows of each patient consecutive steps when the
         tidy file has no timestamp column. Sources with timestamps ignore it.
     column_map : mapping of str to str, optional
-        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex`` or ``bmi``.
+        Tidy only: source column → canonical channel, ``label``, ``age``, ``sex``, ``bmi``,
+        ``patient_id`` or ``timestamp`` (these two override the arguments below), or ``""``
+        to leave the column out (e.g. a second heart-rate column).
     patient_column, timestamp_column : str
         Tidy only: names of the patient and timestamp columns (case-insensitive).
     spo2_proxy : bool
         IoT only: add the ``spo2`` channel derived from temperature (:func:`spo2_proxy`).
+    strict : bool, default False
+        Refuse the file at its first implausible reading instead of setting such readings
+        missing (counted in ``Readings.quarantine`` and noted).
 
     Returns
     -------
@@ -305,18 +373,50 @@ def read_readings(
         raise DataError(
             f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}", file=name
         )
+    mapped = bool(column_map)
+    column_map, patient_column, timestamp_column = _key_columns(
+        column_map or {}, patient_column, timestamp_column
+    )
     if source == "auto":
-        head = load_frame(name, nrows=_PEEK_ROWS)
-        source = _detect(head, name, step_s, patient_column, timestamp_column)
-    if column_map and source != "tidy":
+        source = detect_source(
+            name, step_s=step_s, patient_column=patient_column, timestamp_column=timestamp_column
+        )
+    if mapped and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
-        return _read_vitals2024(name)
+        return _read_vitals2024(name, strict)
     if source == "iot":
-        return _read_iot(name, with_spo2_proxy=spo2_proxy)
+        return _read_iot(name, with_spo2_proxy=spo2_proxy, strict=strict)
+    if source == "physionet2019":
+        from vitalsentry.data.physionet import read_physionet2019
+
+        return read_physionet2019(name, strict=strict)
+    if source == "wfdb":
+        from vitalsentry.data.wfdb_numerics import read_wfdb
+
+        return read_wfdb(name, strict=strict)
     if source == "heart-rate":
-        return _read_heart_rate(name, _step(step_s, name, "heart-rate series have no timestamps"))
-    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column)
+        step = _step(step_s, name, "heart-rate series have no timestamps")
+        return _read_heart_rate(name, step, strict)
+    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column, strict)
+
+
+def _key_columns(
+    column_map: Mapping[str, str], patient_column: str, timestamp_column: str
+) -> tuple[dict[str, str], str, str]:
+    """Take the columns a column map names ``patient_id`` and ``timestamp`` out of it.
+
+    Returns the rest of the map and the patient and timestamp column names (those of the
+    map, else the ones given).
+    """
+    keys = {PATIENT_COLUMN: patient_column, TIMESTAMP_COLUMN: timestamp_column}
+    rest: dict[str, str] = {}
+    for column, target in column_map.items():
+        if target in keys:
+            keys[target] = column
+        else:
+            rest[column] = target
+    return rest, keys[PATIENT_COLUMN], keys[TIMESTAMP_COLUMN]
 
 
 def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
@@ -340,20 +440,31 @@ def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
     return np.clip(98.0 - 2.5 * (temperature - 37.0), 90.0, 100.0)
 
 
-def _read_vitals2024(path: str) -> Readings:
+def _read_vitals2024(path: str, strict: bool) -> Readings:
     """Read the Human Vital Signs Dataset 2024 (no missing values allowed)."""
     raw = load_frame(path, str_columns=("Patient ID",))
-    _require_columns(raw, tuple(_VITALS2024_NAMES.values()), VITALS2024_COLUMNS, path, "vitals2024")
+    untimed = not {"Patient ID", "Timestamp"} & set(raw.columns)
+    required = [c for c in _VITALS2024_NAMES.values() if not untimed or c in _VITALS2024_ROW_DATA]
+    _require_columns(raw, required, VITALS2024_COLUMNS, path, "vitals2024")
 
     def numbers(column: str) -> np.ndarray:
         return _complete(_to_float(raw[column], path), path, column, "vitals2024")
 
-    frame = pd.DataFrame(
-        {
-            PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
-            TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
-        }
-    )
+    if untimed:
+        rows = np.arange(len(raw))
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: pd.Series((rows + 1).astype(str), dtype=object),
+                TIMESTAMP_COLUMN: _steps(rows, 1.0),
+            }
+        )
+    else:
+        frame = pd.DataFrame(
+            {
+                PATIENT_COLUMN: _patient_ids(raw["Patient ID"], path),
+                TIMESTAMP_COLUMN: _timestamps(raw["Timestamp"], path),
+            }
+        )
     for channel, column in _VITALS2024_CHANNELS.items():
         frame[channel] = numbers(column)
     frame[LABEL_COLUMN] = _labels(raw["Risk Category"], _RISK_LABELS, path)
@@ -367,11 +478,23 @@ def _read_vitals2024(path: str) -> Readings:
         path,
         _VITALS2024_NAMES,
     )
-    frame = _validated(frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES))
-    return Readings(frame=frame, static=static, source="vitals2024", stream=True, path=path)
+    frame, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES), strict
+    )
+    return Readings(
+        frame=frame,
+        static=static,
+        source="vitals2024",
+        stream=True,
+        path=path,
+        notes=((VITALS2024_UNTIMED_NOTE,) if untimed else ()) + quarantine.notes(),
+        quarantine=quarantine,
+        clock=not untimed,
+        no_series=VITALS2024_NO_SERIES if untimed else "",
+    )
 
 
-def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
+def _read_iot(path: str, *, with_spo2_proxy: bool, strict: bool) -> Readings:
     """Read the Healthcare IoT file: pivot sensor rows into readings (see module docstring).
 
     Each row contributes only the channels of its ``Sensor_Type``; rows of one patient
@@ -401,6 +524,7 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         "Target_Health_Status",
     )
     parts = []
+    quarantine = Quarantine()
     for code, (kind, channels) in enumerate(_IOT_SENSORS.items()):
         mine = sensor == code
         if not channels or not mine.any():
@@ -410,7 +534,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
             values = _to_float(raw[column], path)
             _raise_first(mine & np.isnan(values), f"missing value on a {kind!r} row", path, column)
             part[channel] = values[mine]
-        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES))  # ranges, duplicates
+        part, found = _quarantined(part, part["_row"].to_numpy(), strict)
+        quarantine = quarantine.merged(found)
+        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES), strict)  # duplicates
         parts.append(part)
     if not parts:
         raise DataError(
@@ -430,7 +556,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         merged["spo2"] = spo2_proxy(merged["temperature"].to_numpy(dtype=np.float64))
         notes.append(SPO2_PROXY_NOTE)
     file_rows = merged.pop("_row").to_numpy()
-    frame = _validated(merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES))
+    frame, _ = _validated(
+        merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES), strict
+    )
     per_patient = frame.groupby(PATIENT_COLUMN, sort=False).size()
     return Readings(
         frame=frame,
@@ -438,11 +566,12 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         source="iot",
         stream=bool(per_patient.median() == 1),
         path=path,
-        notes=tuple(notes),
+        notes=(*notes, *quarantine.notes()),
+        quarantine=quarantine,
     )
 
 
-def _read_heart_rate(path: str, step_s: float) -> Readings:
+def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
     """Read numeric series columns without timestamps; each column is one patient.
 
     Trailing empty cells end a column's series; interior empty cells are "not measured"
@@ -466,13 +595,16 @@ def _read_heart_rate(path: str, step_s: float) -> Readings:
     def rename(column: str | None, index: int | None) -> str | None:
         return names[series[index]] if column == "heart_rate" and index is not None else column
 
-    frame = _validated(frame, path, position + 1, rename)
+    frame, quarantine = _validated(frame, path, position + 1, rename, strict)
     return Readings(
         frame=frame,
         static=_static(frame[PATIENT_COLUMN], {}, path, {}),
         source="heart-rate",
         stream=False,
         path=path,
+        clock=False,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
     )
 
 
@@ -482,6 +614,7 @@ def _read_tidy(
     column_map: Mapping[str, str],
     patient_column: str,
     timestamp_column: str,
+    strict: bool,
 ) -> Readings:
     """Read a tidy file: one row per patient and instant (see :func:`read_readings`)."""
     header = load_frame(path, nrows=_PEEK_ROWS).columns
@@ -515,13 +648,27 @@ def _read_tidy(
             frame[target] = _to_float(raw[column], path)
     names = {PATIENT_COLUMN: patient, TIMESTAMP_COLUMN: timestamp or TIMESTAMP_COLUMN}
     names.update({target: column for column, target in targets.items()})
+    clock = timestamp is not None and _is_clock(raw[timestamp])
+    checked, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(names), strict
+    )
     return Readings(
-        frame=_validated(frame, path, np.arange(1, len(frame) + 1), _renamer(names)),
+        frame=checked,
         static=_static(frame[PATIENT_COLUMN], static, path, names),
         source="tidy",
         stream=False,
         path=path,
+        clock=clock,
+        notes=(*([] if clock or timestamp is None else [ELAPSED_NOTE]), *quarantine.notes()),
+        quarantine=quarantine,
     )
+
+
+def _is_clock(series: pd.Series) -> bool:
+    """Whether a timestamp column is a wall clock: numbers all below :data:`ELAPSED_BELOW_S` are not."""
+    if is_numeric_dtype(series) and not is_bool_dtype(series):
+        return bool(series.max() >= ELAPSED_BELOW_S)
+    return True
 
 
 def _tidy_targets(
@@ -533,7 +680,7 @@ def _tidy_targets(
     Other columns are ignored, unless one is a near-miss of a name nothing claimed yet
     (e.g. ``heart_rat``), which is reported rather than silently dropped.
     """
-    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS)
+    allowed = (*VITAL_CHANNELS, LABEL_COLUMN, *STATIC_FIELDS, "")
     targets: dict[str, str] = {}
     for column, target in column_map.items():
         if column not in header:
@@ -544,7 +691,8 @@ def _tidy_targets(
             )
         if target not in allowed:
             raise DataError(
-                f"the column map maps it to {target!r}; expected one of {', '.join(allowed)}",
+                f"the column map maps it to {target!r}; expected one of {', '.join(allowed[:-1])}, "
+                f"{PATIENT_COLUMN}, {TIMESTAMP_COLUMN}, or nothing (leave the column out)",
                 file=path,
                 column=column,
             )
@@ -556,6 +704,8 @@ def _tidy_targets(
             targets[column] = alias
     claimed: dict[str, str] = {}
     for column, target in targets.items():
+        if not target:
+            continue
         if target in claimed:
             raise DataError(
                 f"both {claimed[target]!r} and {column!r} would be {target!r}; rename or map one",
@@ -579,7 +729,7 @@ def _tidy_targets(
             "alias such as hr, pulse, rr, temp, sbp, dbp, or a column map)",
             file=path,
         )
-    return targets
+    return {column: target for column, target in targets.items() if target}
 
 
 def _find_column(columns: pd.Index, name: str) -> str | None:
@@ -845,13 +995,24 @@ def _static(
     return table.groupby(level=0).first()
 
 
+def _quarantined(
+    frame: pd.DataFrame, file_rows: np.ndarray, strict: bool
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Set implausible readings missing unless ``strict``; the counts name file rows."""
+    if strict:
+        return frame, Quarantine()
+    frame, found = quarantine_implausible(frame)
+    return frame, found.at_rows(file_rows)
+
+
 def _validated(
     frame: pd.DataFrame,
     path: str,
     file_rows: np.ndarray,
     rename: Callable[[str | None, int | None], str | None],
-) -> pd.DataFrame:
-    """Validate a readings frame, reporting errors at the file's rows and columns.
+    strict: bool,
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Quarantine (unless ``strict``) and validate readings; errors name file rows and columns.
 
     Parameters
     ----------
@@ -863,13 +1024,17 @@ def _validated(
         (len(frame),) 1-based file data row of each frame row.
     rename : callable
         ``(canonical column, 0-based frame row) → the file's column`` for errors.
+    strict : bool
+        Refuse implausible readings instead of setting them missing.
 
     Returns
     -------
-    pandas.DataFrame
-        Sorted readings frame with only readings columns, in canonical order.
+    (pandas.DataFrame, Quarantine)
+        Sorted readings frame with only readings columns, in canonical order, and the
+        readings set missing (rows of the file).
 
     """
+    frame, quarantine = _quarantined(frame, file_rows, strict)
     try:
         checked = validate_frame(frame, path)
     except DataError as err:
@@ -881,7 +1046,7 @@ def _validated(
             row=None if i is None else int(file_rows[i]),
         ) from None
     keep = (PATIENT_COLUMN, TIMESTAMP_COLUMN, *VITAL_CHANNELS, LABEL_COLUMN)
-    return checked[[c for c in keep if c in checked.columns]]
+    return checked[[c for c in keep if c in checked.columns]], quarantine
 
 
 def _renamer(names: Mapping[str, str]) -> Callable[[str | None, int | None], str | None]:

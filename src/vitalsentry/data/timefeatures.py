@@ -195,3 +195,53 @@ def time_features_for_timestamps(
 
     """
     return time_features(epoch_seconds(ts), day_of_week=day_of_week)
+
+
+def stay_features(epoch_s: ArrayLike, origin_s: float) -> NDArray[np.float32]:
+    """Encode time since the series' first reading: ``log1p`` of hours, shape (1, T).
+
+    Parameters
+    ----------
+    epoch_s : array_like, shape (T,)
+        Times in seconds (any origin: no wall clock is needed).
+    origin_s : float
+        Time of the series' first reading (the stay's start, in the same units).
+
+    Returns
+    -------
+    numpy.ndarray, shape (1, T), float32
+        ``log1p(max(epoch_s - origin_s, 0) / 3600)``: 0 at the start, about 3.2 after a
+        day, 5.8 after two weeks (bounded enough to pass unscaled).
+    """
+    hours = np.maximum(_as_epoch_array(epoch_s) - origin_s, 0.0) / 3600.0
+    return np.log1p(hours)[None, :].astype(np.float32)
+
+
+def series_time_features(
+    mode: str, epoch_s: ArrayLike, origin_s: float, *, day_of_week: bool = False
+) -> NDArray[np.float32]:
+    """Time features of one series by mode: ``clock``, ``stay`` or ``none``.
+
+    Parameters
+    ----------
+    mode : str
+        ``clock`` (:func:`time_features`), ``stay`` (:func:`stay_features`) or ``none``.
+    epoch_s : array_like, shape (T,)
+        Times in seconds since the Unix epoch (UTC).
+    origin_s : float
+        Time of the series' first reading (``stay`` only).
+    day_of_week : bool, default False
+        ``clock`` only: append the day-of-week pair.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, T), float32
+        ``K`` = 2 or 4 (clock), 1 (stay) or 0 (none).
+    """
+    if mode == "clock":
+        return time_features(epoch_s, day_of_week=day_of_week)
+    if mode == "stay":
+        return stay_features(epoch_s, origin_s)
+    if mode == "none":
+        return np.empty((0, np.size(epoch_s)), np.float32)
+    raise DataError(f"unknown time features {mode!r} (clock, stay or none)")

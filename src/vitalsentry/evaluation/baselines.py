@@ -18,7 +18,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN, is_time_feature
+from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN, is_input_only
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation.metrics import MIN_PER_CLASS, NotComputableError
 from vitalsentry.risk.detector import EmbeddingIsolationForest
@@ -91,7 +91,7 @@ def window_summary_features(
     if not np.isfinite(x).all():
         row = int(np.argwhere(~np.isfinite(x))[0, 0])
         raise DataError("NaN or infinite value in a window", column="windows", row=row + 1)
-    vital_idx = [i for i, n in enumerate(names) if not is_time_feature(n)]
+    vital_idx = [i for i, n in enumerate(names) if not is_input_only(n)]
     hour_idx = [names.index(n) for n in HOUR_FEATURES if n in names]
     vitals = x[:, vital_idx, :].astype(np.float64)  # only the vitals are copied
     steps = np.arange(x.shape[2], dtype=np.float64)

@@ -311,6 +311,7 @@ _RATES: Final[dict[str, tuple[tuple[int, ...], Callable[[int, int, int, int], fl
     "f1": ((0, 1), lambda tp, fp, tn, fn: 2 * tp / (2 * tp + fp + fn)),
 }
 
+
 def threshold_metric(name: str, threshold: float) -> Callable[[ArrayLike, ArrayLike], float]:
     """Return one confusion-matrix metric at a fixed threshold, as ``fn(y_true, scores)``.
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from vitalsentry.data.schema import CHANNELS, is_time_feature
+from vitalsentry.data.schema import CHANNELS, is_input_only
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation.metrics import ranking_metrics
 from vitalsentry.io import atomic_path
@@ -374,7 +374,7 @@ def plot_attention(
         raise DataError(f"expected weights ({x.shape[0]}, T), got {w.shape}", column="weights")
     length = x.shape[2]
     step = length / w.shape[1]
-    vitals = [i for i, n in enumerate(feature_names) if not is_time_feature(n)]
+    vitals = [i for i, n in enumerate(feature_names) if not is_input_only(n)]
     fig = _figure(9.0, 2.2 * max(x.shape[0], 1) + 0.5)
     axes = np.atleast_1d(fig.subplots(max(x.shape[0], 1), 1, sharex=True))
     for row, ax in enumerate(axes[: x.shape[0]]):
@@ -399,6 +399,24 @@ def _runs(flags: NDArray[np.bool_]) -> list[tuple[int, int]]:
     return [(int(a), int(b) - 1) for a, b in zip(change[::2], change[1::2], strict=True)]
 
 
+_SPARSE_SHARE: Final = 0.5
+"""A channel measured at fewer than this share of the timeline's times is drawn as points."""
+_MARKED_POINTS: Final = 2000
+"""Most readings of a sparse channel drawn with a marker each (more: steps only)."""
+
+
+def _draw_vital(ax: Axes, x: FloatArray, values: FloatArray) -> None:
+    """Draw one channel: a line broken at gaps, or, when sparse, its readings held as steps."""
+    measured = ~np.isnan(values)
+    if measured.mean() >= _SPARSE_SHARE:
+        ax.plot(x, values, linewidth=0.8)
+        return
+    xs, vs = x[measured], values[measured]
+    (line,) = ax.step(xs, vs, where="post", linewidth=0.8, alpha=0.6)
+    if xs.size <= _MARKED_POINTS:
+        ax.plot(xs, vs, ".", markersize=3, color=line.get_color())
+
+
 def plot_patient_timeline(
     time_s: ArrayLike,
     vitals: Mapping[str, ArrayLike],
@@ -416,7 +434,10 @@ def plot_patient_timeline(
     time_s : array_like of float, shape (T,)
         Epoch seconds of the vital readings (or grid steps).
     vitals : mapping of str to array_like, each shape (T,)
-        Channel → values (NaN = gap); one panel each.
+        Channel → values (NaN = not measured at that time); one panel per channel with at
+        least one value. A channel measured at under half of the times (e.g. blood
+        pressure every 30 min among 1 Hz heart rate) is drawn as its readings, held as
+        steps until the next one; the others as a line broken at missing values.
     window_end_s : array_like of float, shape (N,)
         Epoch seconds of each window's end.
     risk : array_like of float, shape (N,)
@@ -448,6 +469,7 @@ def plot_patient_timeline(
     series = {name: np.asarray(v, dtype=np.float64) for name, v in vitals.items()}
     if any(v.shape != t.shape for v in series.values()):
         raise DataError(f"every vital must have the shape of time_s {t.shape}", column="vitals")
+    series = {name: v for name, v in series.items() if not np.isnan(v).all()}
     if (
         r.shape != ends.shape
         or on.shape != ends.shape
@@ -472,7 +494,7 @@ def plot_patient_timeline(
         )
     )
     for ax, (name, values) in zip(axes[:-1], series.items(), strict=True):
-        ax.plot(hours(t), values, linewidth=0.8)
+        _draw_vital(ax, hours(t), values)
         unit = CHANNELS[name].unit if name in CHANNELS else ""
         ax.set_ylabel(f"{_label(name)}\n{unit}".strip(), fontsize=8)
     ax_risk = axes[-1]

@@ -23,7 +23,10 @@ patients given, ``threshold_high`` is raised to the c-quantile of the same quant
 seeded): an upper confidence bound on the threshold that gives ``target_fpr`` over
 patients like these. The bootstrap is optimistic with few patients, so the bound holds
 less often than c (simulated, 5 patients: new cohorts exceed the target about 20-30% of
-the time instead of about 50%).
+the time instead of about 50%). With ``per_patient`` as well, ``threshold_high`` is at
+least the c-quantile, over patients, of each patient's own ``1 - target_fpr`` score
+quantile: a threshold that at most a share 1 - c of these patients exceed the target at,
+one by one, which is what holds on new patients whose scores sit apart from the others.
 "medium" is strictly above ``threshold_medium``, the ``1 - 3 * target_fpr`` quantile
 (:data:`MEDIUM_FPR_FACTOR`), capped at ``threshold_high``. Both thresholds are stored
 in score and in risk units; levels are decided in score units (the risk is clipped).
@@ -213,6 +216,7 @@ def fit_calibration(
     val_normal_groups: ArrayLike | None = None,
     fpr_confidence: float = 0.0,
     seed: int = 0,
+    per_patient: bool = False,
 ) -> RiskCalibration:
     """Fit the risk bounds and the thresholds (rules in the module docstring).
 
@@ -235,6 +239,9 @@ def fit_calibration(
         0 (or fewer than two patients) keeps the plain validation quantile.
     seed : int, default 0
         Seed of the patient resampling.
+    per_patient : bool, default False
+        Also bound ``threshold_high`` below by the ``fpr_confidence``-quantile over
+        patients of each patient's own ``1 - target_fpr`` quantile (needs the groups).
 
     Returns
     -------
@@ -267,6 +274,11 @@ def fit_calibration(
                 val_normal, val_normal_groups, 1.0 - target_fpr, fpr_confidence, seed
             ),
         )
+        if per_patient:
+            threshold_high = max(
+                threshold_high,
+                _patient_quantile(val_normal, val_normal_groups, 1.0 - target_fpr, fpr_confidence),
+            )
     medium_level = max(0.0, 1.0 - MEDIUM_FPR_FACTOR * target_fpr)
     threshold_medium = min(
         float(np.quantile(val_normal, medium_level, method="higher")), threshold_high
@@ -290,21 +302,35 @@ def fit_calibration(
     )
 
 
-def _guarded_quantile(
-    scores: FloatArray, groups: ArrayLike, level: float, confidence: float, seed: int
-) -> float:
-    """``confidence``-quantile of the ``level`` score quantile over patient resamples."""
+def _groups_of(scores: FloatArray, groups: ArrayLike) -> list[FloatArray]:
+    """Split ``scores`` by their group (patient), in sorted group order."""
     keys = np.asarray(groups)
     if keys.shape != scores.shape:
         raise VitalSentryError(
             f"val_normal_groups: shape {keys.shape} does not match the scores {scores.shape}"
         )
     codes = np.unique(keys, return_inverse=True)[1].ravel()
-    n_groups = int(codes.max()) + 1
+    order = np.argsort(codes, kind="stable")
+    return np.split(scores[order], np.cumsum(np.bincount(codes))[:-1])
+
+
+def _patient_quantile(
+    scores: FloatArray, groups: ArrayLike, level: float, confidence: float
+) -> float:
+    """``confidence``-quantile over patients of each patient's ``level`` score quantile."""
+    per_group = _groups_of(scores, groups)
+    own = [np.quantile(part, level, method="higher") for part in per_group]
+    return float(np.quantile(own, confidence, method="higher"))
+
+
+def _guarded_quantile(
+    scores: FloatArray, groups: ArrayLike, level: float, confidence: float, seed: int
+) -> float:
+    """``confidence``-quantile of the ``level`` score quantile over patient resamples."""
+    per_group = _groups_of(scores, groups)
+    n_groups = len(per_group)
     if n_groups < 2:
         return float(np.quantile(scores, level, method="higher"))
-    order = np.argsort(codes, kind="stable")
-    per_group = np.split(scores[order], np.cumsum(np.bincount(codes))[:-1])
     rng = np.random.default_rng(seed)
     draws = [
         np.quantile(
@@ -426,3 +452,71 @@ def mc_summary(samples: ArrayLike) -> tuple[FloatArray, FloatArray]:
             f"need at least 2 Monte Carlo passes, got {values.shape[0]}", column="samples"
         )
     return values.mean(axis=0), values.std(axis=0)
+
+
+def fold_fpr(
+    scores: ArrayLike,
+    fold: ArrayLike,
+    groups: ArrayLike,
+    *,
+    target_fpr: float,
+    fpr_confidence: float,
+    extra: tuple[ArrayLike, ArrayLike] | None = None,
+    seed: int = 0,
+    per_patient: bool = False,
+) -> dict[str, Any]:
+    """False-positive rate on unseen patients, fold by fold (leave-patients-out).
+
+    For each fold, ``threshold_high`` is fitted by :func:`fit_calibration`'s rule on the
+    normal scores of the other folds (and ``extra``), then applied to the fold's normals.
+
+    Parameters
+    ----------
+    scores, fold, groups : array_like of shape (n,)
+        Out-of-fold scores of normal windows, their fold and their patient.
+    target_fpr, fpr_confidence, per_patient
+        As in :func:`fit_calibration`.
+    extra : (scores, groups), optional
+        Further normal windows (validation patients) always in the threshold pool.
+    seed : int, default 0
+        Seed of the patient bootstrap.
+
+    Returns
+    -------
+    dict
+        ``fpr`` per fold, ``exceeded`` (folds above the target), ``folds`` and
+        ``share_within_target``.
+    """
+    values = _scores("scores", scores)
+    folds, keys = np.asarray(fold), np.asarray(groups)
+    more, more_keys = (
+        (np.empty(0), np.empty(0, dtype=keys.dtype))
+        if extra is None
+        else (
+            _finite("extra", extra[0], allow_empty=True),
+            np.asarray(extra[1]),
+        )
+    )
+    rates = []
+    for k in np.unique(folds):
+        held = folds == k
+        pool = np.concatenate([values[~held], more])
+        pool_keys = np.concatenate([keys[~held].astype(str), more_keys.astype(str)])
+        threshold = fit_calibration(
+            pool,
+            val_normal_scores=pool,
+            target_fpr=target_fpr,
+            val_normal_groups=pool_keys,
+            fpr_confidence=fpr_confidence,
+            seed=seed,
+            per_patient=per_patient,
+        ).threshold_high
+        rates.append(float(np.mean(values[held] > threshold)))
+    exceeded = int(sum(rate > target_fpr for rate in rates))
+    return {
+        "fpr": rates,
+        "folds": len(rates),
+        "exceeded": exceeded,
+        "share_within_target": 1.0 - exceeded / len(rates),
+        "target_fpr": target_fpr,
+    }

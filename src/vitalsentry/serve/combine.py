@@ -186,9 +186,7 @@ def score_latest(
     """
     data, window = pipe.data_config, pipe.window_config
     grids = [
-        patient_grid(
-            patient, pipe.channels, f"{k}:{i}", step_s=data.step_s, max_gap_s=data.max_gap_s
-        )
+        patient_grid(patient, pipe.channels, f"{k}:{i}", data=data)
         for k, group in enumerate(groups)
         for i, patient in enumerate(group)
     ]

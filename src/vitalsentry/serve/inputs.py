@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vitalsentry.config import DataConfig
 from vitalsentry.data.grid import SeriesGrid, grid_series
+from vitalsentry.data.prepared import grid_policy
 from vitalsentry.data.schema import CHANNELS
 from vitalsentry.data.timefeatures import epoch_seconds
 from vitalsentry.risk.news2 import (
@@ -154,7 +156,7 @@ def from_request(request: ScoreRequest, loc: Loc = ()) -> PatientReadings:
 
 
 def patient_grid(
-    patient: PatientReadings, channels: Sequence[str], key: str, *, step_s: float, max_gap_s: float
+    patient: PatientReadings, channels: Sequence[str], key: str, *, data: DataConfig
 ) -> SeriesGrid:
     """Grid one patient's readings of ``channels`` in time order (as :func:`grid_frame` would).
 
@@ -166,8 +168,8 @@ def patient_grid(
         Channels of the grid's rows; one the patient lacks is all NaN (masked).
     key : str
         Name of the grid (the windows' ``patient``).
-    step_s, max_gap_s : float
-        Grid step and longest bridged gap.
+    data : DataConfig
+        Grid step and gap policy (the bundle's).
 
     Returns
     -------
@@ -181,9 +183,9 @@ def patient_grid(
         epoch_seconds(patient.times)[order],
         values,
         None,
-        step_s=step_s,
-        max_gap_s=max_gap_s,
+        step_s=data.step_s,
         key=key,
+        **grid_policy(data),
     )
 
 

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from vitalsentry.data.gaps import describe_limits
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.combine import Combiner, Scored
 from vitalsentry.serve.fhir import FhirBundle, bundle_patients
@@ -69,7 +70,8 @@ class ScoringService:
         self.needed_s = (window.length - 1) * data.step_s
         self.no_window = (
             f"no complete window: {', '.join(pipeline.channels)} need {self.needed_s:g} s together "
-            f"without a gap over {data.max_gap_s:g} s"
+            "without a gap beyond the gap policy "
+            f"({describe_limits(pipeline.channels, data.gap_interpolate_s, data.gap_carry_s)})"
         )
         self.card = _model_card(pipeline, self.needed_s)
         window_s = max(self.needed_s, data.step_s)

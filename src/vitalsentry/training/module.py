@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from vitalsentry.config import TrainConfig
-from vitalsentry.data.schema import is_time_feature
+from vitalsentry.data.schema import is_input_only
 from vitalsentry.errors import TrainingError
 from vitalsentry.models.autoencoder import Autoencoder, dropout_generator
 from vitalsentry.training.augment import amplitude_jitter, time_warp
@@ -103,7 +103,7 @@ class AutoencoderModule(pl.LightningModule):
         self.curve: list[dict[str, float]] = []
         self.register_buffer(
             "vital_mask",
-            torch.tensor([not is_time_feature(n) for n in feature_names]),
+            torch.tensor([not is_input_only(n) for n in feature_names]),
             persistent=False,
         )
         self.frozen = model.conv_modules() if train.freeze_conv else ()
