@@ -28,6 +28,7 @@ from vitalsentry.config import (
 from vitalsentry.errors import VitalSentryError
 
 if TYPE_CHECKING:
+    from vitalsentry.archive import ArchiveJob
     from vitalsentry.data.readings import Readings
     from vitalsentry.training.loop import TrainResult
 
@@ -567,8 +568,33 @@ def score(
     mc_passes: Annotated[
         int, typer.Option("--mc-passes", min=0, help="MC dropout passes (0 = off)")
     ] = 0,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Archive (a directory): local | dask")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Dask scheduler to join (default: local)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local Dask workers (default: CPUs)")
+    ] = None,
 ) -> None:
-    """Write per-window risk for any readable input, with the bundle's channels and window."""
+    """Write per-window risk for any readable input, with the bundle's channels and window.
+
+    DATA may be a directory of per-patient CSV/Parquet partitions: each is scored into the
+    same name under --out (a folder), on one process or a Dask cluster; reruns resume.
+    """
+    if data.is_dir():
+        from vitalsentry.archive import ArchiveJob
+
+        job = ArchiveJob.create(
+            bundle,
+            source=source,
+            step_s=step,
+            column_map=_parse_map(column_map),
+            mc_passes=mc_passes,
+        )
+        _score_archive(job, data, out, engine, address, workers)
+        return
     from vitalsentry.data.simulate import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
 
@@ -580,6 +606,37 @@ def score(
     console.print(
         f"wrote {len(table):,} windows to {out}: "
         + ", ".join(f"{levels.get(k, 0):,} {k}" for k in ("low", "medium", "high"))
+    )
+
+
+def _score_archive(
+    job: ArchiveJob, data: Path, out: Path, engine: str, address: str | None, workers: int | None
+) -> None:
+    """Score an archive directory with a progress bar and print a one-line summary."""
+    from rich.progress import Progress
+
+    from vitalsentry.archive import list_partitions, score_archive
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("scoring partitions", total=len(list_partitions(data)))
+        results = score_archive(
+            job,
+            data,
+            out,
+            engine=engine,  # type: ignore[arg-type]
+            address=address,
+            workers=workers,
+            on_result=lambda _: bar.advance(task),
+        )
+    for note in sorted({n for r in results for n in r.notes}):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    skipped = sum(r.skipped for r in results)
+    windows = sum(r.windows for r in results)
+    levels = {k: sum(r.levels.get(k, 0) for r in results) for k in ("low", "medium", "high")}
+    console.print(
+        f"scored {len(results) - skipped} of {len(results)} partitions into {out} "
+        f"({skipped} already done): {windows:,} windows, "
+        + ", ".join(f"{v:,} {k}" for k, v in levels.items())
     )
 
 
