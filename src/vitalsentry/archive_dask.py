@@ -54,7 +54,7 @@ def run_dask(
             n_workers=workers or None,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
     try:
