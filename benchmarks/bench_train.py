@@ -37,7 +37,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, record
-from vitalsentry.config import DataConfig, ModelConfig, Precision, TrainConfig, WindowConfig
+from vitalsentry.config import (
+    DataConfig,
+    LstmPath,
+    ModelConfig,
+    Precision,
+    TrainConfig,
+    WindowConfig,
+)
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
@@ -106,7 +113,13 @@ class EpochLog(Callback):
 
 
 def project_train(
-    data: PreparedData, batch: int, *, epochs: int, fast: bool = False, precision: Precision = "32"
+    data: PreparedData,
+    batch: int,
+    *,
+    epochs: int,
+    fast: bool = False,
+    precision: Precision = "32",
+    lstm_path: LstmPath = "auto",
 ) -> EpochLog:
     """Run the project's pre-training and return its epoch log."""
     log = EpochLog()
@@ -116,6 +129,7 @@ def project_train(
         patience=epochs,
         precision=precision,
         cuda_graph=torch.cuda.is_available() and not fast,  # fast sets it itself
+        lstm_path=lstm_path,
     )
     with tempfile.TemporaryDirectory() as tmp:
         pretrain(
@@ -313,6 +327,10 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         cases["project4096bf16"] = lambda: steady_rate(
             n_big, project_train(big, 4096, epochs=epochs, precision="bf16").train_s
         )
+        cases["project4096bf16layers"] = lambda: steady_rate(
+            n_big,
+            project_train(big, 4096, epochs=epochs, precision="bf16", lstm_path="layers").train_s,
+        )
     rates: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
         for key, fn in cases.items():
@@ -360,6 +378,13 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
                 "plain loop, batch 4096, bf16 autocast, windows resident on the GPU",
                 "plain4096bf16resident",
                 {},
+            ),
+            (
+                "train_batch4096_bf16_fused_vs_layers",
+                "project4096bf16",
+                "project, batch 4096, bf16, lstm_path layers (one nn.LSTM call per layer)",
+                "project4096bf16layers",
+                {"note": "auto = one fused multi-layer cuDNN LSTM call on CUDA"},
             ),
         ]
     return [

@@ -283,6 +283,14 @@ CudaGraph = Annotated[
         "(same results, far fewer launches); --fast turns it on there",
     ),
 ]
+LstmPathOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lstm-path",
+        help="auto | fused | layers: the stacked LSTM layers as one multi-layer call (cuDNN-"
+        "fused) or one call per layer; auto: fused on CUDA (same parameters either way)",
+    ),
+]
 Accelerator = Annotated[str, typer.Option("--accelerator", help="auto | cpu | cuda | mps")]
 Devices = Annotated[
     int, typer.Option("--devices", min=1, help="Devices (processes) per node; >1 uses DDP")
@@ -328,6 +336,7 @@ def pretrain(
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
     cuda_graph: CudaGraph = False,
+    lstm_path: LstmPathOpt = None,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 32,
     lstm_hidden: Annotated[int, typer.Option("--lstm-hidden")] = 64,
     lstm_layers: Annotated[int, typer.Option("--lstm-layers")] = 2,
@@ -372,6 +381,7 @@ def pretrain(
         jitter=jitter,
         batch_splits=batch_splits,
         cuda_graph=cuda_graph,
+        lstm_path=lstm_path,
     )
     result = run(
         prepared,
@@ -404,6 +414,7 @@ def finetune(
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
     cuda_graph: CudaGraph = False,
+    lstm_path: LstmPathOpt = None,
     class_weights: Annotated[
         str | None, typer.Option("--class-weights", help="NORMAL,ABNORMAL (default 0.6,1.4)")
     ] = None,
@@ -433,6 +444,7 @@ def finetune(
         jitter=jitter,
         batch_splits=batch_splits,
         cuda_graph=cuda_graph,
+        lstm_path=lstm_path,
         class_weights=weights,
     )
     result = run(

@@ -18,6 +18,9 @@ LabelMode = Literal["last", "any", "majority"]
 TimeEncoding = Literal["per_timestep", "per_window"]
 Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
+LstmPath = Literal["auto", "fused", "layers"]
+"""How stacked LSTM layers run: ``fused`` (one multi-layer call, cuDNN-fused on CUDA),
+``layers`` (one call per layer), ``auto`` (fused on CUDA, per layer elsewhere)."""
 
 
 class ConfigMixin:
@@ -195,6 +198,7 @@ class TrainConfig(ConfigMixin):
     the same gradient up to float rounding, with dropout masks from per-part generators.
     ``cuda_graph`` (CUDA, one process) replays forward, loss and backward of each batch as
     one captured CUDA graph: the same results up to float rounding, far fewer launches.
+    ``lstm_path`` picks how the stacked LSTM layers run (same parameters either way).
     """
 
     lr: float = 1e-3
@@ -213,9 +217,14 @@ class TrainConfig(ConfigMixin):
     jitter_sigma: float = 0.03
     batch_splits: int = 1
     cuda_graph: bool = False
+    lstm_path: LstmPath = "auto"
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        _check(
+            self.lstm_path in ("auto", "fused", "layers"),
+            f"lstm_path: auto, fused or layers, got {self.lstm_path!r}",
+        )
         _check(self.batch_splits >= 1, f"batch_splits: must be ≥ 1, got {self.batch_splits}")
         _check(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         _check(self.max_epochs >= 1, f"max_epochs: must be ≥ 1, got {self.max_epochs}")

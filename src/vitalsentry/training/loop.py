@@ -189,11 +189,16 @@ def fast_recipe(
 
 
 def check_step_options(train: TrainConfig, accelerator: str, processes: int) -> None:
-    """Refuse ``batch_splits`` off a single CPU process and ``cuda_graph`` off a single GPU."""
+    """Refuse ``batch_splits`` off one CPU process or with the fused LSTM, ``cuda_graph`` off one GPU."""
     if train.batch_splits > 1 and (accelerator != "cpu" or processes > 1):
         raise TrainingError(
             f"batch_splits {train.batch_splits} needs accelerator cpu and one process "
             f"(got {accelerator}, {processes} process(es)); DDP splits batches itself"
+        )
+    if train.batch_splits > 1 and train.lstm_path == "fused":
+        raise TrainingError(
+            "batch_splits draws per-part dropout masks between LSTM layers: use lstm_path "
+            "auto or layers with it"
         )
     if train.cuda_graph and (accelerator != "cuda" or processes > 1):
         raise TrainingError(

@@ -30,7 +30,12 @@ from torch import Tensor
 from vitalsentry.config import TrainConfig
 from vitalsentry.data.schema import is_time_feature
 from vitalsentry.errors import TrainingError
-from vitalsentry.models.autoencoder import Autoencoder, dropout_generator
+from vitalsentry.models.autoencoder import (
+    Autoencoder,
+    dropout_generator,
+    fused_dropout_on,
+    set_lstm_path,
+)
 from vitalsentry.training.augment import amplitude_jitter, time_warp
 from vitalsentry.training.data import stream_seed
 from vitalsentry.training.graphstep import StaticStep
@@ -115,6 +120,8 @@ class AutoencoderModule(pl.LightningModule):
         self._threads = 1
         self._static: StaticStep | None = None
         self.automatic_optimization = train.batch_splits == 1 and not train.cuda_graph
+        set_lstm_path(model, train.lstm_path)
+        self._recapture = False
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters at the configured learning rate.
@@ -136,6 +143,10 @@ class AutoencoderModule(pl.LightningModule):
         for module in self.frozen:
             module.eval()
         self._sums = torch.zeros(4, device=self.device)
+        if self._static is not None and self._static.graph is not None and self._recapture:
+            # cuDNN's dropout state is re-seeded (above) at its next eager use only: drop the
+            # graph so that this epoch's warm-up steps re-seed it and a new capture uses it.
+            self._static = self._new_static_step()
         if self._static is not None:
             self._static.reset()
 
@@ -155,17 +166,15 @@ class AutoencoderModule(pl.LightningModule):
         return (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
 
     def on_fit_start(self) -> None:
-        """Build the static step (``cuda_graph``) or start the part threads (``batch_splits``)."""
+        """Build the static step (``cuda_graph``) or start the part threads (``batch_splits``).
+
+        A captured step whose fused LSTM draws cuDNN dropout masks is captured again each
+        epoch, so that every epoch's masks follow from its seed (deterministic resume).
+        """
         cfg = self.train_config
+        self._recapture = cfg.cuda_graph and fused_dropout_on(self.model, self.device)
         if cfg.cuda_graph:
-            model = self.model.config
-            self._static = StaticStep(
-                self._loss,
-                [p for p in self.model.parameters() if p.requires_grad],
-                (cfg.batch_size, model.input_channels, model.seq_len),
-                self.device,
-                capture=self.device.type == "cuda",
-            )
+            self._static = self._new_static_step()
         if cfg.batch_splits == 1:
             return
         self._threads = torch.get_num_threads()
@@ -174,6 +183,16 @@ class AutoencoderModule(pl.LightningModule):
             thread_name_prefix="vitalsentry-part",
             initializer=torch.set_num_threads,  # in each part thread as it starts
             initargs=(1,),
+        )
+
+    def _new_static_step(self) -> StaticStep:
+        model = self.model.config
+        return StaticStep(
+            self._loss,
+            [p for p in self.model.parameters() if p.requires_grad],
+            (self.train_config.batch_size, model.input_channels, model.seq_len),
+            self.device,
+            capture=self.device.type == "cuda",
         )
 
     def teardown(self, stage: str) -> None:
