@@ -50,7 +50,7 @@ from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
 from vitalsentry.training.graphstep import StaticStep
-from vitalsentry.training.loop import fast_recipe
+from vitalsentry.training.loop import LargeBatchRecipe, fast_recipe
 from vitalsentry.training.module import per_window_mse
 from vitalsentry.training.pretrain import init_model, pretrain
 
@@ -502,6 +502,93 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
     return out
 
 
+RACE_EPOCHS = 20
+"""Epoch cap of the large-batch candidates in the recipe race (the one-cycle horizon)."""
+
+CANDIDATES: dict[str, LargeBatchRecipe] = {
+    "constant_linear": LargeBatchRecipe(max_epochs=RACE_EPOCHS),  # the earlier --fast
+    "onecycle_linear_clip": LargeBatchRecipe(
+        lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+    "onecycle_sqrt_clip": LargeBatchRecipe(
+        lr_scaling="sqrt", lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+    "onecycle_linear_warm10_clip": LargeBatchRecipe(
+        lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+}
+"""Large-batch recipes raced against the seed recipe (``--race``)."""
+
+
+def _curve(data: PreparedData, train: TrainConfig) -> list[tuple[float, float]]:
+    """(seconds since training started, validation loss) after every epoch of one run."""
+    log = EpochLog()
+    with tempfile.TemporaryDirectory() as tmp:
+        pretrain(data, SEED_MODEL, train, Path(tmp) / "b", progress=False, callbacks=[log])
+    t, v = min(log.val, key=lambda tv: tv[1])
+    print(
+        f"batch {train.batch_size} lr {train.lr:g} {train.lr_schedule}: {len(log.val)} epochs "
+        f"in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s",
+        file=sys.stderr,
+    )
+    return log.val
+
+
+def recipe_race(rows: int, names: list[str]) -> list[dict[str, Any]]:
+    """Seed recipe vs large-batch candidates: time to the seed's best val loss (+2 %).
+
+    One run each, in this order, in one process on the same prepared file; the ratio is
+    the seed recipe's whole wall time over the candidate's time to the target (target
+    ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve.
+    """
+    data = vitals2024_data(rows)
+    accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    seed_train = TrainConfig(cuda_graph=accelerator == "cuda")
+    seed = _curve(data, seed_train)
+    seed_wall = seed[-1][0]
+    best_t, best = min(seed, key=lambda tv: tv[1])
+    target = best * TARGET_MARGIN
+    common = {"rows": rows, "windows": len(data), "target_val_loss": target}
+    out = [
+        record(
+            "recipe_seed_wall",
+            seed_wall,
+            "s",
+            higher_is_better=False,
+            settings={
+                **common,
+                "best_val_loss": best,
+                "time_to_best_s": best_t,
+                "epochs": len(seed),
+                "curve": seed,
+            },
+        )
+    ]
+    for name in names:
+        recipe = CANDIDATES[name]
+        train, note = fast_recipe(TrainConfig(), accelerator, 1, recipe)
+        curve = _curve(data, train)
+        reached = [t for t, v in curve if v <= target]
+        rec = record(
+            f"recipe_{name}_time_to_seed_best",
+            reached[0] if reached else curve[-1][0],
+            "s",
+            baseline="seed recipe (batch 32, lr 1e-3, early stopping): whole wall time",
+            baseline_value=seed_wall,
+            higher_is_better=False,
+            settings={
+                **common,
+                "recipe": note,
+                "reached_target": bool(reached),
+                "best_val_loss": min(v for _, v in curve),
+                "epochs": len(curve),
+                "curve": curve,
+            },
+        )
+        out.append(rec if reached else {**rec, "ratio": None})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
@@ -518,7 +605,18 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=None, help="interleaved rounds (default 3, quick 2)"
     )
+    parser.add_argument(
+        "--race",
+        nargs="*",
+        choices=sorted(CANDIDATES),
+        default=None,
+        help="only race the seed recipe against these large-batch recipes (all if none "
+        "named) at --rows, reporting each validation curve",
+    )
     args = parser.parse_args()
+    if args.race is not None:
+        emit(recipe_race(args.rows, args.race or list(CANDIDATES)), args.out)
+        return
     repeats = args.repeats or (2 if args.quick else 3)
     records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)
     if not (args.quick or args.no_target):

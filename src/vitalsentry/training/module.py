@@ -123,15 +123,50 @@ class AutoencoderModule(pl.LightningModule):
         set_lstm_path(model, train.lstm_path)
         self._recapture = False
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters at the configured learning rate.
+    def configure_optimizers(self) -> Any:
+        """Adam over the trainable parameters, with the one-cycle schedule when configured.
 
         The fused kernel (CPU and CUDA) does the same update in one pass over all
-        parameters; it agrees with the per-tensor loop to float rounding.
+        parameters; it agrees with the per-tensor loop to float rounding. The schedule
+        steps once per optimizer step; its state is saved in every checkpoint.
         """
+        cfg = self.train_config
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = self.device.type in ("cpu", "cuda") or None
-        return torch.optim.Adam(params, lr=self.train_config.lr, fused=fused)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, fused=fused)
+        if cfg.lr_schedule == "constant":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            pct_start=cfg.warmup_fraction,
+            anneal_strategy="cos",
+            cycle_momentum=False,  # Adam's betas stay fixed
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip the gradient norm to ``grad_clip`` (Lightning's hook; automatic optimization)."""
+        if self.train_config.grad_clip > 0:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.train_config.grad_clip,
+                gradient_clip_algorithm="norm",
+            )
+
+    def _update(self, optimizer: pl.core.optimizer.LightningOptimizer) -> None:
+        """Clip, step the optimizer and the schedule (manual optimization)."""
+        self.configure_gradient_clipping(optimizer.optimizer)
+        optimizer.step()
+        schedule = self.lr_schedulers()
+        if schedule is not None:
+            schedule.step()  # type: ignore[union-attr]
 
     def on_train_epoch_start(self) -> None:
         """Re-seed dropout and augmentation from (seed, epoch, rank); keep frozen layers in eval."""
@@ -232,7 +267,7 @@ class AutoencoderModule(pl.LightningModule):
                 )
             if not self.automatic_optimization:
                 optimizer = self._optimizer()
-                optimizer.step()
+                self._update(optimizer)
                 optimizer.zero_grad(set_to_none=True)
         self._sums[2] += loss.detach()
         self._sums[3] += 1
@@ -251,7 +286,7 @@ class AutoencoderModule(pl.LightningModule):
         optimizer = self._optimizer()
         # Fused Adam skips the whole update where found_inf is 1 (GradScaler's protocol).
         optimizer.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
-        optimizer.step()
+        self._update(optimizer)
         if self._static.graph is None:
             optimizer.zero_grad(set_to_none=True)
         step = batch_idx + 1
