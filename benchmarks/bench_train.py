@@ -20,6 +20,7 @@ Usage: ``python benchmarks/bench_train.py [--quick] [--no-target] [--out FILE] [
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -506,13 +507,13 @@ RACE_EPOCHS = 20
 """Epoch cap of the large-batch candidates in the recipe race (the one-cycle horizon)."""
 
 CANDIDATES: dict[str, LargeBatchRecipe] = {
-    "constant_linear": LargeBatchRecipe(max_epochs=RACE_EPOCHS),  # the earlier --fast
     "onecycle_linear_clip": LargeBatchRecipe(
         lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
     ),
     "onecycle_sqrt_clip": LargeBatchRecipe(
         lr_scaling="sqrt", lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
     ),
+    "constant_linear": LargeBatchRecipe(max_epochs=RACE_EPOCHS),  # the earlier --fast
     "onecycle_linear_warm10_clip": LargeBatchRecipe(
         lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=RACE_EPOCHS
     ),
@@ -528,18 +529,21 @@ def _curve(data: PreparedData, train: TrainConfig) -> list[tuple[float, float]]:
     t, v = min(log.val, key=lambda tv: tv[1])
     print(
         f"batch {train.batch_size} lr {train.lr:g} {train.lr_schedule}: {len(log.val)} epochs "
-        f"in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s",
+        f"in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s; curve "
+        + " ".join(f"{t:.0f}:{v:.5f}" for t, v in log.val),
         file=sys.stderr,
+        flush=True,
     )
     return log.val
 
 
-def recipe_race(rows: int, names: list[str]) -> list[dict[str, Any]]:
+def recipe_race(rows: int, names: list[str], out: Path | None) -> list[dict[str, Any]]:
     """Seed recipe vs large-batch candidates: time to the seed's best val loss (+2 %).
 
     One run each, in this order, in one process on the same prepared file; the ratio is
     the seed recipe's whole wall time over the candidate's time to the target (target
-    ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve.
+    ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve. The
+    records so far are written to ``out`` after every run (long runs on a shared machine).
     """
     data = vitals2024_data(rows)
     accelerator = "cuda" if torch.cuda.is_available() else "cpu"
@@ -549,7 +553,7 @@ def recipe_race(rows: int, names: list[str]) -> list[dict[str, Any]]:
     best_t, best = min(seed, key=lambda tv: tv[1])
     target = best * TARGET_MARGIN
     common = {"rows": rows, "windows": len(data), "target_val_loss": target}
-    out = [
+    records = [
         record(
             "recipe_seed_wall",
             seed_wall,
@@ -585,8 +589,10 @@ def recipe_race(rows: int, names: list[str]) -> list[dict[str, Any]]:
                 "curve": curve,
             },
         )
-        out.append(rec if reached else {**rec, "ratio": None})
-    return out
+        records.append(rec if reached else {**rec, "ratio": None})
+        if out is not None:
+            out.write_text(json.dumps(records, indent=2) + "\n")
+    return records
 
 
 def main() -> None:
@@ -615,7 +621,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.race is not None:
-        emit(recipe_race(args.rows, args.race or list(CANDIDATES)), args.out)
+        emit(recipe_race(args.rows, args.race or list(CANDIDATES), args.out), args.out)
         return
     repeats = args.repeats or (2 if args.quick else 3)
     records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)

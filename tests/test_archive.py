@@ -119,3 +119,16 @@ def test_cli_scores_a_directory(archive: dict[str, Path], tmp_path: Path) -> Non
     bad = CliRunner().invoke(app, [*args, str(tmp_path / "x"), "--engine", "spark"])
     assert isinstance(bad.exception, VitalSentryError)  # main() prints it as one line
     assert "unknown engine 'spark'" in str(bad.exception)
+    one = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(archive["bundle"]),
+            str(archive["csv"] / "P0001.csv"),
+            "--out",
+            str(tmp_path / "x.csv"),
+            "--engine",
+            "dask",
+        ],
+    )
+    assert "apply to a directory" in str(one.exception)

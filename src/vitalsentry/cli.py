@@ -607,6 +607,10 @@ def score(
         )
         _score_archive(job, data, out, engine, address, workers)
         return
+    if engine != "local" or address is not None or workers is not None:
+        raise VitalSentryError(
+            "--engine, --address and --workers apply to a directory of partitions"
+        )
     from vitalsentry.data.simulate import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
 

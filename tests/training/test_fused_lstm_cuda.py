@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from vitalsentry.config import ModelConfig
 from vitalsentry.models.autoencoder import Autoencoder, set_lstm_path
+from vitalsentry.models.inference import mc_dropout_encode
 from vitalsentry.training.graphstep import WARMUP_STEPS, StaticStep
 from vitalsentry.training.module import per_window_mse
 
@@ -72,3 +74,11 @@ def test_replays_of_the_fused_step_draw_new_masks() -> None:
     assert step.graph is not None
     losses = [float(step(x, w)[0]) for _ in range(3)]
     assert len(set(losses)) == 3, losses
+
+
+def test_mc_dropout_on_cuda_samples_the_fused_calls_dropout() -> None:
+    _, fused = _pair(0.5)
+    windows = np.random.default_rng(0).normal(size=(32, 4, 64)).astype(np.float32)
+    draws = mc_dropout_encode(fused.eval(), windows, passes=4, seed=1)
+    assert draws.std(axis=0).mean() > 0
+    np.testing.assert_array_equal(draws, mc_dropout_encode(fused, windows, passes=4, seed=1))

@@ -104,6 +104,8 @@ class StackedLSTM(nn.Module):
       parameters per call (a copy of a few tens of thousands of values).
 
     In eval mode, and in training with dropout 0, both paths compute the same function.
+    Dropout between layers is on when ``self.dropout`` is in training mode (Monte Carlo
+    dropout switches on only the dropout modules), in both paths.
 
     Parameters
     ----------
@@ -156,7 +158,7 @@ class StackedLSTM(nn.Module):
                 True,  # has_biases
                 len(self.layers),
                 self.dropout.p,
-                self.training,
+                self.dropout.training,  # MC dropout turns on only the Dropout modules
                 False,  # bidirectional
                 True,  # batch_first
             )
