@@ -181,6 +181,7 @@ class AutoencoderModule(pl.LightningModule):
         if self._static is not None and self._static.graph is not None and self._recapture:
             # cuDNN's dropout state is re-seeded (above) at its next eager use only: drop the
             # graph so that this epoch's warm-up steps re-seed it and a new capture uses it.
+            self.model.zero_grad(set_to_none=True)  # the eager steps need no gradients yet
             self._static = self._new_static_step()
         if self._static is not None:
             self._static.reset()
