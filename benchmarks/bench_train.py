@@ -20,6 +20,7 @@ Usage: ``python benchmarks/bench_train.py [--quick] [--no-target] [--out FILE] [
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import statistics
@@ -537,18 +538,27 @@ def _curve(data: PreparedData, train: TrainConfig) -> list[tuple[float, float]]:
     return log.val
 
 
-def recipe_race(rows: int, names: list[str], out: Path | None) -> list[dict[str, Any]]:
+def recipe_race(
+    rows: int,
+    names: list[str],
+    out: Path | None,
+    *,
+    epochs: int | None = None,
+    seed_curve: list[tuple[float, float]] | None = None,
+) -> list[dict[str, Any]]:
     """Seed recipe vs large-batch candidates: time to the seed's best val loss (+2 %).
 
     One run each, in this order, in one process on the same prepared file; the ratio is
     the seed recipe's whole wall time over the candidate's time to the target (target
     ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve. The
     records so far are written to ``out`` after every run (long runs on a shared machine).
+    ``epochs`` overrides the candidates' epoch cap; ``seed_curve`` reuses the seed run of
+    an earlier race on the same rows instead of training it again.
     """
     data = vitals2024_data(rows)
     accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     seed_train = TrainConfig(cuda_graph=accelerator == "cuda")
-    seed = _curve(data, seed_train)
+    seed = seed_curve or _curve(data, seed_train)
     seed_wall = seed[-1][0]
     best_t, best = min(seed, key=lambda tv: tv[1])
     target = best * TARGET_MARGIN
@@ -570,6 +580,8 @@ def recipe_race(rows: int, names: list[str], out: Path | None) -> list[dict[str,
     ]
     for name in names:
         recipe = CANDIDATES[name]
+        recipe = recipe if epochs is None else dataclasses.replace(recipe, max_epochs=epochs)
+        name = name if epochs is None else f"{name}_{epochs}ep"
         train, note = fast_recipe(TrainConfig(), accelerator, 1, recipe)
         curve = _curve(data, train)
         reached = [t for t, v in curve if v <= target]
@@ -619,9 +631,22 @@ def main() -> None:
         help="only race the seed recipe against these large-batch recipes (all if none "
         "named) at --rows, reporting each validation curve",
     )
+    parser.add_argument(
+        "--race-epochs", type=int, default=None, help="epoch cap of the raced recipes"
+    )
+    parser.add_argument(
+        "--seed-from", type=Path, default=None, help="reuse the seed run of this race JSON"
+    )
     args = parser.parse_args()
     if args.race is not None:
-        emit(recipe_race(args.rows, args.race or list(CANDIDATES), args.out), args.out)
+        seed_curve = None
+        if args.seed_from is not None:
+            seed_curve = json.loads(args.seed_from.read_text())[0]["settings"]["curve"]
+        names = args.race or list(CANDIDATES)
+        race = recipe_race(
+            args.rows, names, args.out, epochs=args.race_epochs, seed_curve=seed_curve
+        )
+        emit(race, args.out)
         return
     repeats = args.repeats or (2 if args.quick else 3)
     records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)
