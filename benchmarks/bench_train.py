@@ -20,6 +20,8 @@ Usage: ``python benchmarks/bench_train.py [--quick] [--no-target] [--out FILE] [
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
 import statistics
 import sys
@@ -37,13 +39,20 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, record
-from vitalsentry.config import DataConfig, ModelConfig, Precision, TrainConfig, WindowConfig
+from vitalsentry.config import (
+    DataConfig,
+    LstmPath,
+    ModelConfig,
+    Precision,
+    TrainConfig,
+    WindowConfig,
+)
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
 from vitalsentry.training.graphstep import StaticStep
-from vitalsentry.training.loop import fast_recipe
+from vitalsentry.training.loop import LargeBatchRecipe, fast_recipe
 from vitalsentry.training.module import per_window_mse
 from vitalsentry.training.pretrain import init_model, pretrain
 
@@ -106,7 +115,13 @@ class EpochLog(Callback):
 
 
 def project_train(
-    data: PreparedData, batch: int, *, epochs: int, fast: bool = False, precision: Precision = "32"
+    data: PreparedData,
+    batch: int,
+    *,
+    epochs: int,
+    fast: bool = False,
+    precision: Precision = "32",
+    lstm_path: LstmPath = "auto",
 ) -> EpochLog:
     """Run the project's pre-training and return its epoch log."""
     log = EpochLog()
@@ -116,6 +131,7 @@ def project_train(
         patience=epochs,
         precision=precision,
         cuda_graph=torch.cuda.is_available() and not fast,  # fast sets it itself
+        lstm_path=lstm_path,
     )
     with tempfile.TemporaryDirectory() as tmp:
         pretrain(
@@ -313,6 +329,10 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
         cases["project4096bf16"] = lambda: steady_rate(
             n_big, project_train(big, 4096, epochs=epochs, precision="bf16").train_s
         )
+        cases["project4096bf16layers"] = lambda: steady_rate(
+            n_big,
+            project_train(big, 4096, epochs=epochs, precision="bf16", lstm_path="layers").train_s,
+        )
     rates: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
         for key, fn in cases.items():
@@ -360,6 +380,13 @@ def train_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
                 "plain loop, batch 4096, bf16 autocast, windows resident on the GPU",
                 "plain4096bf16resident",
                 {},
+            ),
+            (
+                "train_batch4096_bf16_fused_vs_layers",
+                "project4096bf16",
+                "project, batch 4096, bf16, lstm_path layers (one nn.LSTM call per layer)",
+                "project4096bf16layers",
+                {"note": "auto = one fused multi-layer cuDNN LSTM call on CUDA"},
             ),
         ]
     return [
@@ -477,6 +504,109 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
     return out
 
 
+RACE_EPOCHS = 20
+"""Epoch cap of the large-batch candidates in the recipe race (the one-cycle horizon)."""
+
+CANDIDATES: dict[str, LargeBatchRecipe] = {
+    "onecycle_linear_clip": LargeBatchRecipe(
+        lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+    "onecycle_sqrt_clip": LargeBatchRecipe(
+        lr_scaling="sqrt", lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+    "constant_linear": LargeBatchRecipe(max_epochs=RACE_EPOCHS),  # the earlier --fast
+    "onecycle_linear_warm10_clip": LargeBatchRecipe(
+        lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=RACE_EPOCHS
+    ),
+}
+"""Large-batch recipes raced against the seed recipe (``--race``)."""
+
+
+def _curve(data: PreparedData, train: TrainConfig) -> list[tuple[float, float]]:
+    """(seconds since training started, validation loss) after every epoch of one run."""
+    log = EpochLog()
+    with tempfile.TemporaryDirectory() as tmp:
+        pretrain(data, SEED_MODEL, train, Path(tmp) / "b", progress=False, callbacks=[log])
+    t, v = min(log.val, key=lambda tv: tv[1])
+    print(
+        f"batch {train.batch_size} lr {train.lr:g} {train.lr_schedule}: {len(log.val)} epochs "
+        f"in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s; curve "
+        + " ".join(f"{t:.0f}:{v:.5f}" for t, v in log.val),
+        file=sys.stderr,
+        flush=True,
+    )
+    return log.val
+
+
+def recipe_race(
+    rows: int,
+    names: list[str],
+    out: Path | None,
+    *,
+    epochs: int | None = None,
+    seed_curve: list[tuple[float, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Seed recipe vs large-batch candidates: time to the seed's best val loss (+2 %).
+
+    One run each, in this order, in one process on the same prepared file; the ratio is
+    the seed recipe's whole wall time over the candidate's time to the target (target
+    ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve. The
+    records so far are written to ``out`` after every run (long runs on a shared machine).
+    ``epochs`` overrides the candidates' epoch cap; ``seed_curve`` reuses the seed run of
+    an earlier race on the same rows instead of training it again.
+    """
+    data = vitals2024_data(rows)
+    accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    seed_train = TrainConfig(cuda_graph=accelerator == "cuda")
+    seed = seed_curve or _curve(data, seed_train)
+    seed_wall = seed[-1][0]
+    best_t, best = min(seed, key=lambda tv: tv[1])
+    target = best * TARGET_MARGIN
+    common = {"rows": rows, "windows": len(data), "target_val_loss": target}
+    records = [
+        record(
+            "recipe_seed_wall",
+            seed_wall,
+            "s",
+            higher_is_better=False,
+            settings={
+                **common,
+                "best_val_loss": best,
+                "time_to_best_s": best_t,
+                "epochs": len(seed),
+                "curve": seed,
+            },
+        )
+    ]
+    for name in names:
+        recipe = CANDIDATES[name]
+        recipe = recipe if epochs is None else dataclasses.replace(recipe, max_epochs=epochs)
+        name = name if epochs is None else f"{name}_{epochs}ep"
+        train, note = fast_recipe(TrainConfig(), accelerator, 1, recipe)
+        curve = _curve(data, train)
+        reached = [t for t, v in curve if v <= target]
+        rec = record(
+            f"recipe_{name}_time_to_seed_best",
+            reached[0] if reached else curve[-1][0],
+            "s",
+            baseline="seed recipe (batch 32, lr 1e-3, early stopping): whole wall time",
+            baseline_value=seed_wall,
+            higher_is_better=False,
+            settings={
+                **common,
+                "recipe": note,
+                "reached_target": bool(reached),
+                "best_val_loss": min(v for _, v in curve),
+                "epochs": len(curve),
+                "curve": curve,
+            },
+        )
+        records.append(rec if reached else {**rec, "ratio": None})
+        if out is not None:
+            out.write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
@@ -493,7 +623,31 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=None, help="interleaved rounds (default 3, quick 2)"
     )
+    parser.add_argument(
+        "--race",
+        nargs="*",
+        choices=sorted(CANDIDATES),
+        default=None,
+        help="only race the seed recipe against these large-batch recipes (all if none "
+        "named) at --rows, reporting each validation curve",
+    )
+    parser.add_argument(
+        "--race-epochs", type=int, default=None, help="epoch cap of the raced recipes"
+    )
+    parser.add_argument(
+        "--seed-from", type=Path, default=None, help="reuse the seed run of this race JSON"
+    )
     args = parser.parse_args()
+    if args.race is not None:
+        seed_curve = None
+        if args.seed_from is not None:
+            seed_curve = json.loads(args.seed_from.read_text())[0]["settings"]["curve"]
+        names = args.race or list(CANDIDATES)
+        race = recipe_race(
+            args.rows, names, args.out, epochs=args.race_epochs, seed_curve=seed_curve
+        )
+        emit(race, args.out)
+        return
     repeats = args.repeats or (2 if args.quick else 3)
     records = train_throughput(args.quick, repeats) + encode_throughput(args.quick, repeats)
     if not (args.quick or args.no_target):

@@ -28,6 +28,7 @@ from vitalsentry.config import (
 from vitalsentry.errors import VitalSentryError
 
 if TYPE_CHECKING:
+    from vitalsentry.archive import ArchiveJob
     from vitalsentry.data.readings import Readings
     from vitalsentry.training.loop import TrainResult
 
@@ -68,6 +69,14 @@ TrustedKeyOpt = Annotated[
         help="Trusted Ed25519 public key, PEM (repeatable; default VITALSENTRY_SIGNING_PUBLIC_KEYS)",
     ),
 ]
+
+
+def _check_signed(bundle: Path, trusted: list[Path], manifest_sha256: str) -> None:
+    """Verify ``bundle``'s signature once, for the manifest whose hash the workers will check."""
+    from vitalsentry.bundle import load_bundle
+
+    if load_bundle(bundle, trusted_keys=trusted).manifest_sha256 != manifest_sha256:
+        raise VitalSentryError(f"bundle {bundle}: its manifest changed while it was checked")
 
 
 def _trusted_keys(require: bool, keys: list[Path] | None) -> list[Path] | None:
@@ -379,6 +388,14 @@ CudaGraph = Annotated[
         "(same results, far fewer launches); --fast turns it on there",
     ),
 ]
+LstmPathOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lstm-path",
+        help="auto | fused | layers: the stacked LSTM layers as one multi-layer call (cuDNN-"
+        "fused) or one call per layer; auto: fused on CUDA (same parameters either way)",
+    ),
+]
 Accelerator = Annotated[str, typer.Option("--accelerator", help="auto | cpu | cuda | mps")]
 Devices = Annotated[
     int, typer.Option("--devices", min=1, help="Devices (processes) per node; >1 uses DDP")
@@ -424,6 +441,7 @@ def pretrain(
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
     cuda_graph: CudaGraph = False,
+    lstm_path: LstmPathOpt = None,
     latent_dim: Annotated[int, typer.Option("--latent-dim")] = 32,
     lstm_hidden: Annotated[int, typer.Option("--lstm-hidden")] = 64,
     lstm_layers: Annotated[int, typer.Option("--lstm-layers")] = 2,
@@ -468,6 +486,7 @@ def pretrain(
         jitter=jitter,
         batch_splits=batch_splits,
         cuda_graph=cuda_graph,
+        lstm_path=lstm_path,
     )
     result = run(
         prepared,
@@ -500,6 +519,7 @@ def finetune(
     jitter: Jitter = False,
     batch_splits: BatchSplits = None,
     cuda_graph: CudaGraph = False,
+    lstm_path: LstmPathOpt = None,
     class_weights: Annotated[
         str | None, typer.Option("--class-weights", help="NORMAL,ABNORMAL (default 0.6,1.4)")
     ] = None,
@@ -529,6 +549,7 @@ def finetune(
         jitter=jitter,
         batch_splits=batch_splits,
         cuda_graph=cuda_graph,
+        lstm_path=lstm_path,
         class_weights=weights,
     )
     result = run(
@@ -686,12 +707,43 @@ def score(
     ] = 0,
     require_signature: RequireSignatureOpt = False,
     trusted_key: TrustedKeyOpt = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Archive (a directory): local | dask")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Dask scheduler to join (default: local)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local Dask workers (default: CPUs)")
+    ] = None,
 ) -> None:
-    """Write per-window risk for any readable input, with the bundle's channels and window."""
+    """Write per-window risk for any readable input, with the bundle's channels and window.
+
+    DATA may be a directory of per-patient CSV/Parquet partitions: each is scored into the
+    same name under --out (a folder), on one process or a Dask cluster; reruns resume.
+    """
+    trusted = _trusted_keys(require_signature, trusted_key)
+    if data.is_dir():
+        from vitalsentry.archive import ArchiveJob
+
+        job = ArchiveJob.create(
+            bundle,
+            source=source,
+            step_s=step,
+            column_map=_parse_map(column_map),
+            mc_passes=mc_passes,
+        )
+        if trusted is not None:
+            _check_signed(bundle, trusted, job.bundle_sha256)
+        _score_archive(job, data, out, engine, address, workers)
+        return
+    if engine != "local" or address is not None or workers is not None:
+        raise VitalSentryError(
+            "--engine, --address and --workers apply to a directory of partitions"
+        )
     from vitalsentry.data.simulate import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
 
-    trusted = _trusted_keys(require_signature, trusted_key)
     pipe = VitalRiskPipeline.from_bundle(bundle, trusted_keys=trusted)
     readings = _read(data, source, step, column_map)
     table = pipe.score_frame(readings.frame, stream=readings.stream, mc_passes=mc_passes)
@@ -700,6 +752,37 @@ def score(
     console.print(
         f"wrote {len(table):,} windows to {out}: "
         + ", ".join(f"{levels.get(k, 0):,} {k}" for k in ("low", "medium", "high"))
+    )
+
+
+def _score_archive(
+    job: ArchiveJob, data: Path, out: Path, engine: str, address: str | None, workers: int | None
+) -> None:
+    """Score an archive directory with a progress bar and print a one-line summary."""
+    from rich.progress import Progress
+
+    from vitalsentry.archive import list_partitions, score_archive
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("scoring partitions", total=len(list_partitions(data)))
+        results = score_archive(
+            job,
+            data,
+            out,
+            engine=engine,  # type: ignore[arg-type]
+            address=address,
+            workers=workers,
+            on_result=lambda _: bar.advance(task),
+        )
+    for note in sorted({n for r in results for n in r.notes}):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    skipped = sum(r.skipped for r in results)
+    windows = sum(r.windows for r in results)
+    levels = {k: sum(r.levels.get(k, 0) for r in results) for k in ("low", "medium", "high")}
+    console.print(
+        f"scored {len(results) - skipped} of {len(results)} partitions into {out} "
+        f"({skipped} already done): {windows:,} windows, "
+        + ", ".join(f"{v:,} {k}" for k, v in levels.items())
     )
 
 

@@ -20,6 +20,10 @@ Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
 SplitBy = Literal["patient", "time"]
 TimeFeatures = Literal["clock", "stay", "none", "auto"]
+LrSchedule = Literal["constant", "onecycle"]
+LstmPath = Literal["auto", "fused", "layers"]
+"""How stacked LSTM layers run: ``fused`` (one multi-layer call, cuDNN-fused on CUDA),
+``layers`` (one call per layer), ``auto`` (fused on CUDA, per layer elsewhere)."""
 
 
 class ConfigMixin:
@@ -256,6 +260,10 @@ class TrainConfig(ConfigMixin):
     the same gradient up to float rounding, with dropout masks from per-part generators.
     ``cuda_graph`` (CUDA, one process) replays forward, loss and backward of each batch as
     one captured CUDA graph: the same results up to float rounding, far fewer launches.
+    ``lstm_path`` picks how the stacked LSTM layers run (same parameters either way).
+    ``lr_schedule="onecycle"`` warms the learning rate up from ``lr / 25`` to ``lr`` over
+    the first ``warmup_fraction`` of the run's steps (``max_epochs``), then anneals it by
+    a cosine; ``grad_clip`` > 0 clips the gradient norm (0: off).
     """
 
     lr: float = 1e-3
@@ -274,9 +282,23 @@ class TrainConfig(ConfigMixin):
     jitter_sigma: float = 0.03
     batch_splits: int = 1
     cuda_graph: bool = False
+    lstm_path: LstmPath = "auto"
+    lr_schedule: LrSchedule = "constant"
+    warmup_fraction: float = 0.3
+    grad_clip: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        _check(
+            self.lr_schedule in ("constant", "onecycle"),
+            f"lr_schedule: constant or onecycle, got {self.lr_schedule!r}",
+        )
+        _check(0 < self.warmup_fraction < 1, "warmup_fraction: must be in (0, 1)")
+        _check(self.grad_clip >= 0, "grad_clip: must be ≥ 0 (0 = off)")
+        _check(
+            self.lstm_path in ("auto", "fused", "layers"),
+            f"lstm_path: auto, fused or layers, got {self.lstm_path!r}",
+        )
         _check(self.batch_splits >= 1, f"batch_splits: must be ≥ 1, got {self.batch_splits}")
         _check(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         _check(self.max_epochs >= 1, f"max_epochs: must be ≥ 1, got {self.max_epochs}")

@@ -17,6 +17,8 @@ from vitalsentry.models.autoencoder import (
     StackedLSTM,
     count_parameters,
     dropout_generator,
+    fused_dropout_on,
+    set_lstm_path,
 )
 
 SEED_PARAMETERS = 89_380
@@ -146,3 +148,66 @@ def test_dropout_gradient_flows_through_kept_elements() -> None:
     out.sum().backward()
     assert x.grad is not None
     torch.testing.assert_close(x.grad, out.detach())
+
+
+def _both_paths(config: ModelConfig) -> tuple[Autoencoder, Autoencoder]:
+    torch.manual_seed(0)
+    layers = Autoencoder(config)
+    fused = Autoencoder(config)
+    fused.load_state_dict(layers.state_dict())
+    set_lstm_path(layers, "layers")
+    set_lstm_path(fused, "fused")
+    return layers, fused
+
+
+@pytest.mark.parametrize("pooling", ["last", "attention"])
+def test_fused_path_gives_the_layer_paths_outputs_in_eval(pooling: str) -> None:
+    layers, fused = _both_paths(ModelConfig(seq_len=64, pooling=pooling))  # type: ignore[arg-type]
+    x = torch.randn(8, 4, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.eval()(x), layers.eval()(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_path_gives_the_same_gradients_without_dropout() -> None:
+    layers, fused = _both_paths(ModelConfig(seq_len=64, lstm_layers=3, dropout=0.0))
+    x = torch.randn(8, 4, 64)
+    for model in (layers, fused):
+        (model.train()(x) - x).square().mean().backward()  # type: ignore[no-untyped-call]
+    for (name, a), b in zip(layers.named_parameters(), fused.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_both_paths_share_one_state_dict() -> None:
+    layers, fused = _both_paths(ModelConfig(seq_len=64))
+    assert list(fused.state_dict()) == list(layers.state_dict())
+    assert "encoder.lstm.layers.1.weight_hh_l0" in fused.state_dict()
+    back = Autoencoder(ModelConfig(seq_len=64))
+    back.load_state_dict(fused.state_dict())  # a bundle of one path loads into the other
+    x = torch.randn(4, 4, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x), fused.eval()(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_path_trains_with_dropout_between_layers() -> None:
+    _, fused = _both_paths(ModelConfig(seq_len=64, dropout=0.5))
+    x = torch.randn(4, 4, 64)
+    fused.train()
+    torch.manual_seed(3)
+    first = fused(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(fused(x), first)  # masks follow torch's seed
+    assert not torch.allclose(fused(x), first)  # and change between calls
+    with torch.no_grad():
+        assert not torch.allclose(fused.eval()(x), first)
+
+
+def test_auto_path_is_fused_on_cuda_only() -> None:
+    lstm = StackedLSTM(4, 8, ModelConfig())
+    assert lstm.path == "auto"
+    assert lstm.fused_on(torch.device("cuda")) and not lstm.fused_on(torch.device("cpu"))
+    assert not fused_dropout_on(Autoencoder(ModelConfig()), torch.device("cpu"))
+    assert fused_dropout_on(Autoencoder(ModelConfig()), torch.device("cuda"))
+    assert not fused_dropout_on(Autoencoder(ModelConfig(dropout=0.0)), torch.device("cuda"))
+    with pytest.raises(VitalSentryError, match="auto, fused or layers"):
+        set_lstm_path(lstm, "cudnn")  # type: ignore[arg-type]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from vitalsentry.config import ModelConfig
+from vitalsentry.config import LstmPath, ModelConfig
 from vitalsentry.errors import DataError, VitalSentryError
-from vitalsentry.models.autoencoder import Autoencoder
+from vitalsentry.models.autoencoder import Autoencoder, set_lstm_path
 from vitalsentry.models.inference import (
     attention_weights,
     encode,
@@ -63,8 +63,10 @@ def test_reconstruction_error_per_channel(windows: np.ndarray) -> None:
     np.testing.assert_allclose(err, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_mc_dropout_samples_only_dropout_and_is_seeded(windows: np.ndarray) -> None:
+@pytest.mark.parametrize("path", ["layers", "fused"])
+def test_mc_dropout_samples_only_dropout_and_is_seeded(windows: np.ndarray, path: LstmPath) -> None:
     model = _model()
+    set_lstm_path(model, path)  # the fused LSTM call must sample its inter-layer dropout too
     state = torch.get_rng_state()
     draws = mc_dropout_encode(model, windows, passes=5, seed=3)
     assert torch.equal(state, torch.get_rng_state())

@@ -293,3 +293,23 @@ def test_signing_keys_are_never_overwritten(
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     status, err = run_cli(["sign-keygen", "--out", str(key)], capsys)
     assert status == 2 and "exists already" in err
+
+
+def test_archive_scoring_checks_the_signature_once_before_any_partition(
+    fresh: Path,
+    readings_csv: Path,
+    tmp_path: Path,
+    signer: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    private, public = signer
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "part-0.csv").write_bytes(readings_csv.read_bytes())
+    argv = ["score", str(fresh), str(archive), "--out", str(tmp_path / "scored")]
+    trust = ["--require-signature", "--trusted-key", str(public)]
+    status, err = run_cli([*argv, *trust], capsys)
+    assert status == 2 and "not signed" in err and not (tmp_path / "scored").exists()
+    assert run_cli(["sign", str(fresh), "--key", str(private)], capsys)[0] == 0
+    assert run_cli([*argv, *trust], capsys)[0] == 0
+    assert (tmp_path / "scored" / "part-0.csv").exists()

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from vitalsentry.bundle import ENCODER, load_bundle
-from vitalsentry.config import ModelConfig, TrainConfig
+from vitalsentry.config import LstmPath, ModelConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import TrainingError
 from vitalsentry.models.autoencoder import Autoencoder
@@ -70,17 +70,19 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_bundle(path).read_tensors(ENCODER)
 
 
+@pytest.mark.parametrize("lstm_path", ["layers", "fused"])
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_graph_training_matches_eager_training(
     prepared: PreparedData,
     tiny_model: ModelConfig,
     tmp_path: Path,
     dropout: float,
+    lstm_path: LstmPath,
     assert_same_training: Callable[..., None],
 ) -> None:
     """48 training windows in batches of 16: 3 eager warm-up steps, then 9 replays."""
     model = tiny_model.replace(dropout=dropout)
-    train = TrainConfig(batch_size=16, max_epochs=4, patience=10)
+    train = TrainConfig(batch_size=16, max_epochs=4, patience=10, lstm_path=lstm_path)
     eager = pretrain(prepared, model, train, tmp_path / "a", accelerator="cuda", progress=False)
     graph = pretrain(
         prepared,
@@ -120,10 +122,19 @@ class CrashAt(Callback):
             raise CrashError
 
 
-def test_graph_resume_after_a_crash_gives_identical_weights(
-    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+@pytest.mark.parametrize("graph", [True, False])
+@pytest.mark.parametrize("lstm_path", ["layers", "fused"])
+def test_resume_after_a_crash_gives_identical_weights(
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    tmp_path: Path,
+    lstm_path: LstmPath,
+    graph: bool,
 ) -> None:
-    train = TrainConfig(batch_size=16, max_epochs=4, patience=10, cuda_graph=True)
+    """Dropout 0.5: the fused path's cuDNN masks must be re-seeded each epoch too."""
+    train = TrainConfig(
+        batch_size=16, max_epochs=4, patience=10, cuda_graph=graph, lstm_path=lstm_path
+    )
     pretrain(prepared, tiny_model, train, tmp_path / "straight", accelerator="cuda", progress=False)
     out = tmp_path / "resumed"
     with pytest.raises(CrashError):

@@ -458,3 +458,28 @@ def test_accelerator_resolution() -> None:
     assert resolve_accelerator("auto") in ("cpu", "cuda", "mps")
     with pytest.raises(TrainingError, match="accelerator"):
         resolve_accelerator("tpu")
+
+
+def test_fused_lstm_path_trains_as_the_layer_path(
+    prepared: PreparedData,
+    tiny_model: ModelConfig,
+    tmp_path: Path,
+    assert_same_training: Callable[..., None],
+) -> None:
+    """Without dropout the fused multi-layer call and the per-layer calls train alike."""
+    model = tiny_model.replace(dropout=0.0)
+    train = TrainConfig(batch_size=16, max_epochs=2, patience=10)
+    layers = pretrain(prepared, model, train, tmp_path / "a", progress=False)
+    fused = pretrain(
+        prepared, model, train.replace(lstm_path="fused"), tmp_path / "b", progress=False
+    )
+    assert_same_training(layers, fused, rel=1e-5, rtol=1e-4, atol=1e-6)
+    assert load_bundle(tmp_path / "b").config.train.lstm_path == "fused"
+
+
+def test_fused_lstm_path_with_batch_splits_is_refused(
+    prepared: PreparedData, tiny_model: ModelConfig, tmp_path: Path
+) -> None:
+    train = TrainConfig(max_epochs=1, batch_splits=2, lstm_path="fused")
+    with pytest.raises(TrainingError, match="per-part dropout masks"):
+        pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Literal, overload
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
-from vitalsentry.config import ModelConfig
+from vitalsentry.config import LstmPath, ModelConfig
 from vitalsentry.errors import VitalSentryError
 
 CONV_CHANNELS = (16, 32)
@@ -91,6 +92,21 @@ class Dropout(nn.Module):
 class StackedLSTM(nn.Module):
     """Batch-first multi-layer LSTM with dropout between layers (as ``nn.LSTM(dropout=p)``).
 
+    The parameters live in one single-layer ``nn.LSTM`` per layer (``layers.{i}.weight_ih_l0``
+    …), whatever the path, so state dicts and bundles are the same for both paths:
+
+    - ``layers``: one call per layer with :class:`Dropout` between them, whose CPU masks
+      come from this thread's :func:`dropout_generator` (per-part masks of ``batch_splits``).
+    - ``fused``: one multi-layer ``torch.lstm`` call over the same parameters, so that on CUDA
+      cuDNN runs the stacked layers as one fused kernel sequence (dropout between layers is
+      then cuDNN's own, re-seeded by ``torch.manual_seed``). Under bf16 autocast cuDNN packs
+      the cast weights into one buffer per call anyway; in float32 it packs the separate
+      parameters per call (a copy of a few tens of thousands of values).
+
+    In eval mode, and in training with dropout 0, both paths compute the same function.
+    Dropout between layers is on when ``self.dropout`` is in training mode (Monte Carlo
+    dropout switches on only the dropout modules), in both paths.
+
     Parameters
     ----------
     input_size, hidden_size : int
@@ -98,6 +114,10 @@ class StackedLSTM(nn.Module):
     config : ModelConfig
         ``lstm_layers`` and ``dropout``.
 
+    Attributes
+    ----------
+    path : {"auto", "fused", "layers"}
+        Which path ``forward`` takes (see :func:`set_lstm_path`).
     """
 
     def __init__(self, input_size: int, hidden_size: int, config: ModelConfig) -> None:
@@ -107,14 +127,67 @@ class StackedLSTM(nn.Module):
             for i in range(config.lstm_layers)
         )
         self.dropout = Dropout(config.dropout)
+        self.hidden_size = hidden_size
+        self.path: LstmPath = "auto"
 
     def forward(self, x: Tensor) -> Tensor:
         """Run (B, T, input_size) through the layers; return the last layer's (B, T, hidden)."""
+        if self.fused_on(x.device):
+            return self._fused(x)
         for i, layer in enumerate(self.layers):
             if i:
                 x = self.dropout(x)
             x, _ = layer(x)
         return x
+
+    def fused_on(self, device: torch.device) -> bool:
+        """Whether ``forward`` takes the fused path for inputs on ``device``."""
+        return self.path == "fused" or (self.path == "auto" and device.type == "cuda")
+
+    def _fused(self, x: Tensor) -> Tensor:
+        """One multi-layer LSTM call over the per-layer parameters (cuDNN fuses it on CUDA)."""
+        # each layer's weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, in order
+        weights: list[Tensor] = [w for layer in self.layers for w in layer.parameters()]
+        zeros = x.new_zeros(len(self.layers), x.shape[0], self.hidden_size)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NOT_CONTIGUOUS)
+            out, _, _ = torch.lstm(
+                x,
+                (zeros, zeros),
+                weights,
+                True,  # has_biases
+                len(self.layers),
+                self.dropout.p,
+                self.dropout.training,  # MC dropout turns on only the Dropout modules
+                False,  # bidirectional
+                True,  # batch_first
+            )
+        return out
+
+
+_NOT_CONTIGUOUS = "RNN module weights are not part of single contiguous chunk"
+"""cuDNN's warning for separate parameters: expected here, the packing is per call by design."""
+
+
+def set_lstm_path(model: nn.Module, path: LstmPath) -> None:
+    """Choose the path of every :class:`StackedLSTM` in ``model`` (parameters unchanged)."""
+    if path not in ("auto", "fused", "layers"):
+        raise VitalSentryError(f"lstm path: auto, fused or layers, not {path!r}")
+    for module in model.modules():
+        if isinstance(module, StackedLSTM):
+            module.path = path
+
+
+def fused_dropout_on(model: nn.Module, device: torch.device) -> bool:
+    """Whether training ``model`` on ``device`` draws dropout masks inside a fused LSTM call.
+
+    On CUDA those masks come from cuDNN's dropout state, which ``torch.manual_seed``
+    re-seeds at its next eager use, not inside a replayed CUDA graph.
+    """
+    return any(
+        isinstance(m, StackedLSTM) and m.fused_on(device) and m.dropout.p > 0
+        for m in model.modules()
+    )
 
 
 class AttentionPooling(nn.Module):

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -27,7 +27,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 
 from vitalsentry.bundle import CURVE, DECODER, ENCODER, SCALER, BundleWriter
-from vitalsentry.config import PipelineConfig, TrainConfig
+from vitalsentry.config import LrSchedule, PipelineConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import DataError, TrainingError
 from vitalsentry.models.autoencoder import Autoencoder, count_parameters
@@ -150,18 +150,78 @@ def bf16_is_fast(accelerator: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class LargeBatchRecipe:
+    """A large-batch training recipe: what ``fast`` changes in the seed's.
+
+    Attributes
+    ----------
+    batch_size : int
+        Training batch.
+    lr_scaling : {"linear", "sqrt"}
+        Peak learning rate = base lr × (batch_size / base batch) or its square root.
+    lr_schedule : {"constant", "onecycle"}
+        Warm-up then cosine decay (``onecycle``) or a constant learning rate.
+    warmup_fraction : float
+        Share of the run's steps spent warming up (``onecycle``).
+    grad_clip : float
+        Gradient-norm clipping (0: off).
+    max_epochs : int
+        Cap on the epochs (the one-cycle schedule spans the run).
+    """
+
+    batch_size: int = FAST_BATCH
+    lr_scaling: Literal["linear", "sqrt"] = "linear"
+    lr_schedule: LrSchedule = "constant"
+    warmup_fraction: float = 0.3
+    grad_clip: float = 0.0
+    max_epochs: int = 100
+
+    def apply(self, train: TrainConfig) -> TrainConfig:
+        """Return ``train`` with this recipe's batch, learning rate, schedule and clipping."""
+        factor = self.batch_size / train.batch_size
+        return train.replace(
+            batch_size=self.batch_size,
+            lr=train.lr * (factor if self.lr_scaling == "linear" else factor**0.5),
+            lr_schedule=self.lr_schedule,
+            warmup_fraction=self.warmup_fraction,
+            grad_clip=self.grad_clip,
+            max_epochs=min(train.max_epochs, self.max_epochs),
+        )
+
+    def describe(self, base: TrainConfig) -> str:
+        """One line: batch, learning rate and how it was scaled, schedule, clipping, epochs."""
+        lr = self.apply(base).lr
+        schedule = (
+            f"one-cycle (warm-up over {self.warmup_fraction:.0%} of the steps, cosine decay)"
+            if self.lr_schedule == "onecycle"
+            else "constant"
+        )
+        clip = f", gradient norm clipped at {self.grad_clip:g}" if self.grad_clip else ""
+        return (
+            f"batch {self.batch_size} with peak lr {lr:g} ({self.lr_scaling} scaling of "
+            f"{base.lr:g}), {schedule} learning rate{clip}, at most {self.max_epochs} epochs"
+        )
+
+
+FAST_RECIPE = LargeBatchRecipe()
+"""The recipe ``fast`` applies (chosen by measurement: README, "Training recipes")."""
+
+
 def fast_recipe(
-    train: TrainConfig, accelerator: str, processes: int = 1
+    train: TrainConfig,
+    accelerator: str,
+    processes: int = 1,
+    recipe: LargeBatchRecipe = FAST_RECIPE,
 ) -> tuple[TrainConfig, str]:
     """Return the ``fast`` variant and a note saying what it changed.
 
-    Batch 256 with the learning rate scaled linearly, plus bf16 autocast where
+    ``recipe`` (batch, learning rate and its schedule, clipping), plus bf16 autocast where
     :func:`bf16_is_fast`. This is a different recipe from the seed's. On a CPU run by one
     process with 2–4 intra-op threads, each batch is also split into one part per thread
     (``batch_splits``; measured on 2 cores: 1.4× the windows/s of one two-threaded batch);
     on one CUDA device each step is replayed as a CUDA graph (``cuda_graph``).
     """
-    factor = FAST_BATCH / train.batch_size
     bf16 = train.precision == "bf16" or bf16_is_fast(accelerator)
     threads = torch.get_num_threads()
     splits = (
@@ -170,15 +230,11 @@ def fast_recipe(
         else train.batch_splits
     )
     graph = train.cuda_graph or (accelerator == "cuda" and processes == 1)
-    fast = train.replace(
-        batch_size=FAST_BATCH,
-        lr=train.lr * factor,
-        precision="bf16" if bf16 else "32",
-        batch_splits=splits,
-        cuda_graph=graph,
+    fast = recipe.apply(train).replace(
+        precision="bf16" if bf16 else "32", batch_splits=splits, cuda_graph=graph
     )
     note = (
-        f"fast: batch {FAST_BATCH} with lr {fast.lr:g} (= {train.lr:g} × {factor:g})"
+        f"fast: {recipe.describe(train)}"
         f"{' and bf16 autocast' if bf16 else ''}"
         f"{f', split over {splits} CPU threads' if splits > 1 else ''}"
         f"{', steps replayed as a CUDA graph' if graph else ''} "
@@ -189,11 +245,16 @@ def fast_recipe(
 
 
 def check_step_options(train: TrainConfig, accelerator: str, processes: int) -> None:
-    """Refuse ``batch_splits`` off a single CPU process and ``cuda_graph`` off a single GPU."""
+    """Refuse ``batch_splits`` off one CPU process or with the fused LSTM, ``cuda_graph`` off one GPU."""
     if train.batch_splits > 1 and (accelerator != "cpu" or processes > 1):
         raise TrainingError(
             f"batch_splits {train.batch_splits} needs accelerator cpu and one process "
             f"(got {accelerator}, {processes} process(es)); DDP splits batches itself"
+        )
+    if train.batch_splits > 1 and train.lstm_path == "fused":
+        raise TrainingError(
+            "batch_splits draws per-part dropout masks between LSTM layers: use lstm_path "
+            "auto or layers with it"
         )
     if train.cuda_graph and (accelerator != "cuda" or processes > 1):
         raise TrainingError(
@@ -234,7 +295,12 @@ def _identity(spec: RunSpec, train: TrainConfig, data: PreparedData) -> dict[str
     return {
         "phase": spec.phase,
         "model": spec.config.model.to_dict(),
-        "train": {k: v for k, v in train.to_dict().items() if k != "max_epochs"},
+        # max_epochs may grow on resume, except where it sets the one-cycle schedule's length
+        "train": {
+            k: v
+            for k, v in train.to_dict().items()
+            if k != "max_epochs" or train.lr_schedule != "constant"
+        },
         "data": data.fingerprint,
         "parent": None if spec.parent is None else spec.parent["manifest_sha256"],
     }

@@ -30,7 +30,12 @@ from torch import Tensor
 from vitalsentry.config import TrainConfig
 from vitalsentry.data.schema import is_input_only
 from vitalsentry.errors import TrainingError
-from vitalsentry.models.autoencoder import Autoencoder, dropout_generator
+from vitalsentry.models.autoencoder import (
+    Autoencoder,
+    dropout_generator,
+    fused_dropout_on,
+    set_lstm_path,
+)
 from vitalsentry.training.augment import amplitude_jitter, time_warp
 from vitalsentry.training.data import stream_seed
 from vitalsentry.training.graphstep import StaticStep
@@ -115,16 +120,53 @@ class AutoencoderModule(pl.LightningModule):
         self._threads = 1
         self._static: StaticStep | None = None
         self.automatic_optimization = train.batch_splits == 1 and not train.cuda_graph
+        set_lstm_path(model, train.lstm_path)
+        self._recapture = False
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters at the configured learning rate.
+    def configure_optimizers(self) -> Any:
+        """Adam over the trainable parameters, with the one-cycle schedule when configured.
 
         The fused kernel (CPU and CUDA) does the same update in one pass over all
-        parameters; it agrees with the per-tensor loop to float rounding.
+        parameters; it agrees with the per-tensor loop to float rounding. The schedule
+        steps once per optimizer step; its state is saved in every checkpoint.
         """
+        cfg = self.train_config
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = self.device.type in ("cpu", "cuda") or None
-        return torch.optim.Adam(params, lr=self.train_config.lr, fused=fused)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, fused=fused)
+        if cfg.lr_schedule == "constant":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            pct_start=cfg.warmup_fraction,
+            anneal_strategy="cos",
+            cycle_momentum=False,  # Adam's betas stay fixed
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip the gradient norm to ``grad_clip`` (Lightning's hook; automatic optimization)."""
+        if self.train_config.grad_clip > 0:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.train_config.grad_clip,
+                gradient_clip_algorithm="norm",
+            )
+
+    def _update(self, optimizer: pl.core.optimizer.LightningOptimizer) -> None:
+        """Clip, step the optimizer and the schedule (manual optimization)."""
+        self.configure_gradient_clipping(optimizer.optimizer)
+        optimizer.step()
+        schedule = self.lr_schedulers()
+        if schedule is not None:
+            schedule.step()  # type: ignore[union-attr]
 
     def on_train_epoch_start(self) -> None:
         """Re-seed dropout and augmentation from (seed, epoch, rank); keep frozen layers in eval."""
@@ -136,6 +178,11 @@ class AutoencoderModule(pl.LightningModule):
         for module in self.frozen:
             module.eval()
         self._sums = torch.zeros(4, device=self.device)
+        if self._static is not None and self._static.graph is not None and self._recapture:
+            # cuDNN's dropout state is re-seeded (above) at its next eager use only: drop the
+            # graph so that this epoch's warm-up steps re-seed it and a new capture uses it.
+            self.model.zero_grad(set_to_none=True)  # the eager steps need no gradients yet
+            self._static = self._new_static_step()
         if self._static is not None:
             self._static.reset()
 
@@ -155,17 +202,15 @@ class AutoencoderModule(pl.LightningModule):
         return (per_window_mse(self.model(x), x) * weights).sum() / weights.sum()
 
     def on_fit_start(self) -> None:
-        """Build the static step (``cuda_graph``) or start the part threads (``batch_splits``)."""
+        """Build the static step (``cuda_graph``) or start the part threads (``batch_splits``).
+
+        A captured step whose fused LSTM draws cuDNN dropout masks is captured again each
+        epoch, so that every epoch's masks follow from its seed (deterministic resume).
+        """
         cfg = self.train_config
+        self._recapture = cfg.cuda_graph and fused_dropout_on(self.model, self.device)
         if cfg.cuda_graph:
-            model = self.model.config
-            self._static = StaticStep(
-                self._loss,
-                [p for p in self.model.parameters() if p.requires_grad],
-                (cfg.batch_size, model.input_channels, model.seq_len),
-                self.device,
-                capture=self.device.type == "cuda",
-            )
+            self._static = self._new_static_step()
         if cfg.batch_splits == 1:
             return
         self._threads = torch.get_num_threads()
@@ -174,6 +219,16 @@ class AutoencoderModule(pl.LightningModule):
             thread_name_prefix="vitalsentry-part",
             initializer=torch.set_num_threads,  # in each part thread as it starts
             initargs=(1,),
+        )
+
+    def _new_static_step(self) -> StaticStep:
+        model = self.model.config
+        return StaticStep(
+            self._loss,
+            [p for p in self.model.parameters() if p.requires_grad],
+            (self.train_config.batch_size, model.input_channels, model.seq_len),
+            self.device,
+            capture=self.device.type == "cuda",
         )
 
     def teardown(self, stage: str) -> None:
@@ -213,7 +268,7 @@ class AutoencoderModule(pl.LightningModule):
                 )
             if not self.automatic_optimization:
                 optimizer = self._optimizer()
-                optimizer.step()
+                self._update(optimizer)
                 optimizer.zero_grad(set_to_none=True)
         self._sums[2] += loss.detach()
         self._sums[3] += 1
@@ -232,7 +287,7 @@ class AutoencoderModule(pl.LightningModule):
         optimizer = self._optimizer()
         # Fused Adam skips the whole update where found_inf is 1 (GradScaler's protocol).
         optimizer.optimizer.found_inf = found_inf  # type: ignore[attr-defined]
-        optimizer.step()
+        self._update(optimizer)
         if self._static.graph is None:
             optimizer.zero_grad(set_to_none=True)
         step = batch_idx + 1
