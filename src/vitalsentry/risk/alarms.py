@@ -20,7 +20,6 @@ counted apart (``events_skipped``).
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +69,33 @@ def _flags(name: str, values: ArrayLike) -> BoolArray:
     return arr.astype(np.bool_)
 
 
+@dataclass(frozen=True)
+class AlarmState:
+    """Where one patient's alarm stands after some windows (the policy's whole memory).
+
+    Attributes
+    ----------
+    on : bool
+        Whether the alarm is raised.
+    quiet : int
+        Consecutive non-high windows since the alarm was raised (0 while off).
+    recent : tuple of bool
+        While off: the last (at most ``n``) windows' "high" flags since the last clear.
+    """
+
+    on: bool = False
+    quiet: int = 0
+    recent: tuple[bool, ...] = ()
+
+    def step(self, is_high: bool, policy: AlarmPolicy) -> AlarmState:
+        """Return the state after one more window (the rule of the module docstring)."""
+        if self.on:
+            quiet = 0 if is_high else self.quiet + 1
+            return AlarmState() if quiet >= policy.clear_after else AlarmState(True, quiet)
+        recent = (*self.recent, is_high)[-policy.n :]
+        return AlarmState(True) if sum(recent) >= policy.k else AlarmState(False, 0, recent)
+
+
 def apply_alarm_policy(high: ArrayLike, policy: AlarmPolicy) -> BoolArray:
     """Alarm state of one patient's windows, in time order.
 
@@ -88,21 +114,10 @@ def apply_alarm_policy(high: ArrayLike, policy: AlarmPolicy) -> BoolArray:
     """
     flags = _flags("high", high)
     state = np.zeros(flags.shape, dtype=np.bool_)
-    recent: deque[bool] = deque(maxlen=policy.n)
-    on = False
-    quiet = 0
+    current = AlarmState()
     for t, is_high in enumerate(flags.tolist()):
-        if on:
-            quiet = 0 if is_high else quiet + 1
-            if quiet >= policy.clear_after:
-                on = False
-                recent.clear()
-        else:
-            recent.append(is_high)
-            if sum(recent) >= policy.k:
-                on = True
-                quiet = 0
-        state[t] = on
+        current = current.step(is_high, policy)
+        state[t] = current.on
     return state
 
 
