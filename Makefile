@@ -8,7 +8,7 @@ SHARED_VITALS := ../shared/datasets/raw/human_vital_signs_dataset_2024__mlh_subs
 DEMO_OUT ?= demo-output
 DEMO_ARGS ?=
 
-.PHONY: install demo test lint bench serve clean
+.PHONY: install demo test lint bench serve clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ serve: install
 	  export VITALSENTRY_API_KEYS="$$2"; \
 	fi; \
 	$(BIN)/vitalsentry serve --bundle $(DEMO_OUT)/bundle
+
+# Chromium + chromedriver from the OS packages for the browser tests (tests/web), when absent.
+browser:
+	.ci/browser.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench-results

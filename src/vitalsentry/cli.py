@@ -646,7 +646,7 @@ def serve(
 @app.command()
 def keygen(
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", help="score | embed | admin (repeatable)")
+        list[str] | None, typer.Option("--scope", help="score | embed | admin | view (repeatable)")
     ] = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="Print 'KEY ENTRY' on one line (for scripts)")

@@ -37,6 +37,7 @@ from vitalsentry.serve.routes import ops, v1
 from vitalsentry.serve.security import BodyLimitMiddleware, RateLimiter
 from vitalsentry.serve.service import ScoringService
 from vitalsentry.serve.settings import ENV_PREFIX, Settings, load_settings
+from vitalsentry.web import mount_web
 
 logger = logging.getLogger("vitalsentry.serve")
 
@@ -188,6 +189,7 @@ def create_app(
     app.state.service = None
     app.include_router(v1)
     app.include_router(ops)
+    mount_web(app, settings)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(RequestError, _on_request_error)
     app.add_exception_handler(VitalSentryError, _on_domain_error)

@@ -15,6 +15,9 @@ variable                                 meaning (default)
 ``VITALSENTRY_TORCH_THREADS``            intra-op threads per server process, 0 = torch's
                                          default (1: a single window gains nothing from
                                          more, and busy cores make extra threads spin)
+``VITALSENTRY_SESSION_SECRET``           signs the web view's session cookies (random per
+                                         process: set it when running several workers)
+``VITALSENTRY_SESSION_MINUTES``          web view session lifetime (720)
 =======================================  =================================================
 """
 
@@ -53,6 +56,8 @@ class Settings(BaseSettings):
     max_mc_passes: int = Field(30, ge=2)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     torch_threads: int = Field(1, ge=0)
+    session_secret: str | None = Field(None, min_length=16)
+    session_minutes: int = Field(720, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,308 @@
+"""What the web view's pages show, built from the monitoring store's reads.
+
+Times on the pages are the stream's: "now" is the newest reading of the ward (a replayed
+cohort from last year shows its alarms as minutes old, not as a year old); in live
+operation it is within a minute of the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vitalsentry.data.schema import CHANNELS
+from vitalsentry.monitor.db import unavailable
+from vitalsentry.monitor.store import (
+    US,
+    AlarmEpisode,
+    ChannelSeries,
+    MonitorStore,
+    PatientSummary,
+    Timeline,
+)
+from vitalsentry.monitor.tables import ReadingRow, WindowScoreRow
+
+SPARK_HOURS: Final = 6
+"""The ward's sparklines show the risk over this many hours before the stream's now."""
+
+SPARK_SIZE: Final = (140.0, 32.0)
+"""Sparkline width and height (SVG user units)."""
+
+SPARSE_INTERVAL_S: Final = 30.0
+"""A channel whose readings are further apart than this on average is drawn as points/steps."""
+
+RANGES: Final = ((1, "1 h"), (6, "6 h"), (24, "24 h"), (72, "3 d"), (168, "7 d"))
+"""Range buttons of the patient page: hours and label."""
+
+
+def iso(epoch_s: float | None) -> str:
+    """ISO 8601 (UTC, seconds) of an epoch time; "" for None."""
+    if epoch_s is None:
+        return ""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
+def clock_text(epoch_s: float | None) -> str:
+    """``2024-05-01 08:00 UTC``; "—" for None."""
+    if epoch_s is None:
+        return "—"
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def age_text(seconds: float | None) -> str:
+    """Write a duration as a clinician reads it: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86_400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86_400} d {s % 86_400 // 3600} h"
+
+
+def vital_label(channel: str | None) -> str | None:
+    """Return the human name of a channel (``heart_rate`` → ``heart rate``); None stays None."""
+    if channel is None:
+        return None
+    spec = CHANNELS.get(channel)
+    return spec.label if spec is not None else channel.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class WardRow:
+    """One row of the ward overview (the template's view of a :class:`PatientSummary`)."""
+
+    patient_id: str
+    risk: float | None
+    level: str | None
+    top_vital: str | None
+    news2: int | None
+    alarm_active: bool
+    alarm_acked: bool
+    alarm_since_iso: str
+    alarm_age: str
+    updated_iso: str
+    updated_age: str
+    spark: str
+    spark_label: str
+
+
+def spark_points(times: Sequence[float], risks: Sequence[float], start_s: float) -> str:
+    """SVG polyline points of risks (0–1) over ``[start_s, start_s + SPARK_HOURS h]``.
+
+    At most one point per SVG unit of width: the highest risk of each column.
+    """
+    width, height = SPARK_SIZE
+    span = SPARK_HOURS * 3600.0
+    columns: dict[int, float] = {}
+    for t, r in zip(times, risks, strict=True):
+        x = min(int(width), max(0, round((t - start_s) / span * width)))
+        columns[x] = max(columns.get(x, 0.0), r)
+    return " ".join(
+        f"{x},{(1.0 - min(1.0, max(0.0, r))) * (height - 2) + 1:.1f}"
+        for x, r in sorted(columns.items())
+    )
+
+
+def recent_risks(store: MonitorStore, since_s: float) -> dict[str, tuple[list[float], list[float]]]:
+    """Return each patient's window end times and risks since ``since_s``, in time order (one query)."""
+    query = (
+        select(WindowScoreRow.patient_id, WindowScoreRow.end_s, WindowScoreRow.risk)
+        .where(WindowScoreRow.end_s >= since_s)
+        .order_by(WindowScoreRow.patient_id, WindowScoreRow.end_s)
+    )
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    with unavailable(), Session(store.engine) as session:
+        for pid, end_s, risk in session.execute(query):
+            times, risks = out.setdefault(pid, ([], []))
+            times.append(end_s)
+            risks.append(risk)
+    return out
+
+
+def stream_now(summaries: Sequence[PatientSummary]) -> float | None:
+    """Return the newest reading time of the ward (None when nothing was received)."""
+    times = [s.last_reading_s for s in summaries if s.last_reading_s is not None]
+    return max(times) if times else None
+
+
+def ward_rows(store: MonitorStore) -> tuple[list[WardRow], float | None]:
+    """Build the ward overview in the store's order (that of ``GET /v1/patients``), and the stream's now."""
+    summaries = store.ward()
+    now = stream_now(summaries)
+    since = (now or 0.0) - SPARK_HOURS * 3600.0
+    recent = recent_risks(store, since) if now is not None else {}
+    return [_ward_row(s, now, since, recent.get(s.patient_id)) for s in summaries], now
+
+
+def _ward_row(
+    summary: PatientSummary,
+    now: float | None,
+    since: float,
+    recent: tuple[list[float], list[float]] | None,
+) -> WardRow:
+    latest, alarm = summary.latest, summary.alarm
+    spark, label = "", ""
+    if recent is not None:
+        times, risks = recent
+        spark = spark_points(times, risks, since)
+        label = (
+            f"risk over the last {SPARK_HOURS} h: {len(risks)} windows, "
+            f"lowest {min(risks):.2f}, highest {max(risks):.2f}, latest {risks[-1]:.2f}"
+        )
+    return WardRow(
+        patient_id=summary.patient_id,
+        risk=None if latest is None else latest.risk,
+        level=None if latest is None else latest.level,
+        top_vital=vital_label(None if latest is None else latest.top_vital),
+        news2=None if latest is None else latest.news2,
+        alarm_active=alarm is not None and alarm.active,
+        alarm_acked=alarm is not None and alarm.acked_at_s is not None,
+        alarm_since_iso=iso(None if alarm is None else alarm.started_s),
+        alarm_age=age_text(None if alarm is None or now is None else now - alarm.started_s),
+        updated_iso=iso(None if latest is None else latest.end_s),
+        updated_age=age_text(None if latest is None or now is None else now - latest.end_s)
+        + (" ago" if latest is not None and now is not None else ""),
+        spark=spark,
+        spark_label=label,
+    )
+
+
+@dataclass(frozen=True)
+class PatientPage:
+    """What the patient page shows before its charts load.
+
+    Attributes
+    ----------
+    state : WardRow
+        The patient's current state, as the ward shows it.
+    alarms : list of AlarmView
+        Every stored alarm episode, newest first.
+    first_s, last_s : float
+        Time of the oldest and newest stored reading (the charts' full range).
+    """
+
+    state: WardRow
+    alarms: list[AlarmView]
+    first_s: float
+    last_s: float
+
+
+def patient_page(store: MonitorStore, patient_id: str) -> PatientPage | None:
+    """Build the patient page's data, or None for an unknown patient or one without readings."""
+    summary = store.patient(patient_id)
+    query = select(func.min(ReadingRow.t_us), func.max(ReadingRow.t_us)).where(
+        ReadingRow.patient_id == patient_id
+    )
+    with unavailable(), Session(store.engine) as session:
+        first_us, last_us = session.execute(query).one()
+    if summary is None or first_us is None:
+        return None
+    first, last = first_us / US, last_us / US + 1.0
+    history = store.timeline(patient_id, first, last, max_points=1)
+    return PatientPage(
+        state=_ward_row(summary, summary.last_reading_s, first, None),
+        alarms=[alarm_view(a) for a in reversed(history.alarms)],
+        first_s=first,
+        last_s=last,
+    )
+
+
+@dataclass(frozen=True)
+class AlarmView:
+    """An alarm episode as the patient page lists it."""
+
+    alarm_id: int
+    started_iso: str
+    started_text: str
+    ended_iso: str
+    ended_text: str
+    acked_by: str | None
+    acked_iso: str
+    acked_text: str
+
+
+def alarm_view(episode: AlarmEpisode) -> AlarmView:
+    """Build the page's view of an episode."""
+    return AlarmView(
+        alarm_id=episode.id,
+        started_iso=iso(episode.started_s),
+        started_text=clock_text(episode.started_s),
+        ended_iso=iso(episode.cleared_s),
+        ended_text=clock_text(episode.cleared_s),
+        acked_by=episode.acked_by,
+        acked_iso=iso(episode.acked_at_s),
+        acked_text=clock_text(episode.acked_at_s),
+    )
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def mean_interval(series: ChannelSeries) -> float:
+    """Return the mean seconds between a channel's readings over the time they cover (inf for one)."""
+    readings = sum(series.count)
+    if readings < 2:
+        return math.inf
+    covered = series.t_s[-1] - series.t_s[0] + (series.bucket_s or 0.0)
+    return covered / (readings - 1)
+
+
+def timeline_json(timeline: Timeline) -> dict[str, Any]:
+    """Build the patient page's chart data (see ``static/patient.js``) from a store timeline."""
+    scores = timeline.scores
+    bands = [_band(s.risk_mean, s.risk_std) for s in scores]
+    return {
+        "from": timeline.start_s,
+        "to": timeline.end_s,
+        "vitals": [
+            {
+                "name": series.channel,
+                "label": vital_label(series.channel),
+                "unit": CHANNELS[series.channel].unit if series.channel in CHANNELS else "",
+                "sparse": mean_interval(series) > SPARSE_INTERVAL_S,
+                "bucket_s": series.bucket_s,
+                "t": series.t_s,
+                "lo": series.low,
+                "hi": series.high,
+            }
+            for series in timeline.readings
+        ],
+        "scores": {
+            "t": [s.end_s for s in scores],
+            "risk": [s.risk for s in scores],
+            "lo": [b[0] for b in bands],
+            "hi": [b[1] for b in bands],
+            "level": [s.level for s in scores],
+            "top": [vital_label(s.top_vital) for s in scores],
+            "news2": [s.news2 for s in scores],
+        },
+        "alarms": [
+            {
+                "id": a.id,
+                "start": a.started_s,
+                "end": a.cleared_s,
+                "acked_at": a.acked_at_s,
+                "acked_by": a.acked_by,
+            }
+            for a in timeline.alarms
+        ],
+    }
+
+
+def _band(mean: float | None, std: float | None) -> tuple[float | None, float | None]:
+    """MC-dropout band: mean ± 2 std clipped to 0–1 (None without MC passes)."""
+    mean, std = _none_if_nan(mean), _none_if_nan(std)
+    if mean is None or std is None:
+        return None, None
+    return max(0.0, mean - 2 * std), min(1.0, mean + 2 * std)

@@ -1,0 +1,56 @@
+"""A seeded monitoring store for the web view's tests (written through the store's API)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitalsentry.monitor.store import US, MonitorStore, WindowScore
+
+T0 = 1_714_550_400.0  # 2024-05-01T08:00:00Z
+WINDOW_S = 64.0
+
+
+def seed_patient(
+    store: MonitorStore,
+    patient_id: str,
+    risks: list[float],
+    *,
+    alarm_from: int | None = None,
+    hr_every_s: float = 1.0,
+) -> None:
+    """Store a patient straight through the store's write API (no model).
+
+    Heart rate every ``hr_every_s`` seconds and SpO2 once a minute over ``len(risks)``
+    windows of 64 s, one score per window (risk as given, high from 0.7), and an alarm
+    episode opened at window ``alarm_from`` when given.
+    """
+    end = T0 + len(risks) * WINDOW_S
+    hr_times = np.arange(T0, end, hr_every_s)
+    with store.patient_transaction(patient_id) as tx:
+        tx.insert(
+            [("heart_rate", int(t * US), 70.0 + 10 * np.sin(t / 600)) for t in hr_times]
+            + [("spo2", int(t * US), 96.0) for t in np.arange(T0, end, 60.0)]
+        )
+        for k, risk in enumerate(risks):
+            row = tx.add_score(
+                WindowScore(
+                    start_s=T0 + k * WINDOW_S,
+                    end_s=T0 + (k + 1) * WINDOW_S,
+                    risk=risk,
+                    level="high" if risk >= 0.7 else "medium" if risk >= 0.4 else "low",
+                    anomaly_score=risk - 0.5,
+                    top_vital="heart_rate",
+                    contributions={"heart_rate": 0.7, "spo2": 0.3},
+                    news2=3,
+                    news2_level="low",
+                    risk_mean=risk,
+                    risk_std=0.05,
+                    alarm_on=alarm_from is not None and k >= alarm_from,
+                    model_version="test",
+                )
+            )
+        tx.session.flush()
+        tx.state.score_id = row.id
+        tx.state.last_reading_us = int(hr_times[-1] * US)
+        if alarm_from is not None:
+            tx.state.alarm_id = tx.open_alarm(T0 + (alarm_from + 1) * WINDOW_S, max(risks)).id
