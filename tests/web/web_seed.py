@@ -8,6 +8,14 @@ from vitalsentry.monitor.store import US, MonitorStore, WindowScore
 
 T0 = 1_714_550_400.0  # 2024-05-01T08:00:00Z
 WINDOW_S = 64.0
+SPARSE_EVERY_S = {
+    "spo2": (60.0, 96.0),
+    "respiratory_rate": (300.0, 16.0),
+    "systolic_bp": (900.0, 121.0),
+    "diastolic_bp": (900.0, 79.0),
+    "temperature": (1800.0, 36.9),
+}
+"""Channels measured less often than heart rate: seconds between readings, value."""
 
 
 def seed_patient(
@@ -17,25 +25,26 @@ def seed_patient(
     *,
     alarm_from: int | None = None,
     hr_every_s: float = 1.0,
+    start: float = T0,
 ) -> None:
     """Store a patient straight through the store's write API (no model).
 
-    Heart rate every ``hr_every_s`` seconds and SpO2 once a minute over ``len(risks)``
-    windows of 64 s, one score per window (risk as given, high from 0.7), and an alarm
-    episode opened at window ``alarm_from`` when given.
+    Heart rate every ``hr_every_s`` seconds, SpO2 once a minute, and the sparse channels
+    of :data:`SPARSE_EVERY_S` over ``len(risks)`` windows of 64 s from ``start``; one score per window
+    (risk as given, high from 0.7), and an alarm episode opened at window ``alarm_from``.
     """
-    end = T0 + len(risks) * WINDOW_S
-    hr_times = np.arange(T0, end, hr_every_s)
+    end = start + len(risks) * WINDOW_S
+    hr_times = np.arange(start, end, hr_every_s)
+    readings = [("heart_rate", int(t * US), 70.0 + 10 * np.sin(t / 600)) for t in hr_times]
+    for channel, (every, value) in SPARSE_EVERY_S.items():
+        readings += [(channel, int(t * US), value) for t in np.arange(start, end, every)]
     with store.patient_transaction(patient_id) as tx:
-        tx.insert(
-            [("heart_rate", int(t * US), 70.0 + 10 * np.sin(t / 600)) for t in hr_times]
-            + [("spo2", int(t * US), 96.0) for t in np.arange(T0, end, 60.0)]
-        )
+        tx.insert(readings)
         for k, risk in enumerate(risks):
             row = tx.add_score(
                 WindowScore(
-                    start_s=T0 + k * WINDOW_S,
-                    end_s=T0 + (k + 1) * WINDOW_S,
+                    start_s=start + k * WINDOW_S,
+                    end_s=start + (k + 1) * WINDOW_S,
                     risk=risk,
                     level="high" if risk >= 0.7 else "medium" if risk >= 0.4 else "low",
                     anomaly_score=risk - 0.5,
@@ -53,4 +62,4 @@ def seed_patient(
         tx.state.score_id = row.id
         tx.state.last_reading_us = int(hr_times[-1] * US)
         if alarm_from is not None:
-            tx.state.alarm_id = tx.open_alarm(T0 + (alarm_from + 1) * WINDOW_S, max(risks)).id
+            tx.state.alarm_id = tx.open_alarm(start + (alarm_from + 1) * WINDOW_S, max(risks)).id

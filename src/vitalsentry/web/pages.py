@@ -28,11 +28,10 @@ from vitalsentry.web.session import (
 )
 from vitalsentry.web.views import (
     RANGES,
-    SPARK_HOURS,
     iso,
     patient_page,
     timeline_json,
-    ward_rows,
+    ward_view,
 )
 
 templates: Final = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -97,23 +96,15 @@ def _store(request: Request) -> MonitorStore:
 @router.get("/", response_class=HTMLResponse, name="ward")
 async def ward(request: Request, session: PageSession) -> Response:
     """Show the ward overview: every monitored patient, active alarms first, then by risk."""
-    rows, now = await run_in_threadpool(ward_rows, _store(request))
-    return render(
-        request,
-        "ward.html",
-        session,
-        rows=rows,
-        count=len(rows),
-        now_iso=iso(now),
-        spark_hours=SPARK_HOURS,
-    )
+    view = await run_in_threadpool(ward_view, _store(request))
+    return render(request, "ward.html", session, view=view, rows=view.rows, now_iso=iso(view.now_s))
 
 
 @router.get("/ward/rows", response_class=HTMLResponse, name="ward_rows")
 async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
     """Render the ward's table rows alone (what the page polls to update itself)."""
-    rows, _ = await run_in_threadpool(ward_rows, _store(request))
-    return render(request, "_ward_rows.html", session, rows=rows)
+    view = await run_in_threadpool(ward_view, _store(request))
+    return render(request, "_ward_rows.html", session, rows=view.rows)
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse, name="patient_page")

@@ -92,20 +92,22 @@ class WardRow:
     alarm_age: str
     updated_iso: str
     updated_age: str
+    updated_clock: str
     spark: str
     spark_label: str
 
 
-def spark_points(times: Sequence[float], risks: Sequence[float], start_s: float) -> str:
-    """SVG polyline points of risks (0–1) over ``[start_s, start_s + SPARK_HOURS h]``.
+def spark_points(
+    times: Sequence[float], risks: Sequence[float], start_s: float, span_s: float
+) -> str:
+    """SVG polyline points of risks (0–1) over ``[start_s, start_s + span_s]``.
 
     At most one point per SVG unit of width: the highest risk of each column.
     """
     width, height = SPARK_SIZE
-    span = SPARK_HOURS * 3600.0
     columns: dict[int, float] = {}
     for t, r in zip(times, risks, strict=True):
-        x = min(int(width), max(0, round((t - start_s) / span * width)))
+        x = min(int(width), max(0, round((t - start_s) / span_s * width)))
         columns[x] = max(columns.get(x, 0.0), r)
     return " ".join(
         f"{x},{(1.0 - min(1.0, max(0.0, r))) * (height - 2) + 1:.1f}"
@@ -135,28 +137,46 @@ def stream_now(summaries: Sequence[PatientSummary]) -> float | None:
     return max(times) if times else None
 
 
-def ward_rows(store: MonitorStore) -> tuple[list[WardRow], float | None]:
-    """Build the ward overview in the store's order (that of ``GET /v1/patients``), and the stream's now."""
+@dataclass(frozen=True)
+class WardView:
+    """The ward overview: rows in the store's order, the stream's now, the sparklines' span."""
+
+    rows: list[WardRow]
+    now_s: float | None
+    spark_span: str
+
+
+def ward_view(store: MonitorStore) -> WardView:
+    """Build the ward overview in the store's order (that of ``GET /v1/patients``).
+
+    Every sparkline shares one time axis: the last :data:`SPARK_HOURS` hours before the
+    stream's now, or less when the ward's scores begin later.
+    """
     summaries = store.ward()
     now = stream_now(summaries)
-    since = (now or 0.0) - SPARK_HOURS * 3600.0
-    recent = recent_risks(store, since) if now is not None else {}
-    return [_ward_row(s, now, since, recent.get(s.patient_id)) for s in summaries], now
+    if now is None:
+        return WardView([_ward_row(s, None, 0.0, 1.0, None) for s in summaries], None, "")
+    recent = recent_risks(store, now - SPARK_HOURS * 3600.0)
+    start = min((times[0] for times, _ in recent.values()), default=now)
+    span = max(60.0, now - start)
+    rows = [_ward_row(s, now, now - span, span, recent.get(s.patient_id)) for s in summaries]
+    return WardView(rows, now, age_text(span))
 
 
 def _ward_row(
     summary: PatientSummary,
     now: float | None,
-    since: float,
+    start: float,
+    span: float,
     recent: tuple[list[float], list[float]] | None,
 ) -> WardRow:
     latest, alarm = summary.latest, summary.alarm
     spark, label = "", ""
     if recent is not None:
         times, risks = recent
-        spark = spark_points(times, risks, since)
+        spark = spark_points(times, risks, start, span)
         label = (
-            f"risk over the last {SPARK_HOURS} h: {len(risks)} windows, "
+            f"risk over the last {age_text(span)}: {len(risks)} windows, "
             f"lowest {min(risks):.2f}, highest {max(risks):.2f}, latest {risks[-1]:.2f}"
         )
     return WardRow(
@@ -172,6 +192,7 @@ def _ward_row(
         updated_iso=iso(None if latest is None else latest.end_s),
         updated_age=age_text(None if latest is None or now is None else now - latest.end_s)
         + (" ago" if latest is not None and now is not None else ""),
+        updated_clock=clock_text(None if latest is None else latest.end_s),
         spark=spark,
         spark_label=label,
     )
@@ -210,7 +231,7 @@ def patient_page(store: MonitorStore, patient_id: str) -> PatientPage | None:
     first, last = first_us / US, last_us / US + 1.0
     history = store.timeline(patient_id, first, last, max_points=1)
     return PatientPage(
-        state=_ward_row(summary, summary.last_reading_s, first, None),
+        state=_ward_row(summary, summary.last_reading_s, first, 1.0, None),
         alarms=[alarm_view(a) for a in reversed(history.alarms)],
         first_s=first,
         last_s=last,
@@ -276,7 +297,7 @@ def timeline_json(timeline: Timeline) -> dict[str, Any]:
                 "lo": series.low,
                 "hi": series.high,
             }
-            for series in timeline.readings
+            for series in sorted(timeline.readings, key=_channel_order)
         ],
         "scores": {
             "t": [s.end_s for s in scores],
@@ -298,6 +319,16 @@ def timeline_json(timeline: Timeline) -> dict[str, Any]:
             for a in timeline.alarms
         ],
     }
+
+
+def _channel_order(series: ChannelSeries) -> tuple[int, str]:
+    """Canonical channels first, in :data:`CHANNELS` order, then any other by name."""
+    order = list(CHANNELS)
+    return (
+        (order.index(series.channel), "")
+        if series.channel in CHANNELS
+        else (len(order), series.channel)
+    )
 
 
 def _band(mean: float | None, std: float | None) -> tuple[float | None, float | None]:

@@ -37,7 +37,8 @@
     return {
       title: title, width: box.clientWidth, height: HEIGHT,
       scales: { x: { time: true, min: data.from, max: data.to } },
-      axes: [{}, { label: unit, size: 56 }],
+      axes: [{ size: 44, space: 90 }, { label: unit, size: 56, labelSize: 24 }],
+      padding: [8, 16, 0, 0],
       legend: { show: false },
       cursor: { sync: { key: "vitalsentry" }, drag: { x: true, y: false, setScale: false } },
       plugins: [alarmPlugin(data.alarms, data.to)],
@@ -63,7 +64,7 @@
     var opts = baseOpts("Risk (0–1), band: MC-dropout interval; shaded: alarm episodes", "risk", data);
     opts.scales.y = { range: [0, 1] };
     opts.series = [{},
-      { label: "risk", stroke: "#b3261e", width: 2, points: { show: true, size: 4 } },
+      { label: "risk", stroke: "#b3261e", width: 2 },
       { label: "band high", stroke: "rgba(179,38,30,0.3)", width: 1, points: { show: false } },
       { label: "band low", stroke: "rgba(179,38,30,0.3)", width: 1, points: { show: false } }];
     opts.bands = [{ series: [2, 3], fill: "rgba(179, 38, 30, 0.15)" }];
@@ -133,6 +134,7 @@
         window.vitalsentryPatient.range = range;
         draw(data);
         window.vitalsentryPatient.loads += 1;
+        if (window.vitalsentryPatient.firstDrawMs === undefined) { window.vitalsentryPatient.firstDrawMs = performance.now(); }
       });
   }
 
@@ -155,10 +157,14 @@
       load(from, from + w);
     });
   });
-  var resizeTimer = null;
-  window.addEventListener("resize", function () {
+  // Follow the box's width at once (cheap), and ask for data at the new width when it settles.
+  var resizeTimer = null, drawnWidth = box.clientWidth;
+  new ResizeObserver(function () {
+    if (box.clientWidth === drawnWidth) { return; }
+    drawnWidth = box.clientWidth;
+    charts.forEach(function (u) { u.setSize({ width: drawnWidth, height: HEIGHT }); });
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(function () { if (range) { load(range[0], range[1]); } }, 250);
-  });
+    resizeTimer = setTimeout(function () { if (range) { load(range[0], range[1]); } }, 400);
+  }).observe(box);
   load(Math.max(first, last - 6 * 3600), last);
 })();
