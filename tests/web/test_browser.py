@@ -135,6 +135,15 @@ def test_a_patient_page_draws_every_vital(site: Site, record_property: Any) -> N
     )
     record_property("patient_first_draw_ms", site.metrics["patient_first_draw_ms"])
     screenshot(d, "patient-1366x768")
+    d.find_element("css selector", "#table-view summary").click()
+    rows = d.execute_script(
+        "return [...document.querySelectorAll('#tables table')].map(t => t.tBodies[0].rows.length);"
+    )
+    assert rows == [drawn["risk"], *(drawn[v["name"]] for v in _vitals_in_page_order(d))]
+
+
+def _vitals_in_page_order(driver: Any) -> list[dict[str, Any]]:
+    return driver.execute_script("return window.vitalsentryPatient.vitals;")
 
 
 def test_a_day_of_1hz_is_downsampled_and_zooms(site: Site) -> None:

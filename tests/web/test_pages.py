@@ -95,3 +95,13 @@ def test_patient_data_checks_the_range(web_client: TestClient, store: MonitorSto
     seed_patient(store, "p1", [0.1])
     answer = web_client.get("/patients/p1/data", params={"start": T0 + 10, "end": T0})
     assert answer.status_code == 422 and "end" in answer.text
+
+
+def test_bad_ranges_and_unknown_alarms_are_4xx(web_client: TestClient, store: MonitorStore) -> None:
+    seed_patient(store, "p1", [0.1])
+    for start, end in (("-inf", "1"), ("nan", "1"), ("1", "1e400")):
+        answer = web_client.get("/patients/p1/data", params={"start": start, "end": end})
+        assert answer.status_code == 422, (start, end)
+    page = web_client.get("/")
+    answer = web_client.post("/alarms/999/ack", data={"csrf_token": _csrf(page.text)})
+    assert answer.status_code == 404 and "alarm_id" in answer.text

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from vitalsentry.monitor.store import MonitorStore
+from vitalsentry.monitor.store import MonitorStore, UnknownAlarmError
 from vitalsentry.serve.settings import Settings
 from vitalsentry.web.session import (
     ApiSession,
@@ -121,8 +121,8 @@ async def patient_data(
     request: Request,
     _: ApiSession,
     patient_id: str,
-    start: Annotated[float, Query(description="epoch seconds")],
-    end: Annotated[float, Query(description="epoch seconds, after start")],
+    start: Annotated[float, Query(allow_inf_nan=False, description="epoch seconds")],
+    end: Annotated[float, Query(allow_inf_nan=False, description="epoch seconds, after start")],
     columns: Annotated[int, Query(ge=10, le=4000, description="chart width in pixels")] = 1000,
 ) -> dict[str, Any]:
     """Return the chart data of a range: readings as min/max per pixel column when denser than that."""
@@ -142,6 +142,9 @@ async def ack_alarm(
 ) -> Response:
     """Acknowledge an alarm episode as the session's key (CSRF-protected), back to the patient."""
     check_csrf(session, csrf_token)
-    episode = await run_in_threadpool(_store(request).ack, alarm_id, session.key_id)
+    try:
+        episode = await run_in_threadpool(_store(request).ack, alarm_id, session.key_id)
+    except UnknownAlarmError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
     target = request.url_for("patient_page", patient_id=episode.patient_id)
     return RedirectResponse(f"{target}#alarms-h", status_code=303)

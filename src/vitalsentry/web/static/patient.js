@@ -53,8 +53,9 @@
       if (v.hi[i] !== v.lo[i]) { xs.push(t); ys.push(v.hi[i]); }
     });
     var opts = baseOpts(v.label + (v.sparse ? " (sparse: points)" : ""), v.unit, data);
+    opts.scales.y = { range: function (u, lo, hi) { var pad = Math.max(1, (hi - lo) * 0.1); return [lo - pad, hi + pad]; } };
     opts.series = [{}, v.sparse
-      ? { label: v.label, stroke: "#16324f", width: 1, paths: uPlot.paths.stepped({ align: 1 }), points: { show: true, size: 5, fill: "#16324f" } }
+      ? { label: v.label, stroke: "#16324f", width: 1, paths: uPlot.paths.stepped({ align: 1 }), points: { show: v.t.length < box.clientWidth / 6, size: 5, fill: "#16324f" } }
       : { label: v.label, stroke: "#16324f", width: 1, points: { show: false } }];
     window.vitalsentryPatient.drawn[v.name] = v.t.length;
     return new uPlot(opts, [xs, ys], box);
@@ -113,6 +114,7 @@
   function draw(data) {
     charts.forEach(function (u) { u.destroy(); });
     window.vitalsentryPatient.drawn = {};
+    window.vitalsentryPatient.vitals = data.vitals.map(function (v) { return { name: v.name, sparse: v.sparse }; });
     charts = [riskChart(data.scores, data)];
     data.vitals.forEach(function (v) { charts.push(vitalChart(v, data)); });
     charts.push(news2Chart(data.scores, data));

@@ -19,7 +19,11 @@
         stamp.setAttribute("datetime", now.toISOString());
         if (html.trim() !== last) {
           last = html.trim();
+          // Keep keyboard focus on the same patient's link across the swap.
+          var row = body.contains(document.activeElement) ? document.activeElement.closest("tr") : null;
           body.innerHTML = html;
+          var again = row ? body.querySelector('tr[data-patient="' + CSS.escape(row.dataset.patient) + '"] a') : null;
+          if (again) { again.focus(); }
           window.vitalsentryWard.changes += 1;
           window.vitalsentryWard.lastChange = Date.now();
         }
