@@ -282,6 +282,7 @@ class PatientTransaction:
             patient_id=self.state.patient_id, scored_at_s=time.time(), **score.__dict__
         )
         self.session.add(row)
+        self.session.flush()
         return row
 
     def alarm(self, alarm_id: int) -> AlarmEpisodeRow:
@@ -298,6 +299,26 @@ class PatientTransaction:
         self.session.add(row)
         self.session.flush()
         return row
+
+
+def patient_summary(tx: PatientTransaction) -> PatientSummary:
+    """Return the state of the transaction's patient as it stands (pending writes flushed)."""
+    tx.session.flush()
+    state = tx.state
+    score = None if state.score_id is None else tx.session.get(WindowScoreRow, state.score_id)
+    alarm = None if state.alarm_id is None else tx.session.get(AlarmEpisodeRow, state.alarm_id)
+    return _summary(state, score, alarm)
+
+
+def _summary(
+    state: PatientStateRow, score: WindowScoreRow | None, alarm: AlarmEpisodeRow | None
+) -> PatientSummary:
+    return PatientSummary(
+        patient_id=state.patient_id,
+        last_reading_s=None if state.last_reading_us is None else state.last_reading_us / US,
+        latest=None if score is None else _score(score),
+        alarm=None if alarm is None else _episode(alarm),
+    )
 
 
 def wide_frame(patient_id: str, t_us: np.ndarray, values: pd.DataFrame) -> pd.DataFrame:
@@ -410,17 +431,7 @@ class MonitorStore:
         if where is not None:
             query = query.where(where)
         with self._read() as session:
-            return [
-                PatientSummary(
-                    patient_id=state.patient_id,
-                    last_reading_s=None
-                    if state.last_reading_us is None
-                    else state.last_reading_us / US,
-                    latest=None if score is None else _score(score),
-                    alarm=None if alarm is None else _episode(alarm),
-                )
-                for state, score, alarm in session.execute(query)
-            ]
+            return [_summary(state, score, alarm) for state, score, alarm in session.execute(query)]
 
     def active_alarms(self) -> int:
         """Count the active alarm episodes."""

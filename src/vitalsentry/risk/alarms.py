@@ -140,6 +140,39 @@ def alarm_onsets(state: ArrayLike) -> NDArray[np.intp]:
     return np.flatnonzero(on & ~before)
 
 
+def alarm_episodes(
+    window_end_s: ArrayLike, high: ArrayLike, policy: AlarmPolicy
+) -> list[tuple[float, float, float | None]]:
+    """Alarm episodes of one patient's windows, as the monitoring stream records them.
+
+    Parameters
+    ----------
+    window_end_s : array_like of float, shape (n_windows,)
+        Window ends in time order, epoch seconds.
+    high : array_like of bool, shape (n_windows,)
+        Whether each window is at level "high".
+    policy : AlarmPolicy
+        The hysteresis rule.
+
+    Returns
+    -------
+    list of (float, float, float or None)
+        Per episode: end of the window that raised it, end of its last window with the
+        alarm on, and end of the window that cleared it (None if still on).
+    """
+    state = apply_alarm_policy(high, policy)
+    ends = np.asarray(window_end_s, dtype=np.float64)
+    offs = np.flatnonzero(np.concatenate([state[:-1] & ~state[1:], [False]])) + 1
+    out: list[tuple[float, float, float | None]] = []
+    for onset in alarm_onsets(state).tolist():
+        cleared = offs[offs > onset]
+        last = int(cleared[0]) - 1 if cleared.size else len(state) - 1
+        out.append(
+            (float(ends[onset]), float(ends[last]), float(ends[last + 1]) if cleared.size else None)
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class AlarmReport:
     """Alarm burden and event detection over a set of patients.

@@ -1,4 +1,4 @@
-"""Databases for the monitoring tests: SQLite always, PostgreSQL when configured.
+"""Databases for the monitoring tests (monitor/, serve/): SQLite always, PostgreSQL when configured.
 
 ``VITALSENTRY_TEST_DATABASE_URL`` (a ``postgresql+psycopg://`` URL, e.g. from
 ``.ci/postgres.sh``) adds a PostgreSQL run of every test that takes ``database_url``; its
