@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from vitalsentry.monitor.store import MonitorStore
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.app import create_app
 from vitalsentry.serve.security import new_key, parse_key_entries
@@ -72,20 +71,12 @@ def make_web_client(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MonitorStore]:
-    opened = MonitorStore.open(f"sqlite:///{tmp_path / 'monitor.sqlite3'}")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def web_client(
     make_web_client: Callable[..., TestClient],
-    store: MonitorStore,
+    database_url: str,
     web_keys: dict[str, tuple[str, str]],
 ) -> TestClient:
-    """A client logged in with the ``view`` key, over ``store``."""
-    client = make_web_client()
-    client.app.state.monitor = store  # type: ignore[attr-defined]
+    """A client logged in with the ``view`` key, its app on the test database (``store``'s)."""
+    client = make_web_client(database_url=database_url)
     assert client.post("/login", data={"key": web_keys["view"][0]}).status_code == 303
     return client

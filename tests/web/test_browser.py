@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from browser import (
@@ -27,6 +28,8 @@ from browser import (
 )
 from web_seed import SPARSE_EVERY_S, T0, WINDOW_S, seed_patient
 
+from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
+from vitalsentry.monitor.replay import arrival_batches
 from vitalsentry.monitor.store import MonitorStore
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.app import create_app
@@ -42,7 +45,16 @@ class Site:
     url: str
     driver: Any
     store: MonitorStore
+    api: httpx.Client
+    view_key: str
+    score_key: str
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET from the JSON API with the view key (the same key the browser logged in with)."""
+        answer = self.api.get(path, params=params, headers={"X-API-Key": self.view_key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
 
 
 def seed_cohort(store: MonitorStore) -> None:
@@ -70,19 +82,18 @@ def site(
     web_keys: dict[str, tuple[str, str]],
 ) -> Iterator[Site]:
     require_chromium()
-    store = MonitorStore.open(f"sqlite:///{tmp_path_factory.mktemp('web') / 'monitor.sqlite3'}")
+    database = f"sqlite:///{tmp_path_factory.mktemp('web') / 'monitor.sqlite3'}"
+    store = MonitorStore.open(database)  # a second engine on the app's database, for seeding
     seed_cohort(store)
-    app = create_app(Settings(**web_settings), pipeline=web_pipeline)
-    app.state.monitor = store
-    with serving(app) as url, chromium() as driver:
+    settings = Settings(**web_settings, database_url=database, purge_every_s=0)
+    app = create_app(settings, pipeline=web_pipeline)
+    with serving(app) as url, chromium() as driver, httpx.Client(base_url=url) as api:
         set_viewport(driver, 1366, 768)
-        site = Site(url, driver, store)
-        site.metrics["view_key"] = web_keys["view"][0]
+        site = Site(url, driver, store, api, web_keys["view"][0], web_keys["all"][0])
         yield site
     store.close()
-    metrics = {k: v for k, v in site.metrics.items() if k != "view_key"}
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "browser-metrics.json").write_text(json.dumps(metrics, indent=2))
+    (ARTIFACTS / "browser-metrics.json").write_text(json.dumps(site.metrics, indent=2))
 
 
 def _ward_order(driver: Any) -> list[str]:
@@ -96,7 +107,7 @@ def test_login_then_the_ward_in_the_api_order(site: Site, record_property: Any) 
     d = site.driver
     d.get(site.url + "/")
     assert d.current_url.endswith("/login")
-    d.find_element("id", "key").send_keys(site.metrics["view_key"])
+    d.find_element("id", "key").send_keys(site.view_key)
     d.find_element("css selector", "form.login button").click()
     wait_for(d, "document.getElementById('ward-rows')")
     assert "key=" not in d.current_url
@@ -108,7 +119,7 @@ def test_login_then_the_ward_in_the_api_order(site: Site, record_property: Any) 
     site.metrics["ward_first_render_ms"] = round(render_ms, 1)
     record_property("ward_first_render_ms", render_ms)
     order = _ward_order(d)
-    assert order == [s.patient_id for s in site.store.ward()]
+    assert order == [p["patient_id"] for p in site.get("/v1/patients")["patients"]]
     assert len(order) == WARD_SIZE + 1
     alarmed = d.execute_script(
         "return [...document.querySelectorAll('#ward-rows tr.alarm')].map(r => r.dataset.patient);"
@@ -178,28 +189,46 @@ def test_acknowledging_an_alarm_shows_in_the_timeline(site: Site) -> None:
     wait_for(d, "document.body.textContent.includes('by key')")
     episode = site.store.patient(patient.patient_id).alarm
     assert episode is not None and episode.acked_at_s is not None and episode.acked_by
+    timeline = site.get(f"/v1/patients/{patient.patient_id}/timeline")
+    assert [(a["alarm_id"], a["acked_by"]) for a in timeline["alarms"]] == [
+        (episode.id, episode.acked_by)
+    ]
     wait_for(d, "window.vitalsentryPatient && window.vitalsentryPatient.loads >= 1")
-    timeline = site.store.timeline(patient.patient_id, episode.started_s - 1, episode.last_on_s + 1)
-    assert [a.acked_by for a in timeline.alarms] == [episode.acked_by]
+    charted = d.execute_script(
+        "return window.vitalsentryPatient.alarms.map(a => [a.id, a.acked_by]);"
+    )
+    assert charted == [[episode.id, episode.acked_by]]
 
 
 def test_a_new_alarm_appears_without_reload(site: Site, record_property: Any) -> None:
+    """Stream two simulated patients with events through the API until one alarms."""
     d = site.driver
     d.get(site.url + "/")
     wait_for(d, "window.vitalsentryWard")
-    calm = _ward_order(d)[-1]
     d.execute_script("window.notReloaded = true;")
-    seed_patient(
-        site.store, "new-admission", [0.6, 0.85, 0.9], alarm_from=1, start=T0 + 25 * WINDOW_S
+    frame, _ = simulate_cohort(
+        SimulationConfig(patients=2, hours=0.5, seed=3, event_fraction=1.0, start_spread_h=0.1)
     )
-    appended = time.time()
-    wait_for(d, "document.querySelector('#ward-rows tr[data-patient=\"new-admission\"].alarm')")
+    batches = arrival_batches(frame.drop(columns=["label", "age", "sex", "bmi"]), 60.0)
+    alarmed, appended = None, 0.0
+    for batch in batches:
+        answer = site.api.post(
+            f"/v1/patients/{batch.patient_id}/readings",
+            json={"readings": batch.readings},
+            headers={"X-API-Key": site.score_key},
+        )
+        assert answer.status_code == 200, answer.text
+        appended = time.time()
+        if answer.json()["patient"]["alarm"] is not None:
+            alarmed = batch.patient_id
+            break
+    assert alarmed is not None, "no alarm raised by the streamed events"
+    wait_for(d, f"document.querySelector('#ward-rows tr[data-patient=\"{alarmed}\"].alarm')")
     delay = d.execute_script("return window.vitalsentryWard.lastChange;") / 1000 - appended
     assert d.execute_script("return window.notReloaded === true;")
     site.metrics["live_update_delay_s"] = round(delay, 3)
     record_property("live_update_delay_s", delay)
-    assert _ward_order(d) == [s.patient_id for s in site.store.ward()]
-    assert calm in _ward_order(d)
+    assert _ward_order(d) == [p["patient_id"] for p in site.get("/v1/patients")["patients"]]
 
 
 @pytest.mark.parametrize("width,height", [(1366, 768), (768, 1024)])

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from web_seed import T0, seed_patient
 
 from vitalsentry.monitor.store import MonitorStore
+from vitalsentry.web.pages import router
 from vitalsentry.web.views import SPARSE_INTERVAL_S
 
 
@@ -19,9 +20,8 @@ def _ward_ids(html: str) -> list[str]:
     return re.findall(r'data-patient="([^"]+)"', html)
 
 
-def test_pages_need_a_session(make_web_client, store: MonitorStore) -> None:
-    client = make_web_client()
-    client.app.state.monitor = store
+def test_pages_need_a_session(make_web_client, store: MonitorStore, database_url: str) -> None:
+    client = make_web_client(database_url=database_url)
     seed_patient(store, "p1", [0.1, 0.2])
     assert client.get("/").headers["location"].endswith("/login")
     assert client.get("/patients/p1").headers["location"].endswith("/login")
@@ -105,3 +105,12 @@ def test_bad_ranges_and_unknown_alarms_are_4xx(web_client: TestClient, store: Mo
     page = web_client.get("/")
     answer = web_client.post("/alarms/999/ack", data={"csrf_token": _csrf(page.text)})
     assert answer.status_code == 404 and "alarm_id" in answer.text
+
+
+def test_every_page_name_resolves_to_its_own_route(web_client: TestClient) -> None:
+    """``url_for`` resolves the first route of a name: no other route may shadow a page's."""
+    for route in router.routes:
+        params = {name: "1" for name in route.param_convertors}
+        assert web_client.app.url_path_for(route.name, **params) == route.path.replace(
+            "{alarm_id}", "1"
+        ).replace("{patient_id}", "1")

@@ -22,7 +22,7 @@ STATIC: Final = Path(__file__).parent / "static"
 
 
 async def _to_login(request: Request, exc: Exception) -> RedirectResponse:
-    return RedirectResponse(request.url_for("login_form"), status_code=303)
+    return RedirectResponse(request.url_for("web_login_form"), status_code=303)
 
 
 def mount_web(app: FastAPI, settings: Settings) -> None:

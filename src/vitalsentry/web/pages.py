@@ -6,15 +6,19 @@ renders a template.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from vitalsentry.monitor.store import MonitorStore, UnknownAlarmError
+from vitalsentry.monitor.db import DatabaseUnavailableError
+from vitalsentry.monitor.store import MonitorStore
+from vitalsentry.serve.monitor_service import RETRY_AFTER_S, MonitorService
+from vitalsentry.serve.security import retry_after_header
 from vitalsentry.serve.settings import Settings
 from vitalsentry.web.session import (
     ApiSession,
@@ -36,6 +40,7 @@ from vitalsentry.web.views import (
 
 templates: Final = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
 
 
 def render(
@@ -47,7 +52,7 @@ def render(
     )
 
 
-@router.get("/login", response_class=HTMLResponse, name="login_form")
+@router.get("/login", response_class=HTMLResponse, name="web_login_form")
 async def login_form(request: Request) -> Response:
     """Show the login form (the ward when a session is already open)."""
     if read_session(request) is not None:
@@ -56,7 +61,7 @@ async def login_form(request: Request) -> Response:
     return render(request, "login.html", None, minutes=settings.session_minutes)
 
 
-@router.post("/login", response_class=HTMLResponse, name="login")
+@router.post("/login", response_class=HTMLResponse, name="web_login")
 async def login(request: Request, key: Annotated[str, Form(max_length=256)] = "") -> Response:
     """Exchange a key with the ``view`` scope for a session cookie; 401 and the form otherwise."""
     settings: Settings = request.app.state.settings
@@ -75,48 +80,61 @@ async def login(request: Request, key: Annotated[str, Form(max_length=256)] = ""
     return response
 
 
-@router.post("/logout", name="logout")
+@router.post("/logout", name="web_logout")
 async def logout(
     request: Request, session: PageSession, csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     """End the session (CSRF-protected) and go back to the login form."""
     check_csrf(session, csrf_token)
-    response = RedirectResponse(request.url_for("login_form"), status_code=303)
+    response = RedirectResponse(request.url_for("web_login_form"), status_code=303)
     end_session(response)
     return response
 
 
-def _store(request: Request) -> MonitorStore:
-    store: MonitorStore | None = getattr(request.app.state, "monitor", None)
-    if store is None:
-        raise HTTPException(status_code=503, detail="the monitoring store is not open")
-    return store
+def _monitor(request: Request) -> MonitorService:
+    monitor: MonitorService | None = getattr(request.app.state, "monitor", None)
+    if monitor is None:
+        raise HTTPException(status_code=503, detail="the monitoring mode is not running")
+    return monitor
 
 
-@router.get("/", response_class=HTMLResponse, name="ward")
+async def _read(request: Request, work: Callable[[MonitorStore], T]) -> T:
+    """Run ``work`` on the monitoring store in the threadpool; 503 when the database is down."""
+    monitor = _monitor(request)
+    try:
+        return await run_in_threadpool(lambda: work(monitor.stream().store))
+    except DatabaseUnavailableError as exc:
+        raise HTTPException(
+            status_code=503,
+            detail=str(exc),
+            headers={"Retry-After": retry_after_header(RETRY_AFTER_S)},
+        ) from None
+
+
+@router.get("/", response_class=HTMLResponse, name="web_ward")
 async def ward(request: Request, session: PageSession) -> Response:
     """Show the ward overview: every monitored patient, active alarms first, then by risk."""
-    view = await run_in_threadpool(ward_view, _store(request))
+    view = await _read(request, ward_view)
     return render(request, "ward.html", session, view=view, rows=view.rows, now_iso=iso(view.now_s))
 
 
-@router.get("/ward/rows", response_class=HTMLResponse, name="ward_rows")
+@router.get("/ward/rows", response_class=HTMLResponse, name="web_ward_rows")
 async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
     """Render the ward's table rows alone (what the page polls to update itself)."""
-    view = await run_in_threadpool(ward_view, _store(request))
+    view = await _read(request, ward_view)
     return render(request, "_ward_rows.html", session, rows=view.rows)
 
 
-@router.get("/patients/{patient_id}", response_class=HTMLResponse, name="patient_page")
+@router.get("/patients/{patient_id}", response_class=HTMLResponse, name="web_patient_page")
 async def patient(request: Request, session: PageSession, patient_id: str) -> Response:
     """Show a patient's state, alarm episodes (with acknowledgement) and timeline charts."""
-    page = await run_in_threadpool(patient_page, _store(request), patient_id)
+    page = await _read(request, lambda store: patient_page(store, patient_id))
     if page is None:
         raise HTTPException(status_code=404, detail="patient_id: no readings of this patient")
     return render(request, "patient.html", session, patient_id=patient_id, page=page, ranges=RANGES)
 
 
-@router.get("/patients/{patient_id}/data", name="patient_data")
+@router.get("/patients/{patient_id}/data", name="web_patient_data")
 async def patient_data(
     request: Request,
     _: ApiSession,
@@ -128,11 +146,11 @@ async def patient_data(
     """Return the chart data of a range: readings as min/max per pixel column when denser than that."""
     if not end > start:
         raise HTTPException(status_code=422, detail="end: must be after start")
-    timeline = await run_in_threadpool(_store(request).timeline, patient_id, start, end, columns)
+    timeline = await _read(request, lambda store: store.timeline(patient_id, start, end, columns))
     return timeline_json(timeline)
 
 
-@router.post("/alarms/{alarm_id}/ack", name="ack_alarm")
+@router.post("/alarms/{alarm_id}/ack", name="web_ack_alarm")
 async def ack_alarm(
     request: Request,
     session: PageSession,
@@ -142,9 +160,6 @@ async def ack_alarm(
 ) -> Response:
     """Acknowledge an alarm episode as the session's key (CSRF-protected), back to the patient."""
     check_csrf(session, csrf_token)
-    try:
-        episode = await run_in_threadpool(_store(request).ack, alarm_id, session.key_id)
-    except UnknownAlarmError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from None
-    target = request.url_for("patient_page", patient_id=episode.patient_id)
+    episode = await _monitor(request).ack(alarm_id, session.key_id)
+    target = request.url_for("web_patient_page", patient_id=episode.patient_id)
     return RedirectResponse(f"{target}#alarms-h", status_code=303)

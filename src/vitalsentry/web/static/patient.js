@@ -114,6 +114,7 @@
   function draw(data) {
     charts.forEach(function (u) { u.destroy(); });
     window.vitalsentryPatient.drawn = {};
+    window.vitalsentryPatient.alarms = data.alarms;
     window.vitalsentryPatient.vitals = data.vitals.map(function (v) { return { name: v.name, sparse: v.sparse }; });
     charts = [riskChart(data.scores, data)];
     data.vitals.forEach(function (v) { charts.push(vitalChart(v, data)); });
