@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from browser import (
+from web_browser import (
     ARTIFACTS,
     chromium,
     require_chromium,
