@@ -46,6 +46,13 @@
     };
   }
 
+  // Charts are pictures to assistive technology; the table view holds their values.
+  function labelled(u, what) {
+    u.root.setAttribute("role", "img");
+    u.root.setAttribute("aria-label", "Chart of " + what + " over the shown range; the table view below lists the values.");
+    return u;
+  }
+
   function vitalChart(v, data) {
     var xs = [], ys = [];
     v.t.forEach(function (t, i) {
@@ -58,7 +65,7 @@
       ? { label: v.label, stroke: "#16324f", width: 1, paths: uPlot.paths.stepped({ align: 1 }), points: { show: v.t.length < box.clientWidth / 6, size: 5, fill: "#16324f" } }
       : { label: v.label, stroke: "#16324f", width: 1, points: { show: false } }];
     window.vitalsentryPatient.drawn[v.name] = v.t.length;
-    return new uPlot(opts, [xs, ys], box);
+    return labelled(new uPlot(opts, [xs, ys], box), v.label);
   }
 
   function riskChart(s, data) {
@@ -76,14 +83,14 @@
         "), " + (s.level[i] || "—") + ", driven by " + (s.top[i] || "—") + ", NEWS2 " + (s.news2[i] === null ? "—" : s.news2[i]);
     }];
     window.vitalsentryPatient.drawn.risk = s.t.length;
-    return new uPlot(opts, [s.t, s.risk, s.hi, s.lo], box);
+    return labelled(new uPlot(opts, [s.t, s.risk, s.hi, s.lo], box), "risk");
   }
 
   function news2Chart(s, data) {
     var opts = baseOpts("NEWS2 (clinical baseline)", "NEWS2", data);
     opts.scales.y = { range: [0, 20] };
     opts.series = [{}, { label: "NEWS2", stroke: "#525a64", width: 1.5, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }];
-    return new uPlot(opts, [s.t, s.news2], box);
+    return labelled(new uPlot(opts, [s.t, s.news2], box), "NEWS2");
   }
 
   function cell(row, text, header) {
