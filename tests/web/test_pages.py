@@ -42,7 +42,13 @@ def test_ward_lists_patients_in_the_store_order(
     expected = [s.patient_id for s in store.ward()]
     assert expected == ["alarmed", "worse", "calm"]
     assert _ward_ids(page.text) == expected
-    assert _ward_ids(web_client.get("/ward/rows").text) == expected
+    rows = web_client.get("/ward/rows")
+    assert _ward_ids(rows.text) == expected
+    unchanged = web_client.get("/ward/rows", headers={"If-None-Match": rows.headers["etag"]})
+    assert unchanged.status_code == 304
+    seed_patient(store, "later", [0.2])
+    changed = web_client.get("/ward/rows", headers={"If-None-Match": rows.headers["etag"]})
+    assert changed.status_code == 200 and "later" in _ward_ids(changed.text)
     first_row = page.text.split('data-patient="alarmed"')[1].split("</tr>")[0]
     assert "Alarm</span> for" in first_row and "High" in first_row and "<polygon" in first_row
     assert re.search(r'aria-label="risk over the last [^":]+: 3 windows', first_row)
@@ -58,12 +64,15 @@ def test_acknowledging_an_alarm_records_the_key(
     refused = web_client.post(f"/alarms/{alarm_id}/ack", data={"csrf_token": "forged"})
     assert refused.status_code == 403
     assert store.patient("p1").alarm.acked_at_s is None
+    before = web_client.get("/ward/rows").headers["etag"]
     done = web_client.post(f"/alarms/{alarm_id}/ack", data={"csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and "/patients/p1" in done.headers["location"]
     episode = store.patient("p1").alarm
     view_key_id = next(e for e in web_client.app.state.settings.api_keys if "view" in e.scopes)
     assert episode.acked_by == view_key_id.key_id and episode.acked_at_s is not None
     assert f"by key <code>{episode.acked_by}</code>" in web_client.get("/patients/p1").text
+    rows = web_client.get("/ward/rows", headers={"If-None-Match": before})
+    assert rows.status_code == 200 and "acknowledged" in rows.text
 
 
 def test_unknown_patient_is_404(web_client: TestClient) -> None:

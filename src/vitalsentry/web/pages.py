@@ -35,6 +35,7 @@ from vitalsentry.web.views import (
     iso,
     patient_page,
     timeline_json,
+    ward_version,
     ward_view,
 )
 
@@ -120,9 +121,15 @@ async def ward(request: Request, session: PageSession) -> Response:
 
 @router.get("/ward/rows", response_class=HTMLResponse, name="web_ward_rows")
 async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
-    """Render the ward's table rows alone (what the page polls to update itself)."""
+    """Render the ward's table rows alone (what the page polls; 304 while nothing changed)."""
+    version = await _read(request, ward_version)
+    if request.headers.get("if-none-match") == version:
+        return Response(status_code=304, headers={"ETag": version})
     view = await _read(request, ward_view)
-    return render(request, "_ward_rows.html", session, rows=view.rows)
+    page = render(request, "_ward_rows.html", session, rows=view.rows)
+    page.headers["ETag"] = version
+    page.headers["Cache-Control"] = "private, no-cache"
+    return page
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse, name="web_patient_page")

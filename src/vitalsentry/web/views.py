@@ -26,7 +26,12 @@ from vitalsentry.monitor.store import (
     PatientSummary,
     Timeline,
 )
-from vitalsentry.monitor.tables import ReadingRow, WindowScoreRow
+from vitalsentry.monitor.tables import (
+    AlarmEpisodeRow,
+    PatientStateRow,
+    ReadingRow,
+    WindowScoreRow,
+)
 
 SPARK_HOURS: Final = 6
 """The ward's sparklines show the risk over this many hours before the stream's now."""
@@ -129,6 +134,21 @@ def recent_risks(store: MonitorStore, since_s: float) -> dict[str, tuple[list[fl
             times.append(end_s)
             risks.append(risk)
     return out
+
+
+def ward_version(store: MonitorStore) -> str:
+    """Return a tag that changes whenever the ward overview would (for ``ETag``).
+
+    Patients' states change with every append (their ``updated_s``) and with a deletion
+    (the count); acknowledgements change the alarm episodes only. The overview's times are
+    relative to the stream's newest reading, so nothing else moves it.
+    """
+    with unavailable(), Session(store.engine) as session:
+        count, updated = session.execute(
+            select(func.count(), func.max(PatientStateRow.updated_s))
+        ).one()
+        acked = session.scalar(select(func.max(AlarmEpisodeRow.acked_at_s)))
+    return f'"{count}-{updated!r}-{acked!r}"'
 
 
 def stream_now(summaries: Sequence[PatientSummary]) -> float | None:
