@@ -1,32 +1,51 @@
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from web_seed import T0, WINDOW_S, seed_patient
 
-from vitalsentry.web.views import SPARK_SIZE, age_text, spark_points
+from vitalsentry.monitor.store import MonitorStore
+from vitalsentry.web.views import SPARK_SIZE, age_text, spark_columns, spark_points, ward_view
 
-times_and_risks = st.lists(
-    st.tuples(st.floats(-1e4, 3e4, allow_nan=False), st.floats(-0.5, 1.5, allow_nan=False)),
-    max_size=500,
+columns_and_risks = st.lists(
+    st.tuples(st.integers(-50, 400), st.floats(-0.5, 1.5, allow_nan=False)), max_size=300
 )
 
 
-@given(times_and_risks, st.floats(60.0, 1e5))
-def test_sparklines_stay_in_their_box_with_one_point_per_column(
-    points: list[tuple[float, float]], span: float
-) -> None:
-    points.sort()
-    text = spark_points([t for t, _ in points], [r for _, r in points], 0.0, span)
-    pairs = [tuple(map(float, p.split(","))) for p in text.split()]
-    xs = [x for x, _ in pairs]
+@given(columns_and_risks)
+def test_sparklines_stay_in_their_box(pairs: list[tuple[int, float]]) -> None:
+    text = spark_points([c for c, _ in pairs], [r for _, r in pairs])
+    points = [tuple(map(float, p.split(","))) for p in text.split()]
     width, height = SPARK_SIZE
-    assert xs == sorted(set(xs))
-    assert all(0 <= x <= width and 1 <= y <= height - 1 for x, y in pairs)
-    assert len(pairs) <= width + 1 and (not points or pairs)
+    assert len(points) == len(pairs)
+    assert all(0 <= x <= width and 1 <= y <= height - 1 for x, y in points)
 
 
-def test_highest_risk_of_a_column_is_kept() -> None:
-    assert spark_points([0.0, 0.1, 0.2], [0.2, 0.9, 0.1], 0.0, 3600.0) == "0,4.0"
+def test_the_database_keeps_the_highest_risk_of_each_column(store: MonitorStore) -> None:
+    rng = np.random.default_rng(0)
+    risks = list(rng.uniform(0, 1, 300))
+    seed_patient(store, "p1", risks, hr_every_s=60.0)
+    ends = T0 + (np.arange(300) + 1) * WINDOW_S
+    start, span = float(ends[10]), float(ends[-1] - ends[10])
+    spark = spark_columns(store, start, span)["p1"]
+    bucket_ms = np.ceil(span * 1000 / SPARK_SIZE[0])
+    column = ((np.round(ends[10:] * 1000) - np.floor(start * 1000)) // bucket_ms).astype(int)
+    expected = {
+        c: max(r for cc, r in zip(column, risks[10:], strict=True) if cc == c) for c in set(column)
+    }
+    assert spark.columns == sorted(expected)
+    assert spark.highest == [expected[c] for c in spark.columns]
+    assert spark.windows == 290 and spark.lowest == min(risks[10:])
+    assert len(spark.columns) <= SPARK_SIZE[0] + 1
+
+
+def test_the_ward_view_labels_each_sparkline(store: MonitorStore) -> None:
+    seed_patient(store, "p1", [0.2, 0.5, 0.3])
+    row = ward_view(store).rows[0]
+    assert row.spark_label == (
+        "risk over the last 2 min: 3 windows, lowest 0.20, highest 0.50, latest 0.30"
+    )
 
 
 def test_ages_read_like_a_clinician_writes_them() -> None:

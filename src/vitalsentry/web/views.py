@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 from sqlalchemy.orm import Session
 
 from vitalsentry.data.schema import CHANNELS
@@ -102,38 +102,84 @@ class WardRow:
     spark_label: str
 
 
-def spark_points(
-    times: Sequence[float], risks: Sequence[float], start_s: float, span_s: float
-) -> str:
-    """SVG polyline points of risks (0–1) over ``[start_s, start_s + span_s]``.
+@dataclass(frozen=True)
+class Spark:
+    """A patient's risk over the sparklines' span, reduced in the database to SVG columns.
 
-    At most one point per SVG unit of width: the highest risk of each column.
+    Attributes
+    ----------
+    columns : list of int
+        Columns (0 … sparkline width) that hold at least one window, in order.
+    highest : list of float
+        The highest risk of each of those columns.
+    lowest : float
+        The lowest risk over the span.
+    windows : int
+        Scored windows over the span.
     """
+
+    columns: list[int]
+    highest: list[float]
+    lowest: float
+    windows: int
+
+
+def spark_points(columns: Sequence[int], risks: Sequence[float]) -> str:
+    """SVG polyline points of risks (0–1, clipped) at columns (clipped to the sparkline)."""
     width, height = SPARK_SIZE
-    columns: dict[int, float] = {}
-    for t, r in zip(times, risks, strict=True):
-        x = min(int(width), max(0, round((t - start_s) / span_s * width)))
-        columns[x] = max(columns.get(x, 0.0), r)
     return " ".join(
-        f"{x},{(1.0 - min(1.0, max(0.0, r))) * (height - 2) + 1:.1f}"
-        for x, r in sorted(columns.items())
+        f"{min(int(width), max(0, x))},{(1.0 - min(1.0, max(0.0, r))) * (height - 2) + 1:.1f}"
+        for x, r in zip(columns, risks, strict=True)
     )
 
 
-def recent_risks(store: MonitorStore, since_s: float) -> dict[str, tuple[list[float], list[float]]]:
-    """Return each patient's window end times and risks since ``since_s``, in time order (one query)."""
+def spark_columns(store: MonitorStore, start_s: float, span_s: float) -> dict[str, Spark]:
+    """Return each patient's :class:`Spark` over ``[start_s, start_s + span_s]`` (one query).
+
+    The database groups the windows by patient and SVG column (``⌊(end − start) /
+    (span / width)⌋`` in milliseconds), so a ward sends at most one row per patient and
+    column, however many windows it scored.
+    """
+    # Integer milliseconds and integer division: the same columns on SQLite and PostgreSQL
+    # (a float cast truncates on one and rounds on the other).
+    start_ms = math.floor(start_s * 1000)
+    bucket_ms = max(1, math.ceil(span_s * 1000 / SPARK_SIZE[0]))
+    end_ms = cast(WindowScoreRow.end_s * 1000, BigInteger)
+    column = ((end_ms - start_ms) // bucket_ms).label("column")
     query = (
-        select(WindowScoreRow.patient_id, WindowScoreRow.end_s, WindowScoreRow.risk)
-        .where(WindowScoreRow.end_s >= since_s)
-        .order_by(WindowScoreRow.patient_id, WindowScoreRow.end_s)
+        select(
+            WindowScoreRow.patient_id,
+            column,
+            func.max(WindowScoreRow.risk),
+            func.min(WindowScoreRow.risk),
+            func.count(),
+        )
+        .where(WindowScoreRow.end_s >= start_s)
+        .group_by(WindowScoreRow.patient_id, column)
+        .order_by(WindowScoreRow.patient_id, column)
     )
-    out: dict[str, tuple[list[float], list[float]]] = {}
+    parts: dict[str, list[tuple[int, float, float, int]]] = {}
     with unavailable(), Session(store.engine) as session:
-        for pid, end_s, risk in session.execute(query):
-            times, risks = out.setdefault(pid, ([], []))
-            times.append(end_s)
-            risks.append(risk)
-    return out
+        for pid, col, high, low, n in session.execute(query):
+            parts.setdefault(pid, []).append((int(col), float(high), float(low), int(n)))
+    return {
+        pid: Spark(
+            columns=[c for c, _, _, _ in rows],
+            highest=[h for _, h, _, _ in rows],
+            lowest=min(low for _, _, low, _ in rows),
+            windows=sum(n for _, _, _, n in rows),
+        )
+        for pid, rows in parts.items()
+    }
+
+
+def first_score_since(store: MonitorStore, since_s: float) -> float | None:
+    """Return the end of the ward's first window ending at or after ``since_s``."""
+    with unavailable(), Session(store.engine) as session:
+        value = session.scalar(
+            select(func.min(WindowScoreRow.end_s)).where(WindowScoreRow.end_s >= since_s)
+        )
+    return None if value is None else float(value)
 
 
 def ward_version(store: MonitorStore) -> str:
@@ -175,29 +221,25 @@ def ward_view(store: MonitorStore) -> WardView:
     summaries = store.ward()
     now = stream_now(summaries)
     if now is None:
-        return WardView([_ward_row(s, None, 0.0, 1.0, None) for s in summaries], None, "")
-    recent = recent_risks(store, now - SPARK_HOURS * 3600.0)
-    start = min((times[0] for times, _ in recent.values()), default=now)
-    span = max(60.0, now - start)
-    rows = [_ward_row(s, now, now - span, span, recent.get(s.patient_id)) for s in summaries]
+        return WardView([_ward_row(s, None, 1.0, None) for s in summaries], None, "")
+    first = first_score_since(store, now - SPARK_HOURS * 3600.0)
+    span = max(60.0, now - (now if first is None else first))
+    sparks = spark_columns(store, now - span, span)
+    rows = [_ward_row(s, now, span, sparks.get(s.patient_id)) for s in summaries]
     return WardView(rows, now, age_text(span))
 
 
 def _ward_row(
-    summary: PatientSummary,
-    now: float | None,
-    start: float,
-    span: float,
-    recent: tuple[list[float], list[float]] | None,
+    summary: PatientSummary, now: float | None, span: float, spark: Spark | None
 ) -> WardRow:
     latest, alarm = summary.latest, summary.alarm
-    spark, label = "", ""
-    if recent is not None:
-        times, risks = recent
-        spark = spark_points(times, risks, start, span)
+    points, label = "", ""
+    if spark is not None and latest is not None:
+        points = spark_points(spark.columns, spark.highest)
         label = (
-            f"risk over the last {age_text(span)}: {len(risks)} windows, "
-            f"lowest {min(risks):.2f}, highest {max(risks):.2f}, latest {risks[-1]:.2f}"
+            f"risk over the last {age_text(span)}: {spark.windows} windows, "
+            f"lowest {spark.lowest:.2f}, highest {max(spark.highest):.2f}, "
+            f"latest {latest.risk:.2f}"
         )
     return WardRow(
         patient_id=summary.patient_id,
@@ -213,7 +255,7 @@ def _ward_row(
         updated_age=age_text(None if latest is None or now is None else now - latest.end_s)
         + (" ago" if latest is not None and now is not None else ""),
         updated_clock=clock_text(None if latest is None else latest.end_s),
-        spark=spark,
+        spark=points,
         spark_label=label,
     )
 
@@ -251,7 +293,7 @@ def patient_page(store: MonitorStore, patient_id: str) -> PatientPage | None:
     first, last = first_us / US, last_us / US + 1.0
     history = store.timeline(patient_id, first, last, max_points=1)
     return PatientPage(
-        state=_ward_row(summary, summary.last_reading_s, first, 1.0, None),
+        state=_ward_row(summary, summary.last_reading_s, 1.0, None),
         alarms=[alarm_view(a) for a in reversed(history.alarms)],
         first_s=first,
         last_s=last,
