@@ -96,6 +96,10 @@ def site(
     (ARTIFACTS / "browser-metrics.json").write_text(json.dumps(site.metrics, indent=2))
 
 
+def _iso(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
 def _ward_order(driver: Any) -> list[str]:
     return driver.execute_script(
         "return [...document.querySelectorAll('#ward-rows tr[data-patient]')]"
@@ -207,7 +211,14 @@ def test_a_new_alarm_appears_without_reload(site: Site, record_property: Any) ->
     wait_for(d, "window.vitalsentryWard")
     d.execute_script("window.notReloaded = true;")
     frame, _ = simulate_cohort(
-        SimulationConfig(patients=2, hours=0.5, seed=3, event_fraction=1.0, start_spread_h=0.1)
+        SimulationConfig(
+            patients=2,
+            hours=0.5,
+            seed=3,
+            event_fraction=1.0,
+            start_spread_h=0.1,
+            start=_iso(T0 + COHORT_WINDOWS * WINDOW_S - 1800),  # on the seeded ward's clock
+        )
     )
     batches = arrival_batches(frame.drop(columns=["label", "age", "sex", "bmi"]), 60.0)
     alarmed, appended = None, 0.0
