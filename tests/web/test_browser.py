@@ -37,7 +37,7 @@ from vitalsentry.serve.settings import Settings
 
 WARD_SIZE = 40
 ALARMED = 6
-COHORT_WINDOWS = 6 * 3600 // 64
+COHORT_WINDOWS = 3 * 3600 // 64
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Site:
 
 
 def seed_cohort(store: MonitorStore) -> None:
-    """40 patients of 6 h (heart rate every 10 s; 6 with an alarm) and one of 24 h at 1 Hz."""
+    """40 patients of 3 h (heart rate every 10 s; 6 with an alarm) and one of 24 h at 1 Hz."""
     rng = np.random.default_rng(7)
     n = COHORT_WINDOWS
     for k in range(WARD_SIZE):
