@@ -292,3 +292,30 @@ def test_monitoring_routes_conform_to_their_schema(
         )
 
     check()
+
+
+def test_two_workers_behind_one_database_answer_as_one(
+    make_client: Callable[..., TestClient],
+    keys: dict[str, str],
+    database_url: str,
+    pipeline: VitalRiskPipeline,
+    cohort: pd.DataFrame,
+) -> None:
+    workers = [make_client(database_url=database_url, purge_every_s=0) for _ in range(2)]
+    for worker in workers:
+        worker.headers["X-API-Key"] = keys["both"]
+    batches = arrival_batches(cohort, 300.0)
+    for i, batch in enumerate(batches):  # alternate: each worker sees half of every stream
+        assert replay(workers[i % 2], [batch]).errors == []
+    expected = offline_reference(pipeline, cohort)
+    for worker in workers:
+        assert compare(expected, served_reference(worker, ["P0001", "P0002"])) == []
+    assert workers[0].get("/v1/patients").json() == workers[1].get("/v1/patients").json()
+    metrics = workers[0].get("/metrics").text
+    for name in (
+        "vitalsentry_monitor_readings_total",
+        "vitalsentry_monitor_scoring_lag_seconds_bucket",
+        "vitalsentry_monitor_active_alarms",
+        "vitalsentry_monitor_db_seconds_bucket",
+    ):
+        assert name in metrics
