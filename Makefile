@@ -44,17 +44,17 @@ SERVE_PORT ?= 8000
 SERVE_URL  := http://127.0.0.1:$(SERVE_PORT)
 serve: install
 	test -f $(DEMO_OUT)/bundle/manifest.json || $(MAKE) demo
-	@set -- $$($(BIN)/vitalsentry keygen --plain --scope score --scope view); KEY=$$1; \
+	@set -- $$($(BIN)/vitalsentry keygen --plain --scope score --scope view); KEY=$$1; REPLAY=; \
 	export VITALSENTRY_API_KEYS="$${VITALSENTRY_API_KEYS:+$$VITALSENTRY_API_KEYS,}$$2"; \
 	export VITALSENTRY_DATABASE_URL="$${VITALSENTRY_DATABASE_URL:-sqlite:///$(abspath $(DEMO_OUT))/monitor.sqlite3}"; \
 	export VITALSENTRY_MONITOR_MC_PASSES="$${VITALSENTRY_MONITOR_MC_PASSES:-10}"; \
 	$(BIN)/vitalsentry serve --bundle $(DEMO_OUT)/bundle --port $(SERVE_PORT) & SERVER=$$!; \
-	trap 'kill $$SERVER 2>/dev/null' INT TERM EXIT; \
+	trap 'kill $$SERVER $$REPLAY 2>/dev/null' INT TERM EXIT; \
 	until $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1])' $(SERVE_URL)/readyz 2>/dev/null; do \
 	  kill -0 $$SERVER 2>/dev/null || exit 1; sleep 1; done; \
 	echo "web view: $(SERVE_URL)/ - log in with the key $$KEY (also the X-API-Key of the API)"; \
 	echo "replaying $(DEMO_OUT)/data/cohort.parquet into the monitoring mode (the ward fills as it goes)"; \
-	$(BIN)/vitalsentry replay $(DEMO_OUT)/data/cohort.parquet --url $(SERVE_URL) --key $$KEY & \
+	$(BIN)/vitalsentry replay $(DEMO_OUT)/data/cohort.parquet --url $(SERVE_URL) --key $$KEY & REPLAY=$$!; \
 	wait $$SERVER
 
 # Chromium + chromedriver from the OS packages for the browser tests (tests/web), when absent.
