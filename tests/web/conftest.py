@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from web_seed import log_in
 
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.app import create_app
@@ -78,5 +79,5 @@ def web_client(
 ) -> TestClient:
     """A client logged in with the ``view`` key, its app on the test database (``store``'s)."""
     client = make_web_client(database_url=database_url)
-    assert client.post("/login", data={"key": web_keys["view"][0]}).status_code == 303
+    assert log_in(client, web_keys["view"][0]).status_code == 303
     return client

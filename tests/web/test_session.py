@@ -5,13 +5,14 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from web_seed import log_in
 
 from vitalsentry.serve.security import parse_key_entries
 from vitalsentry.web.session import COOKIE
 
 
 def _login(client: TestClient, key: str) -> TestClient:
-    answer = client.post("/login", data={"key": key})
+    answer = log_in(client, key)
     assert answer.status_code == 303, answer.text
     return client
 
@@ -33,7 +34,7 @@ def test_a_view_key_opens_a_strict_httponly_session(
     make_web_client: Callable[..., TestClient], web_keys: dict[str, tuple[str, str]]
 ) -> None:
     client = make_web_client()
-    answer = client.post("/login", data={"key": web_keys["view"][0]})
+    answer = log_in(client, web_keys["view"][0])
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
@@ -46,9 +47,9 @@ def test_keys_without_the_view_scope_are_refused(
     make_web_client: Callable[..., TestClient], web_keys: dict[str, tuple[str, str]], key: str
 ) -> None:
     presented = web_keys[key][0] if key in web_keys else key
-    answer = make_web_client().post("/login", data={"key": presented})
+    answer = log_in(make_web_client(), presented)
     assert answer.status_code == 401
-    assert "view scope" in answer.text and "set-cookie" not in answer.headers
+    assert "view scope" in answer.text and COOKIE not in answer.headers.get("set-cookie", "")
 
 
 def test_logout_needs_the_csrf_token(web_client: TestClient) -> None:
@@ -93,3 +94,11 @@ def test_sessions_expire_on_the_server(
         itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: now(self) + 61
     )
     assert client.get("/login").status_code == 200
+
+
+def test_a_login_posted_without_the_forms_token_is_refused(
+    make_web_client: Callable[..., TestClient], web_keys: dict[str, tuple[str, str]]
+) -> None:
+    client = make_web_client()
+    answer = client.post("/login", data={"key": web_keys["view"][0], "login_token": "forged"})
+    assert answer.status_code == 403 and COOKIE not in answer.headers.get("set-cookie", "")

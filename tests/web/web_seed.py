@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 
 from vitalsentry.monitor.store import US, MonitorStore, WindowScore
@@ -63,3 +66,11 @@ def seed_patient(
         tx.state.last_reading_us = int(hr_times[-1] * US)
         if alarm_from is not None:
             tx.state.alarm_id = tx.open_alarm(start + (alarm_from + 1) * WINDOW_S, max(risks)).id
+
+
+def log_in(client: Any, key: str) -> Any:
+    """Fill the login form as a browser does (its token comes with the form); the answer."""
+    form = client.get("/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    return client.post("/login", data={"key": key, "login_token": token.group(1)})

@@ -6,6 +6,7 @@ renders a template.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
@@ -25,9 +26,11 @@ from vitalsentry.web.session import (
     PageSession,
     Session,
     check_csrf,
+    check_login_token,
     end_session,
     login_key_id,
     read_session,
+    set_login_token,
     start_session,
 )
 from vitalsentry.web.views import (
@@ -58,24 +61,42 @@ async def login_form(request: Request) -> Response:
     """Show the login form (the ward when a session is already open)."""
     if read_session(request) is not None:
         return RedirectResponse("/", status_code=303)
+    return _login_page(request, status=200, error=None)
+
+
+def _login_page(request: Request, status: int, error: str | None) -> Response:
+    """Render the login form with a fresh double-submit token (in the form and a strict cookie)."""
     settings: Settings = request.app.state.settings
-    return render(request, "login.html", None, minutes=settings.session_minutes)
+    token = secrets.token_urlsafe(24)
+    page = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        error=error,
+        token=token,
+        minutes=settings.session_minutes,
+    )
+    set_login_token(page, token)
+    return page
 
 
 @router.post("/login", response_class=HTMLResponse, name="web_login")
-async def login(request: Request, key: Annotated[str, Form(max_length=256)] = "") -> Response:
-    """Exchange a key with the ``view`` scope for a session cookie; 401 and the form otherwise."""
-    settings: Settings = request.app.state.settings
-    key_id = login_key_id(settings, key)
+async def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=256)] = "",
+    login_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Exchange a key with the ``view`` scope for a session cookie; 401 and the form otherwise.
+
+    A post without the login form's token (from another site, or a stale form) gets 403
+    and a fresh form.
+    """
+    if not check_login_token(request, login_token):
+        return _login_page(request, 403, "The form expired or came from elsewhere: log in again.")
+    key_id = login_key_id(request.app.state.settings, key)
     if key_id is None:
-        return render(
-            request,
-            "login.html",
-            None,
-            status=401,
-            error="Unknown key, or the key lacks the view scope.",
-            minutes=settings.session_minutes,
-        )
+        return _login_page(request, 401, "Unknown key, or the key lacks the view scope.")
     response = RedirectResponse("/", status_code=303)
     start_session(request, response, key_id)
     return response

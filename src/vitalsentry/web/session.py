@@ -22,6 +22,8 @@ from vitalsentry.serve.security import find_key
 from vitalsentry.serve.settings import Settings
 
 COOKIE: Final = "vitalsentry_session"
+LOGIN_COOKIE: Final = "vitalsentry_login"
+"""Double-submit token of the login form (a cross-site page cannot log a browser in)."""
 VIEW_SCOPE: Final = "view"
 OPEN_SESSION: Final = "open"
 """Key id recorded when the service runs without API keys (``REQUIRE_API_KEY=false``)."""
@@ -89,6 +91,19 @@ def start_session(request: Request, response: Response, key_id: str) -> None:
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+def set_login_token(response: Response, token: str) -> None:
+    """Put the login form's token in a short-lived strict cookie (the form holds it too)."""
+    response.set_cookie(
+        LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict", path="/login"
+    )
+
+
+def check_login_token(request: Request, token: str) -> bool:
+    """Whether the form's token is the one in the login cookie (constant-time comparison)."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), token.encode())
 
 
 def end_session(response: Response) -> None:
