@@ -5,7 +5,8 @@ The cookie holds the key's public id (never the key) and a CSRF token, signed wi
 at every request (``VITALSENTRY_SESSION_MINUTES``), and the key must still be configured
 with the ``view`` scope, so removing a key from ``VITALSENTRY_API_KEYS`` ends its sessions.
 The cookie is ``HttpOnly`` and ``SameSite=Strict`` (``Secure`` over HTTPS). Every
-state-changing form carries the session's CSRF token, compared in constant time.
+state-changing form carries the session's CSRF token, compared in constant time; the
+login form, before any session, a double-submit token (hidden field + strict cookie).
 """
 
 from __future__ import annotations
