@@ -13,6 +13,7 @@ together or not at all. Every method turns database failures into
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,15 @@ from sqlalchemy.orm import Session
 
 from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.errors import VitalSentryError
-from vitalsentry.monitor.db import default_url, make_engine, migrate, unavailable, writer
+from vitalsentry.monitor import db
+from vitalsentry.monitor.db import (
+    DatabaseUnavailableError,
+    default_url,
+    make_engine,
+    migrate,
+    unavailable,
+    writer,
+)
 from vitalsentry.monitor.tables import (
     AlarmEpisodeRow,
     PatientStateRow,
@@ -342,6 +351,7 @@ class MonitorStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = writer(engine)
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str | None = None) -> MonitorStore:
@@ -353,6 +363,23 @@ class MonitorStore:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """Open a write transaction; on SQLite the process's writers queue on a lock first.
+
+        SQLite admits one writer at a time; threads that wait in SQLite's busy handler
+        sleep in growing steps (up to 100 ms), while a lock hands over at once. Other
+        processes still wait in the busy handler (``busy_timeout``).
+        """
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=db.WAIT_S):
+            raise DatabaseUnavailableError("the database is busy: too many writers waiting")
+        try:
+            with unavailable(), Session(self._writer) as session, session.begin():
+                yield session
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -372,7 +399,7 @@ class MonitorStore:
         DatabaseUnavailableError
             The database is unreachable or stayed locked for too long.
         """
-        with unavailable(), Session(self._writer) as session, session.begin():
+        with self._write() as session:
             upsert = (
                 postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
             )
@@ -498,7 +525,7 @@ class MonitorStore:
         UnknownAlarmError
             No episode has this id.
         """
-        with unavailable(), Session(self._writer) as session, session.begin():
+        with self._write() as session:
             row = session.get(AlarmEpisodeRow, alarm_id, with_for_update=True)
             if row is None:
                 raise UnknownAlarmError(f"alarm_id: no alarm episode {alarm_id}")
@@ -510,7 +537,7 @@ class MonitorStore:
     def delete_patient(self, patient_id: str) -> dict[str, int]:
         """Remove every stored row of a patient; returns rows deleted per table."""
         tables = (ReadingRow, WindowScoreRow, AlarmEpisodeRow, PatientStateRow)
-        with unavailable(), Session(self._writer) as session, session.begin():
+        with self._write() as session:
             return {
                 table.__tablename__: _rowcount(
                     session.execute(delete(table).where(table.patient_id == patient_id))
@@ -524,7 +551,7 @@ class MonitorStore:
         Active alarm episodes and the window each patient's state points to are kept.
         """
         keep = select(PatientStateRow.score_id).where(PatientStateRow.score_id.is_not(None))
-        with unavailable(), Session(self._writer) as session, session.begin():
+        with self._write() as session:
             return {
                 "readings": _rowcount(
                     session.execute(
