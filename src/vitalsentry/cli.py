@@ -879,7 +879,7 @@ def sign_keygen(
 @app.command()
 def keygen(
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", help="score | embed | admin (repeatable)")
+        list[str] | None, typer.Option("--scope", help="score | embed | admin | view (repeatable)")
     ] = None,
     plain: Annotated[
         bool, typer.Option("--plain", help="Print 'KEY ENTRY' on one line (for scripts)")
@@ -898,6 +898,66 @@ def keygen(
             soft_wrap=True,
             highlight=False,
         )
+
+
+@app.command()
+def replay(
+    data: Annotated[Path, typer.Argument(help="Data file (CSV or Parquet)")],
+    url: Annotated[str, typer.Option("--url", help="Service base URL")] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar="VITALSENTRY_API_KEY", help="API key with the score scope"),
+    ] = None,
+    every: Annotated[
+        float, typer.Option("--every", min=0.001, help="Seconds of readings per request")
+    ] = 60.0,
+    check: Annotated[
+        Path | None,
+        typer.Option("--check", help="Bundle: compare the served scores and alarms with offline"),
+    ] = None,
+    source: SourceOpt = "auto",
+    step: StepOpt = None,
+    column_map: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
+    ] = None,
+) -> None:
+    """Replay a file through a running service's streaming API, patient by patient, in time order."""
+    import httpx
+
+    from vitalsentry.monitor import replay as stream_replay
+
+    readings = _read(data, source, step, column_map)
+    batches = stream_replay.arrival_batches(readings.frame, every)
+    headers = {"X-API-Key": key} if key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=60.0) as client:
+        stats = stream_replay.replay(client, batches)
+        console.print(
+            f"replayed {stats.requests:,} requests: {stats.accepted:,} readings stored, "
+            f"{stats.duplicates:,} already stored, {stats.windows:,} windows scored, "
+            f"{stats.retries:,} retries, {len(stats.errors):,} refused"
+        )
+        for line in stats.errors[:10]:
+            err_console.print(f"refused: {line}", highlight=False, markup=False)
+        if check is not None:
+            from vitalsentry.pipeline import VitalRiskPipeline
+
+            expected = stream_replay.offline_reference(
+                VitalRiskPipeline.from_bundle(check), readings.frame
+            )
+            patients = sorted({b.patient_id for b in batches})
+            problems = stream_replay.compare(
+                expected, stream_replay.served_reference(client, patients)
+            )
+            if problems:
+                raise VitalSentryError(
+                    "replay differs from offline scoring: " + "; ".join(problems)
+                )
+            console.print(
+                f"identical to offline scoring: {len(expected.scores):,} windows, "
+                f"{sum(map(len, expected.episodes.values())):,} alarm episodes"
+            )
+    if stats.errors:
+        raise SystemExit(1)
 
 
 def _configure_threads() -> None:

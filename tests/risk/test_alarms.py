@@ -183,3 +183,13 @@ def test_window_events_and_policy_choice_within_budget() -> None:
     )
     assert policy == POLICY_GRID[2]  # (5 of 6) is the first that ignores both bursts
     assert report.event_recall == 1.0 and report.false_alarms == 0
+
+
+def test_alarm_episodes_follow_the_policy() -> None:
+    from vitalsentry.risk.alarms import alarm_episodes
+
+    high = [True, True, True, False, False, False, False, True, True, True, True]
+    ends = [10.0 * (i + 1) for i in range(len(high))]
+    policy = AlarmPolicy(k=3, n=4, clear_after=4)
+    assert alarm_episodes(ends, high, policy) == [(30.0, 60.0, 70.0), (100.0, 110.0, None)]
+    assert alarm_episodes([], [], policy) == []

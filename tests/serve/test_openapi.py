@@ -75,6 +75,11 @@ def test_schema_publishes_every_endpoint_and_the_key_header(
         "/healthz",
         "/readyz",
         "/metrics",
+        "/v1/patients",
+        "/v1/patients/{patient_id}",
+        "/v1/patients/{patient_id}/readings",
+        "/v1/patients/{patient_id}/timeline",
+        "/v1/alarms/{alarm_id}/ack",
     }
     scheme = spec["components"]["securitySchemes"]["APIKeyHeader"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")

@@ -20,7 +20,6 @@ counted apart (``events_skipped``).
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +69,33 @@ def _flags(name: str, values: ArrayLike) -> BoolArray:
     return arr.astype(np.bool_)
 
 
+@dataclass(frozen=True)
+class AlarmState:
+    """Where one patient's alarm stands after some windows (the policy's whole memory).
+
+    Attributes
+    ----------
+    on : bool
+        Whether the alarm is raised.
+    quiet : int
+        Consecutive non-high windows since the alarm was raised (0 while off).
+    recent : tuple of bool
+        While off: the last (at most ``n``) windows' "high" flags since the last clear.
+    """
+
+    on: bool = False
+    quiet: int = 0
+    recent: tuple[bool, ...] = ()
+
+    def step(self, is_high: bool, policy: AlarmPolicy) -> AlarmState:
+        """Return the state after one more window (the rule of the module docstring)."""
+        if self.on:
+            quiet = 0 if is_high else self.quiet + 1
+            return AlarmState() if quiet >= policy.clear_after else AlarmState(True, quiet)
+        recent = (*self.recent, is_high)[-policy.n :]
+        return AlarmState(True) if sum(recent) >= policy.k else AlarmState(False, 0, recent)
+
+
 def apply_alarm_policy(high: ArrayLike, policy: AlarmPolicy) -> BoolArray:
     """Alarm state of one patient's windows, in time order.
 
@@ -88,21 +114,10 @@ def apply_alarm_policy(high: ArrayLike, policy: AlarmPolicy) -> BoolArray:
     """
     flags = _flags("high", high)
     state = np.zeros(flags.shape, dtype=np.bool_)
-    recent: deque[bool] = deque(maxlen=policy.n)
-    on = False
-    quiet = 0
+    current = AlarmState()
     for t, is_high in enumerate(flags.tolist()):
-        if on:
-            quiet = 0 if is_high else quiet + 1
-            if quiet >= policy.clear_after:
-                on = False
-                recent.clear()
-        else:
-            recent.append(is_high)
-            if sum(recent) >= policy.k:
-                on = True
-                quiet = 0
-        state[t] = on
+        current = current.step(is_high, policy)
+        state[t] = current.on
     return state
 
 
@@ -123,6 +138,39 @@ def alarm_onsets(state: ArrayLike) -> NDArray[np.intp]:
     on = _flags("state", state)
     before = np.concatenate(([False], on[:-1]))
     return np.flatnonzero(on & ~before)
+
+
+def alarm_episodes(
+    window_end_s: ArrayLike, high: ArrayLike, policy: AlarmPolicy
+) -> list[tuple[float, float, float | None]]:
+    """Alarm episodes of one patient's windows, as the monitoring stream records them.
+
+    Parameters
+    ----------
+    window_end_s : array_like of float, shape (n_windows,)
+        Window ends in time order, epoch seconds.
+    high : array_like of bool, shape (n_windows,)
+        Whether each window is at level "high".
+    policy : AlarmPolicy
+        The hysteresis rule.
+
+    Returns
+    -------
+    list of (float, float, float or None)
+        Per episode: end of the window that raised it, end of its last window with the
+        alarm on, and end of the window that cleared it (None if still on).
+    """
+    state = apply_alarm_policy(high, policy)
+    ends = np.asarray(window_end_s, dtype=np.float64)
+    offs = np.flatnonzero(np.concatenate([state[:-1] & ~state[1:], [False]])) + 1
+    out: list[tuple[float, float, float | None]] = []
+    for onset in alarm_onsets(state).tolist():
+        cleared = offs[offs > onset]
+        last = int(cleared[0]) - 1 if cleared.size else len(state) - 1
+        out.append(
+            (float(ends[onset]), float(ends[last]), float(ends[last + 1]) if cleared.size else None)
+        )
+    return out
 
 
 @dataclass(frozen=True)

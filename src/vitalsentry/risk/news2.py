@@ -31,6 +31,7 @@ consciousness are booleans and are never missing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -281,4 +282,44 @@ def news2_level(score: ArrayLike, any_single_three: ArrayLike) -> NDArray[np.str
         [np.isnan(values), values >= 7, values >= 5, red],
         ["unknown", "high", "medium", "low-medium"],
         default="low",
+    )
+
+
+@dataclass(frozen=True)
+class News2Summary:
+    """NEWS2 of one set of latest values: aggregate score, level and sub-scores."""
+
+    score: int
+    level: str
+    components: dict[str, int]
+
+
+def news2_summary(
+    latest: Mapping[str, float | None], *, on_oxygen: bool, consciousness_alert: bool
+) -> News2Summary | None:
+    """NEWS2 from the latest value of each measured parameter.
+
+    Parameters
+    ----------
+    latest : mapping of str to float or None
+        ``respiratory_rate, spo2, systolic_bp, heart_rate, temperature`` → value.
+    on_oxygen, consciousness_alert : bool
+        Context (supplemental oxygen; alert).
+
+    Returns
+    -------
+    News2Summary or None
+        None unless all five parameters have a value.
+    """
+    names = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
+    found = [latest.get(name) for name in names]
+    values = [v for v in found if v is not None]
+    if len(values) < len(names):
+        return None
+    parts = news2_components(*values, on_oxygen=on_oxygen, consciousness_alert=consciousness_alert)
+    score = aggregate_score(parts)
+    return News2Summary(
+        score=int(score),
+        level=str(news2_level(score, red_score(parts))),
+        components={name: int(parts[name]) for name in COMPONENTS},
     )

@@ -35,10 +35,13 @@ from vitalsentry.serve.combine import self_check
 from vitalsentry.serve.guard import CrashGuardMiddleware, QueryRedactingFilter
 from vitalsentry.serve.inputs import RequestError, clip, format_loc
 from vitalsentry.serve.metrics import MetricsMiddleware, ServiceMetrics
+from vitalsentry.serve.monitor_routes import monitor as monitor_routes
+from vitalsentry.serve.monitor_service import MonitorMetrics, MonitorService
 from vitalsentry.serve.routes import ops, v1
 from vitalsentry.serve.security import BodyLimitMiddleware, RateLimiter
 from vitalsentry.serve.service import ScoringService
 from vitalsentry.serve.settings import ENV_PREFIX, Settings, load_settings
+from vitalsentry.web import mount_web
 
 logger = logging.getLogger("vitalsentry.serve")
 
@@ -153,6 +156,7 @@ def create_app(
     if pipeline is None and settings.bundle is None:
         raise VitalSentryError(NO_BUNDLE)
     metrics = ServiceMetrics()
+    monitor_metrics = MonitorMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -163,6 +167,10 @@ def create_app(
             logger.error("cannot start: %s", exc)
             raise
         service = app.state.service = ScoringService(loaded, settings, metrics)
+        monitor = app.state.monitor = MonitorService(
+            settings, loaded, service.combiner, monitor_metrics, service.pseudonym_key
+        )
+        monitor.start()
         # What is loaded now lives as long as the app: keep it out of the collector's full
         # passes, which otherwise stalled every in-flight request for ~120 ms now and then
         # (p99 at concurrency 8: 150 ms → 41 ms). Handed back at shutdown.
@@ -171,7 +179,8 @@ def create_app(
         logger.info("serving model %s (%s)", loaded.model_version, loaded.bundle.path)
         yield
         gc.unfreeze()
-        app.state.service = None
+        app.state.service = app.state.monitor = None
+        monitor.close()
         service.close()
 
     app = FastAPI(
@@ -187,7 +196,9 @@ def create_app(
     app.state.failed_key_limiter = RateLimiter(settings.failed_key_limit_per_minute)
     app.state.service = None
     app.include_router(v1)
+    app.include_router(monitor_routes)
     app.include_router(ops)
+    mount_web(app, settings)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(RequestError, _on_request_error)
     app.add_exception_handler(VitalSentryError, _on_domain_error)

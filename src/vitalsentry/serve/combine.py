@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,8 @@ class Scored:
 Rows = list[Scored | None]
 """Per patient of a job, its scored window or None."""
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, eq=False)
 class _Job:
@@ -83,6 +86,20 @@ class _Job:
             self.loop.call_soon_threadsafe(deliver)
 
 
+@dataclass(frozen=True, eq=False)
+class _Call:
+    """Any function of the pipeline, run on the model thread for a waiting worker thread."""
+
+    fn: Callable[[VitalRiskPipeline], Any]
+    answer: Future[Any]
+
+    def run(self, pipeline: VitalRiskPipeline) -> None:
+        try:
+            self.answer.set_result(self.fn(pipeline))
+        except Exception as exc:  # handed to the caller
+            self.answer.set_exception(exc)
+
+
 class Combiner:
     """Score patients on one model thread, combining concurrent calls.
 
@@ -97,7 +114,7 @@ class Combiner:
     def __init__(self, pipeline: VitalRiskPipeline, metrics: ServiceMetrics) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="vitalsentry-model", daemon=True)
         self._thread.start()
 
@@ -122,6 +139,17 @@ class Combiner:
         self._jobs.put(job)
         return await job.answer
 
+    def run(self, fn: Callable[[VitalRiskPipeline], T]) -> T:
+        """Return ``fn(pipeline)`` computed on the model thread (call from a worker thread).
+
+        Blocks the calling thread, never the event loop: use it from code that runs in
+        the threadpool (e.g. a database transaction that scores windows).
+        """
+        call = _Call(fn, Future())
+        self._jobs.put(call)
+        result: T = call.answer.result()
+        return result
+
     def close(self) -> None:
         """Stop the model thread once the jobs queued before this call are answered."""
         self._jobs.put(None)
@@ -136,7 +164,10 @@ class Combiner:
                 while True:
                     taken.append(self._jobs.get_nowait())
             stop = None in taken
-            jobs = [job for job in taken if job is not None]
+            for call in taken:
+                if isinstance(call, _Call):
+                    call.run(self.pipeline)
+            jobs = [job for job in taken if isinstance(job, _Job)]
             plain = [job for job in jobs if not job.passes]
             for batch in ([plain] if plain else []) + [[job] for job in jobs if job.passes]:
                 self._run(batch)

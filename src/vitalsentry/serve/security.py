@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vitalsentry.errors import VitalSentryError
 
-SCOPES: Final[tuple[str, ...]] = ("score", "embed", "admin")
+SCOPES: Final[tuple[str, ...]] = ("score", "embed", "admin", "view")
 """Scopes a key may hold."""
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")

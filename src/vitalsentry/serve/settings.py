@@ -24,6 +24,18 @@ variable                                 meaning (default)
 ``VITALSENTRY_REQUIRE_SIGNATURE``        serve only a bundle signed by a trusted key (false)
 ``VITALSENTRY_SIGNING_PUBLIC_KEYS``      comma-separated paths of trusted Ed25519 public
                                          keys (PEM, from `vitalsentry sign-keygen`)
+``VITALSENTRY_DATABASE_URL``             monitoring database: ``postgresql+psycopg://…`` or
+                                         ``sqlite:///FILE`` (an embedded SQLite file under
+                                         ``$XDG_DATA_HOME/vitalsentry``)
+``VITALSENTRY_READINGS_RETENTION_H``     readings older than this are purged (168)
+``VITALSENTRY_HISTORY_RETENTION_D``      scores and closed alarms older than this (365)
+``VITALSENTRY_PURGE_EVERY_S``            seconds between purges, 0 = never (3600)
+``VITALSENTRY_MAX_FUTURE_S``             readings later than now + this are refused (300)
+``VITALSENTRY_MONITOR_MC_PASSES``        MC dropout passes per streamed window, 0 = no
+                                         risk band (0)
+``VITALSENTRY_SESSION_SECRET``           signs the web view's session cookies (random per
+                                         process: set it when running several workers)
+``VITALSENTRY_SESSION_MINUTES``          web view session lifetime (720)
 =======================================  =================================================
 """
 
@@ -67,6 +79,14 @@ class Settings(BaseSettings):
     failed_key_limit_per_minute: int = Field(30, ge=0)
     require_signature: bool = False
     signing_public_keys: Annotated[tuple[Path, ...], NoDecode] = ()
+    database_url: str | None = None
+    readings_retention_h: float = Field(168.0, gt=0)
+    history_retention_d: float = Field(365.0, gt=0)
+    purge_every_s: float = Field(3600.0, ge=0)
+    max_future_s: float = Field(300.0, ge=0)
+    monitor_mc_passes: int = Field(0, ge=0, le=100)
+    session_secret: str | None = Field(None, min_length=16)
+    session_minutes: int = Field(720, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

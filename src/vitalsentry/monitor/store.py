@@ -1,0 +1,639 @@
+"""MonitorStore: typed access to the monitoring database (what the routes and the web view read).
+
+Reads (:meth:`MonitorStore.ward`, :meth:`~MonitorStore.timeline`, …) return frozen
+dataclasses, never ORM rows. Writes of one patient's stream happen in a
+:class:`PatientTransaction` (:meth:`MonitorStore.patient_transaction`): it locks the
+patient's state row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction
+takes the write lock with ``BEGIN IMMEDIATE``), so any number of workers sharing the
+database see one order of appends per patient, and everything it writes is committed
+together or not at all. Every method turns database failures into
+:class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, case, delete, func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
+from vitalsentry.errors import VitalSentryError
+from vitalsentry.monitor import db
+from vitalsentry.monitor.db import (
+    DatabaseUnavailableError,
+    default_url,
+    make_engine,
+    migrate,
+    unavailable,
+    writer,
+)
+from vitalsentry.monitor.tables import (
+    AlarmEpisodeRow,
+    PatientStateRow,
+    ReadingRow,
+    WindowScoreRow,
+)
+
+US: Final = 1_000_000
+"""Microseconds per second."""
+
+ReadingKey = tuple[str, int]
+"""(channel, t_us) of a stored reading."""
+
+
+class UnknownAlarmError(VitalSentryError):
+    """No alarm episode has this id (answered with 404)."""
+
+
+@dataclass(frozen=True)
+class AlarmEpisode:
+    """An alarm episode: raised at the end of ``started_s``'s window, on until ``last_on_s``.
+
+    Attributes
+    ----------
+    id : int
+        Identifier (for acknowledging).
+    patient_id : str
+        Patient.
+    started_s, last_on_s : float
+        Epoch seconds: end of the window that raised it, end of the latest window with it on.
+    cleared_s : float or None
+        End of the window that cleared it; None while active.
+    peak_risk : float
+        Highest risk of a window during the episode.
+    acked_by : str or None
+        Key id (or user) that acknowledged it.
+    acked_at_s : float or None
+        When it was acknowledged (server clock, epoch seconds).
+    """
+
+    id: int
+    patient_id: str
+    started_s: float
+    last_on_s: float
+    cleared_s: float | None
+    peak_risk: float
+    acked_by: str | None
+    acked_at_s: float | None
+
+    @property
+    def active(self) -> bool:
+        """Whether the alarm is still on."""
+        return self.cleared_s is None
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """A scored window (see :class:`~vitalsentry.monitor.tables.WindowScoreRow`)."""
+
+    start_s: float
+    end_s: float
+    risk: float
+    level: str
+    anomaly_score: float
+    top_vital: str
+    contributions: dict[str, float]
+    news2: int | None
+    news2_level: str | None
+    risk_mean: float | None
+    risk_std: float | None
+    alarm_on: bool
+    model_version: str
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """A patient's current state (a row of the ward overview).
+
+    Attributes
+    ----------
+    patient_id : str
+        Patient.
+    last_reading_s : float or None
+        Time of the newest reading.
+    latest : WindowScore or None
+        The newest scored window (None before the first).
+    alarm : AlarmEpisode or None
+        The active alarm episode.
+    """
+
+    patient_id: str
+    last_reading_s: float | None
+    latest: WindowScore | None
+    alarm: AlarmEpisode | None
+
+
+@dataclass(frozen=True)
+class ChannelSeries:
+    """One channel's readings over a time range, downsampled when dense.
+
+    Raw (``bucket_s`` None): one point per reading, ``low == high``, ``count`` 1. Bucketed:
+    one point per non-empty bucket of ``bucket_s`` seconds, at the bucket's start, with
+    the minimum, maximum and number of readings in it.
+    """
+
+    channel: str
+    t_s: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    count: tuple[int, ...]
+    bucket_s: float | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Return a patient's scores, alarm episodes and readings over ``[start_s, end_s)``."""
+
+    patient_id: str
+    start_s: float
+    end_s: float
+    scores: tuple[WindowScore, ...]
+    alarms: tuple[AlarmEpisode, ...]
+    readings: tuple[ChannelSeries, ...]
+
+
+def _episode(row: AlarmEpisodeRow) -> AlarmEpisode:
+    return AlarmEpisode(
+        id=row.id,
+        patient_id=row.patient_id,
+        started_s=row.started_s,
+        last_on_s=row.last_on_s,
+        cleared_s=row.cleared_s,
+        peak_risk=row.peak_risk,
+        acked_by=row.acked_by,
+        acked_at_s=row.acked_at_s,
+    )
+
+
+def _score(row: WindowScoreRow) -> WindowScore:
+    return WindowScore(
+        start_s=row.start_s,
+        end_s=row.end_s,
+        risk=row.risk,
+        level=row.level,
+        anomaly_score=row.anomaly_score,
+        top_vital=row.top_vital,
+        contributions=dict(row.contributions),
+        news2=row.news2,
+        news2_level=row.news2_level,
+        risk_mean=row.risk_mean,
+        risk_std=row.risk_std,
+        alarm_on=row.alarm_on,
+        model_version=row.model_version,
+    )
+
+
+class PatientTransaction:
+    """One patient's write transaction, its state row locked (see the module docstring).
+
+    Attributes
+    ----------
+    session : Session
+        The open session.
+    state : PatientStateRow
+        The locked state row (created on the patient's first append); changes to it are
+        written at commit.
+    """
+
+    def __init__(self, session: Session, state: PatientStateRow) -> None:
+        self.session = session
+        self.state = state
+
+    def stored(self, lo_us: int, hi_us: int) -> dict[ReadingKey, float]:
+        """Return the stored readings with ``lo_us ≤ t_us ≤ hi_us``: ``{(channel, t_us): value}``."""
+        rows = self.session.execute(
+            select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
+                ReadingRow.patient_id == self.state.patient_id,
+                ReadingRow.t_us.between(lo_us, hi_us),
+            )
+        )
+        return {(channel, t_us): value for channel, t_us, value in rows}
+
+    def insert(self, readings: Sequence[tuple[str, int, float]]) -> None:
+        """Insert new readings ``(channel, t_us, value)`` (keys not stored yet)."""
+        if readings:
+            pid = self.state.patient_id
+            self.session.execute(
+                insert(ReadingRow),
+                [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
+            )
+
+    def last_times(self, channels: Iterable[str]) -> dict[str, int]:
+        """Newest reading time (µs) of each channel that has one."""
+        rows = self.session.execute(
+            select(ReadingRow.channel, func.max(ReadingRow.t_us))
+            .where(
+                ReadingRow.patient_id == self.state.patient_id,
+                ReadingRow.channel.in_(list(channels)),
+            )
+            .group_by(ReadingRow.channel)
+        )
+        return {channel: int(t) for channel, t in rows}
+
+    def first_time(self) -> int | None:
+        """Oldest stored reading time (µs) of the patient, any channel."""
+        value = self.session.scalar(
+            select(func.min(ReadingRow.t_us)).where(ReadingRow.patient_id == self.state.patient_id)
+        )
+        return None if value is None else int(value)
+
+    def next_time(self, channel: str, t_us: int) -> int | None:
+        """Time (µs) of the channel's first reading at or after ``t_us``."""
+        value = self.session.scalar(
+            select(func.min(ReadingRow.t_us)).where(
+                ReadingRow.patient_id == self.state.patient_id,
+                ReadingRow.channel == channel,
+                ReadingRow.t_us >= t_us,
+            )
+        )
+        return None if value is None else int(value)
+
+    def value_at(self, channel: str, t_us: int) -> float | None:
+        """Value of the channel's latest reading at or before ``t_us``."""
+        value = self.session.scalar(
+            select(ReadingRow.value)
+            .where(
+                ReadingRow.patient_id == self.state.patient_id,
+                ReadingRow.channel == channel,
+                ReadingRow.t_us <= t_us,
+            )
+            .order_by(ReadingRow.t_us.desc())
+            .limit(1)
+        )
+        return None if value is None else float(value)
+
+    def frame(self, lo_us: int, channels: Sequence[str]) -> pd.DataFrame:
+        """Return the readings of ``channels`` from ``lo_us`` on as a readings frame."""
+        rows = self.session.execute(
+            select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+                ReadingRow.patient_id == self.state.patient_id,
+                ReadingRow.channel.in_(list(channels)),
+                ReadingRow.t_us >= lo_us,
+            )
+        ).all()
+        long = pd.DataFrame(rows, columns=["t_us", "channel", "value"])
+        wide = long.pivot(index="t_us", columns="channel", values="value").sort_index()
+        wide = wide.reindex(columns=list(channels))
+        return wide_frame(self.state.patient_id, wide.index.to_numpy(np.int64), wide)
+
+    def add_score(self, score: WindowScore) -> WindowScoreRow:
+        """Store a scored window."""
+        row = WindowScoreRow(
+            patient_id=self.state.patient_id, scored_at_s=time.time(), **score.__dict__
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def alarm(self, alarm_id: int) -> AlarmEpisodeRow:
+        """Return the patient's alarm episode of this id."""
+        row = self.session.get(AlarmEpisodeRow, alarm_id)
+        assert row is not None and row.patient_id == self.state.patient_id
+        return row
+
+    def open_alarm(self, at_s: float, risk: float) -> AlarmEpisodeRow:
+        """Start an alarm episode at a window end."""
+        row = AlarmEpisodeRow(
+            patient_id=self.state.patient_id, started_s=at_s, last_on_s=at_s, peak_risk=risk
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+
+def patient_summary(tx: PatientTransaction) -> PatientSummary:
+    """Return the state of the transaction's patient as it stands (pending writes flushed)."""
+    tx.session.flush()
+    state = tx.state
+    score = None if state.score_id is None else tx.session.get(WindowScoreRow, state.score_id)
+    alarm = None if state.alarm_id is None else tx.session.get(AlarmEpisodeRow, state.alarm_id)
+    return _summary(state, score, alarm)
+
+
+def _summary(
+    state: PatientStateRow, score: WindowScoreRow | None, alarm: AlarmEpisodeRow | None
+) -> PatientSummary:
+    return PatientSummary(
+        patient_id=state.patient_id,
+        last_reading_s=None if state.last_reading_us is None else state.last_reading_us / US,
+        latest=None if score is None else _score(score),
+        alarm=None if alarm is None else _episode(alarm),
+    )
+
+
+def wide_frame(patient_id: str, t_us: np.ndarray, values: pd.DataFrame) -> pd.DataFrame:
+    """Build a readings frame (patient, UTC timestamp, channels) from µs times and values."""
+    out = values.reset_index(drop=True)
+    out.insert(0, TIMESTAMP_COLUMN, pd.to_datetime(t_us, unit="us", utc=True))
+    out.insert(0, PATIENT_COLUMN, patient_id)
+    out.columns.name = None
+    return out
+
+
+class MonitorStore:
+    """The monitoring database (see the module docstring).
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        From :func:`~vitalsentry.monitor.db.make_engine`, schema migrated.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = writer(engine)
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    def open(cls, url: str | None = None) -> MonitorStore:
+        """Connect to ``url`` (default: the embedded SQLite file) and migrate its schema."""
+        engine = make_engine(url or default_url())
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """Open a write transaction; on SQLite the process's writers queue on a lock first.
+
+        SQLite admits one writer at a time; threads that wait in SQLite's busy handler
+        sleep in growing steps (up to 100 ms), while a lock hands over at once. Other
+        processes still wait in the busy handler (``busy_timeout``).
+        """
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=db.WAIT_S):
+            raise DatabaseUnavailableError("the database is busy: too many writers waiting")
+        try:
+            with unavailable(), Session(self._writer) as session, session.begin():
+                yield session
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with (
+            unavailable(),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
+
+    @contextlib.contextmanager
+    def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
+        """Lock (creating it if new) the patient's state and commit what the block writes.
+
+        Raises
+        ------
+        DatabaseUnavailableError
+            The database is unreachable or stayed locked for too long.
+        """
+        with self._write() as session:
+            upsert = (
+                postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+            )
+            session.execute(
+                upsert(PatientStateRow)
+                .values(
+                    patient_id=patient_id,
+                    next_window=0,
+                    sealed={},
+                    latest={},
+                    on_oxygen=False,
+                    consciousness_alert=True,
+                    alarm_on=False,
+                    alarm_quiet=0,
+                    alarm_recent="",
+                    updated_s=time.time(),
+                )
+                .on_conflict_do_nothing(index_elements=["patient_id"])
+            )
+            state = session.scalars(
+                select(PatientStateRow)
+                .where(PatientStateRow.patient_id == patient_id)
+                .with_for_update()
+            ).one()
+            yield PatientTransaction(session, state)
+            state.updated_s = time.time()
+
+    def ping(self) -> float:
+        """Round trip of a trivial query, in seconds."""
+        start = time.perf_counter()
+        with self._read() as session:
+            session.execute(text("SELECT 1"))
+        return time.perf_counter() - start
+
+    def patient(self, patient_id: str) -> PatientSummary | None:
+        """Return a patient's current state, or None if unknown."""
+        found = self._summaries(PatientStateRow.patient_id == patient_id)
+        return found[0] if found else None
+
+    def ward(self) -> list[PatientSummary]:
+        """Every patient's state: active alarms first, then by risk (highest first), then id."""
+        return self._summaries(None)
+
+    def _summaries(self, where: Any) -> list[PatientSummary]:
+        query = (
+            select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
+            .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
+            .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
+            .order_by(
+                case((PatientStateRow.alarm_id.is_(None), 1), else_=0),
+                case((WindowScoreRow.risk.is_(None), 1), else_=0),
+                WindowScoreRow.risk.desc(),
+                PatientStateRow.patient_id,
+            )
+        )
+        if where is not None:
+            query = query.where(where)
+        with self._read() as session:
+            return [_summary(state, score, alarm) for state, score, alarm in session.execute(query)]
+
+    def active_alarms(self) -> int:
+        """Count the active alarm episodes."""
+        with self._read() as session:
+            return int(
+                session.scalar(select(func.count()).where(AlarmEpisodeRow.cleared_s.is_(None))) or 0
+            )
+
+    def timeline(
+        self, patient_id: str, start_s: float, end_s: float, max_points: int = 2000
+    ) -> Timeline:
+        """Return a patient's scores, alarm episodes and readings over ``[start_s, end_s)``.
+
+        Parameters
+        ----------
+        patient_id : str
+            Patient.
+        start_s, end_s : float
+            Epoch seconds; ``end_s > start_s``.
+        max_points : int, default 2000
+            A channel with more readings than this in the range is downsampled in the
+            database to ``max_points`` buckets of equal width (min, max and count each).
+
+        Returns
+        -------
+        Timeline
+            Windows ending in the range, episodes overlapping it, readings per channel.
+        """
+        lo, hi = int(np.floor(start_s * US)), int(np.ceil(end_s * US))
+        with self._read() as session:
+            scores = session.scalars(
+                select(WindowScoreRow)
+                .where(
+                    WindowScoreRow.patient_id == patient_id,
+                    WindowScoreRow.end_s >= start_s,
+                    WindowScoreRow.end_s < end_s,
+                )
+                .order_by(WindowScoreRow.end_s)
+            ).all()
+            alarms = session.scalars(
+                select(AlarmEpisodeRow)
+                .where(
+                    AlarmEpisodeRow.patient_id == patient_id,
+                    AlarmEpisodeRow.started_s < end_s,
+                    AlarmEpisodeRow.last_on_s >= start_s,
+                )
+                .order_by(AlarmEpisodeRow.started_s)
+            ).all()
+            series = _channel_series(session, patient_id, lo, hi, max_points)
+        return Timeline(
+            patient_id=patient_id,
+            start_s=start_s,
+            end_s=end_s,
+            scores=tuple(_score(s) for s in scores),
+            alarms=tuple(_episode(a) for a in alarms),
+            readings=series,
+        )
+
+    def ack(self, alarm_id: int, by: str, at_s: float | None = None) -> AlarmEpisode:
+        """Acknowledge an alarm episode (the first acknowledgement is kept).
+
+        Raises
+        ------
+        UnknownAlarmError
+            No episode has this id.
+        """
+        with self._write() as session:
+            row = session.get(AlarmEpisodeRow, alarm_id, with_for_update=True)
+            if row is None:
+                raise UnknownAlarmError(f"alarm_id: no alarm episode {alarm_id}")
+            if row.acked_at_s is None:
+                row.acked_by, row.acked_at_s = by, time.time() if at_s is None else at_s
+            session.flush()
+            return _episode(row)
+
+    def delete_patient(self, patient_id: str) -> dict[str, int]:
+        """Remove every stored row of a patient; returns rows deleted per table."""
+        tables = (ReadingRow, WindowScoreRow, AlarmEpisodeRow, PatientStateRow)
+        with self._write() as session:
+            return {
+                table.__tablename__: _rowcount(
+                    session.execute(delete(table).where(table.patient_id == patient_id))
+                )
+                for table in tables
+            }
+
+    def purge(self, readings_before_s: float, history_before_s: float) -> dict[str, int]:
+        """Delete readings older than one horizon, and scores and closed alarms older than another.
+
+        Active alarm episodes and the window each patient's state points to are kept.
+        """
+        keep = select(PatientStateRow.score_id).where(PatientStateRow.score_id.is_not(None))
+        with self._write() as session:
+            return {
+                "readings": _rowcount(
+                    session.execute(
+                        delete(ReadingRow).where(ReadingRow.t_us < int(readings_before_s * US))
+                    )
+                ),
+                "window_scores": _rowcount(
+                    session.execute(
+                        delete(WindowScoreRow).where(
+                            WindowScoreRow.end_s < history_before_s,
+                            WindowScoreRow.id.not_in(keep),
+                        )
+                    )
+                ),
+                "alarm_episodes": _rowcount(
+                    session.execute(
+                        delete(AlarmEpisodeRow).where(
+                            AlarmEpisodeRow.last_on_s < history_before_s,
+                            AlarmEpisodeRow.cleared_s.is_not(None),
+                        )
+                    )
+                ),
+            }
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def _channel_series(
+    session: Session, patient_id: str, lo: int, hi: int, max_points: int
+) -> tuple[ChannelSeries, ...]:
+    """Per channel: raw readings, or min/max/count per bucket when over ``max_points``."""
+    in_range = (
+        ReadingRow.patient_id == patient_id,
+        ReadingRow.t_us >= lo,
+        ReadingRow.t_us < hi,
+    )
+    counts: dict[str, int] = {
+        channel: int(n)
+        for channel, n in session.execute(
+            select(ReadingRow.channel, func.count()).where(*in_range).group_by(ReadingRow.channel)
+        )
+    }
+    width = max(1, -(-(hi - lo) // max(1, max_points)))
+    return tuple(
+        _raw_series(session, channel, (*in_range, ReadingRow.channel == channel))
+        if counts[channel] <= max_points
+        else _bucketed_series(
+            session, channel, (*in_range, ReadingRow.channel == channel), lo, width
+        )
+        for channel in sorted(counts)
+    )
+
+
+def _raw_series(session: Session, channel: str, where: tuple[Any, ...]) -> ChannelSeries:
+    """One point per reading."""
+    rows = session.execute(
+        select(ReadingRow.t_us, ReadingRow.value).where(*where).order_by(ReadingRow.t_us)
+    ).all()
+    values = tuple(float(value) for _, value in rows)
+    return ChannelSeries(
+        channel, tuple(t / US for t, _ in rows), values, values, (1,) * len(rows), None
+    )
+
+
+def _bucketed_series(
+    session: Session, channel: str, where: tuple[Any, ...], lo: int, width: int
+) -> ChannelSeries:
+    """Minimum, maximum and count per bucket of ``width`` µs from ``lo``, computed in SQL."""
+    bucket = ((ReadingRow.t_us - lo) // width).label("bucket")
+    rows = session.execute(
+        select(bucket, func.min(ReadingRow.value), func.max(ReadingRow.value), func.count())
+        .where(*where)
+        .group_by(bucket)
+        .order_by(bucket)
+    ).all()
+    return ChannelSeries(
+        channel,
+        tuple((lo + int(b) * width) / US for b, _, _, _ in rows),
+        tuple(float(low) for _, low, _, _ in rows),
+        tuple(float(high) for _, _, high, _ in rows),
+        tuple(int(n) for _, _, _, n in rows),
+        width / US,
+    )
