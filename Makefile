@@ -48,6 +48,7 @@ serve: install
 	export VITALSENTRY_API_KEYS="$${VITALSENTRY_API_KEYS:+$$VITALSENTRY_API_KEYS,}$$2"; \
 	export VITALSENTRY_DATABASE_URL="$${VITALSENTRY_DATABASE_URL:-sqlite:///$(abspath $(DEMO_OUT))/monitor.sqlite3}"; \
 	export VITALSENTRY_MONITOR_MC_PASSES="$${VITALSENTRY_MONITOR_MC_PASSES:-10}"; \
+	export VITALSENTRY_PURGE_EVERY_S="$${VITALSENTRY_PURGE_EVERY_S:-0}"; \
 	$(BIN)/vitalsentry serve --bundle $(DEMO_OUT)/bundle --port $(SERVE_PORT) & SERVER=$$!; \
 	trap 'kill $$SERVER $$REPLAY 2>/dev/null' INT TERM EXIT; \
 	until $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1])' $(SERVE_URL)/readyz 2>/dev/null; do \
