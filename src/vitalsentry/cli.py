@@ -686,10 +686,15 @@ def benchmark_physionet2019(
     n_boot: Annotated[
         int, typer.Option("--n-boot", min=10, help="Patient-bootstrap resamples of the CIs")
     ] = 200,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Autoencoder epochs (most)")] = 8,
+    trees: Annotated[
+        int, typer.Option("--trees", min=1, help="Boosting iterations of every GBM")
+    ] = 300,
     seed: SeedOpt = 0,
     quiet: Quiet = False,
 ) -> None:
     """Sepsis benchmark: causal hourly risk, utility, baselines (see the README)."""
+    from vitalsentry.evaluation.sepsis.baselines import GbmConfig
     from vitalsentry.evaluation.sepsis.benchmark import SepsisBenchmarkConfig, run_benchmark
     from vitalsentry.evaluation.sepsis.model import AutoencoderSettings
 
@@ -698,7 +703,8 @@ def benchmark_physionet2019(
         max_patients=patients,
         n_boot=n_boot,
         seed=seed,
-        autoencoder=AutoencoderSettings(window=window, seed=seed),
+        autoencoder=AutoencoderSettings(window=window, epochs=epochs, seed=seed),
+        gbm=GbmConfig(max_iter=trees, seed=seed),
     )
     report = run_benchmark(
         path,

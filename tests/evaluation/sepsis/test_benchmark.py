@@ -6,36 +6,39 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sepsis_cohort import write_cohort
 
 pytest.importorskip("vitalsentry.data.physionet", reason="needs the physionet2019 reader")
 
+from vitalsentry.evaluation.sepsis.baselines import GbmConfig
+from vitalsentry.evaluation.sepsis.benchmark import (
+    SepsisBenchmarkConfig,
+    run_benchmark,
+)
+from vitalsentry.evaluation.sepsis.model import AutoencoderSettings
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vitalsentry.cli", "benchmark", "physionet2019", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+SMALL = SepsisBenchmarkConfig(
+    n_boot=20,
+    autoencoder=AutoencoderSettings(epochs=2, max_windows=3000),
+    gbm=GbmConfig(max_iter=40, min_samples_leaf=20),
+)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Path]:
     root = tmp_path_factory.mktemp("sepsis")
     data = write_cohort(root / "train", 90, 0)
     out = root / "out"
-    proc = _cli(str(data), "--out", str(out), "--quiet", "--n-boot", "20")
-    assert proc.returncode == 0, proc.stderr
-    return out, json.loads((out / "report.json").read_text()), data
+    report = run_benchmark(data, out, config=SMALL)
+    return out, report, data
 
 
-def test_report_has_every_method_metric_and_plot(run: tuple[Path, dict, Path]) -> None:
+def test_report_has_every_method_metric_and_plot(run: tuple[Path, dict[str, Any], Path]) -> None:
     out, report, _ = run
-    methods = set(report["results"])
-    assert methods == {
+    assert set(report["results"]) == {
         "news2",
         "qsofa",
         "sirs",
@@ -52,30 +55,55 @@ def test_report_has_every_method_metric_and_plot(run: tuple[Path, dict, Path]) -
     assert report["counts"]["test"]["septic_patients"] >= 1
     for plot in report["plots"]:
         assert (out / plot).stat().st_size > 1000
+    saved = json.loads((out / "report.json").read_text())["results"]
+    assert saved["risk"]["roc_auc"] == report["results"]["risk"]["roc_auc"]
     assert "| vitalsentry risk" in (out / "report.md").read_text()
 
 
-def test_rerun_resumes_from_the_cache(run: tuple[Path, dict, Path]) -> None:
+def test_rerun_resumes_from_the_cache(run: tuple[Path, dict[str, Any], Path]) -> None:
     out, report, data = run
-    models = sorted(p.name for p in (out / "cache").rglob("*.skops"))
-    assert len(models) == 5
-    proc = _cli(str(data), "--out", str(out), "--quiet", "--n-boot", "20")
-    assert proc.returncode == 0, proc.stderr
-    again = json.loads((out / "report.json").read_text())
+    assert len(list((out / "cache").rglob("*.skops"))) == 5
+    again = run_benchmark(data, out, config=SMALL)
     assert again["results"]["risk"]["roc_auc"] == report["results"]["risk"]["roc_auc"]
     assert again["timings_s"]["autoencoder"] < report["timings_s"]["autoencoder"]
 
 
-def test_external_test_file_and_bad_input(run: tuple[Path, dict, Path], tmp_path: Path) -> None:
+def test_external_test_file(run: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:
     _, _, data = run
     other = write_cohort(tmp_path / "other", 30, 1)
-    proc = _cli(
-        str(data), "--out", str(tmp_path / "ext"), "--test", str(other), "--quiet", "--n-boot", "20"
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "ext" / "report.json").read_text())
+    report = run_benchmark(data, tmp_path / "ext", test=other, config=SMALL)
     assert report["counts"]["test"]["patients"] == 30
-    assert report["counts"]["validation"]["patients"] > 0
-    bad = _cli(str(tmp_path / "missing"), "--out", str(tmp_path / "x"))
+    assert report["counts"]["train"]["patients"] + report["counts"]["validation"]["patients"] == 90
+
+
+def test_cli_runs_and_bad_input_is_one_line(tmp_path: Path) -> None:
+    data = write_cohort(tmp_path / "cli", 45, 2)
+    cmd = [sys.executable, "-m", "vitalsentry.cli", "benchmark", "physionet2019"]
+    ok = subprocess.run(
+        [
+            *cmd,
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+            "--n-boot",
+            "10",
+            "--epochs",
+            "1",
+            "--trees",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "risk: utility" in ok.stdout and (tmp_path / "o" / "report.md").is_file()
+    bad = subprocess.run(
+        [*cmd, str(tmp_path / "missing"), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len([line for line in bad.stderr.splitlines() if line.strip()]) == 1

@@ -263,7 +263,8 @@ def prepare_cohort(
         cohort = _concat(cohort, other)
     identity = {"inputs": prints, "config": config.to_dict(), "version": __version__}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    inputs = {"train": str(path), **({"test": str(test)} if test else {}), **prints}
+    inputs = {"train": str(path), **({"test": str(test)} if test else {})}
+    inputs |= {f"{k}_sha256": v for k, v in prints.items()}
     return Prepared(cohort, split, Cache(out / "cache" / key), inputs)
 
 

@@ -115,7 +115,8 @@ def _timeline_plot(
             axes[0, col].plot(hours, cohort.vitals[rows, j], ".-", ms=3, lw=0.8, label=name)
         for name in ("risk", "gbm_all"):
             axes[1, col].plot(hours, scores[name][rows], label=_label(name))
-            axes[1, col].axhline(thresholds[name], lw=0.6, linestyle="--")
+            if np.isfinite(thresholds[name]):
+                axes[1, col].axhline(thresholds[name], lw=0.6, linestyle="--")
         positive = np.flatnonzero(cohort.label[rows] == 1)
         if positive.size:
             for ax in axes[:, col]:
@@ -220,7 +221,10 @@ def write_sepsis_report(report: dict[str, Any], prep: Prepared, scores: Scores, 
     test = prep.split == 2
     y = prep.cohort.label[test]
     util = CohortUtility.of(prep.cohort.patient[test], y)
-    thresholds = {k: r["threshold"] for k, r in report["results"].items()}
+    thresholds = {
+        k: np.inf if r["threshold"] is None else r["threshold"]
+        for k, r in report["results"].items()
+    }
     shown = {k: scores[k][test] for k in report["results"]}
     plots.plot_roc_pr(y, {_label(k): _finite(s) for k, s in shown.items()}, out / "roc_pr.png")
     _utility_plot(shown, util, thresholds, out / "utility.png")

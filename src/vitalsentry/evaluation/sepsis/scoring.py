@@ -84,14 +84,15 @@ def evaluate_scores(
     dict
         ``utility``, ``roc_auc`` / ``pr_auc`` with ``*_ci`` (patient bootstrap, 95 %),
         ``lead_time_median_h``, ``detected``, ``alarms_per_patient_day``,
-        ``alarm_hours_share``, ``brier`` (probabilities only), ``threshold``.
+        ``alarm_hours_share``, ``brier`` (probabilities only), ``threshold`` (None: no threshold beat
+        alarming never on validation, so the method never alarms).
     """
     filled = np.where(np.isnan(scores), -np.inf, scores)
     alarm = filled >= threshold
     leads, septic = lead_times(p, alarm)
     y = p.label
     out: dict[str, Any] = {
-        "threshold": threshold,
+        "threshold": threshold if np.isfinite(threshold) else None,
         "utility": p.utility.normalised(alarm),
         "roc_auc": metrics.roc_auc(y, np.nan_to_num(filled, neginf=-1e9)),
         "pr_auc": metrics.pr_auc(y, np.nan_to_num(filled, neginf=-1e9)),
