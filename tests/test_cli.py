@@ -85,10 +85,39 @@ def test_prepare_bad_input_is_one_line_and_leaves_nothing(
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
     out = tmp_path / "out"
-    proc = run("prepare", str(bad), "--out", str(out), "--source", "tidy")
+    proc = run("prepare", str(bad), "--out", str(out), "--source", "tidy", "--strict")
     assert_one_line_error(proc, "bad.csv", *needles)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_prepare_quarantines_an_artefact_unless_strict(tmp_path: Path) -> None:
+    rows = "".join(
+        f"P{p},2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z,{900 if (p, i) == (1, 5) else 70},97\n"
+        for p in range(3)
+        for i in range(300)
+    )
+    data = tmp_path / "artefact.csv"
+    data.write_text("patient_id,timestamp,heart_rate,spo2\n" + rows)
+    args = ("prepare", str(data), "--source", "tidy", "--window", "64", "--stride", "64")
+    strict = run(*args, "--out", str(tmp_path / "strict"), "--strict")
+    assert_one_line_error(strict, "artefact.csv", "heart_rate", "row 306", "900")
+    proc = run(*args, "--out", str(tmp_path / "prep"))
+    assert proc.returncode == 0, proc.stderr
+    assert "quarantine: 1 implausible reading(s) set missing" in " ".join(proc.stdout.split())
+    manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
+    assert manifest["quarantine"] == {
+        "total": 1,
+        "entries": [
+            {
+                "channel": "heart_rate",
+                "reason": "above range",
+                "count": 1,
+                "first_row": 306,
+                "first_value": 900.0,
+            }
+        ],
+    }
 
 
 def test_misspelt_column_and_unknown_source(tmp_path: Path) -> None:

@@ -44,7 +44,9 @@ err_console = Console(stderr=True)
 SourceOpt = Annotated[
     str,
     typer.Option(
-        "--source", help="auto | vitals2024 | iot | heart-rate | tidy (auto reads the header)"
+        "--source",
+        help="auto | vitals2024 | iot | heart-rate | tidy | physionet2019 | wfdb "
+        "(auto reads the header)",
     ),
 ]
 StepOpt = Annotated[
@@ -52,6 +54,12 @@ StepOpt = Annotated[
     typer.Option("--step", help="Sampling interval in seconds for files without timestamps"),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="Refuse the file at an implausible reading (default: set it missing)"
+    ),
+]
 
 
 def _parse_channels(text: str) -> tuple[str, ...]:
@@ -76,11 +84,17 @@ def _read(
     step: float | None,
     column_map: list[str] | None,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     from vitalsentry.data.sources import read_readings
 
     readings = read_readings(
-        path, source, step_s=step, column_map=_parse_map(column_map), spo2_proxy=spo2_proxy
+        path,
+        source,
+        step_s=step,
+        column_map=_parse_map(column_map),
+        spo2_proxy=spo2_proxy,
+        strict=strict,
     )
     if source == "auto":
         console.print(f"[dim]source: detected '{readings.source}' from the header of {path}[/dim]")
@@ -153,12 +167,13 @@ def audit(
         Path | None, typer.Option("--json", help="Also write the facts as JSON")
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
 ) -> None:
     """Audit a data file: size, sampling, missingness, ranges, balance, label determinism."""
     from vitalsentry.data.audit import audit_readings
     from vitalsentry.io import atomic_write_json
 
-    readings = _read(path, source, step, column_map)
+    readings = _read(path, source, step, column_map, strict=strict)
     report = audit_readings(readings, seed=seed)
     console.print(report.render(), markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
@@ -197,6 +212,14 @@ def prepare(
         list[str] | None, typer.Option("--map", help="SOURCE_COLUMN=channel (tidy)")
     ] = None,
     seed: SeedOpt = 0,
+    strict: StrictOpt = False,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            "--split-by",
+            help="patient | time (contiguous time blocks of each series, one window apart)",
+        ),
+    ] = "patient",
 ) -> None:
     """Turn a data file into windows, labels, splits and a scaler for training."""
     from vitalsentry.data.prepared import prepare as run_prepare
@@ -217,10 +240,11 @@ def prepare(
         split=fractions,
         seed=seed,
         spo2_proxy=not no_spo2_proxy,
+        split_by=split_by,  # type: ignore[arg-type]
     )
     window_cfg = WindowConfig(length=window, stride=stride, label_mode=label_mode)  # type: ignore[arg-type]
     started = time.perf_counter()
-    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy)
+    readings = _read(path, source, step, column_map, spo2_proxy=data_cfg.spo2_proxy, strict=strict)
     read_s = time.perf_counter() - started
     prepared = run_prepare(readings, data_cfg, window_cfg)
     prep_s = time.perf_counter() - started - read_s

@@ -18,6 +18,7 @@ LabelMode = Literal["last", "any", "majority"]
 TimeEncoding = Literal["per_timestep", "per_window"]
 Pooling = Literal["last", "attention"]
 Precision = Literal["32", "bf16"]
+SplitBy = Literal["patient", "time"]
 
 
 class ConfigMixin:
@@ -96,6 +97,9 @@ class DataConfig(ConfigMixin):
         Seed of the patient split.
     spo2_proxy : bool
         IoT source only: derive an SpO2 proxy from temperature (recorded in outputs).
+    split_by : {"patient", "time"}
+        Split whole patients, or each series into contiguous time blocks one window's
+        length apart (for fewer patients than splits, e.g. one long recording).
     """
 
     channels: tuple[str, ...] = ("heart_rate", "spo2")
@@ -106,6 +110,7 @@ class DataConfig(ConfigMixin):
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     seed: int = 0
     spo2_proxy: bool = True
+    split_by: SplitBy = "patient"
 
     def __post_init__(self) -> None:
         from vitalsentry.data.schema import CHANNELS
@@ -129,6 +134,7 @@ class DataConfig(ConfigMixin):
             abs(sum(self.split) - 1.0) < 1e-6,
             f"split: fractions must sum to 1, got {sum(self.split):g}",
         )
+        _check(self.split_by in ("patient", "time"), "split_by: patient or time")
 
     @property
     def feature_names(self) -> tuple[str, ...]:

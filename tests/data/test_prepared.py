@@ -163,3 +163,28 @@ def test_latest_only_window_ends_at_last_complete_step() -> None:
     last_spo2 = readings.frame.dropna(subset=["spo2"]).groupby("patient_id")["timestamp"].max()
     ends = cut.start_s + 255
     np.testing.assert_allclose(ends, [t.timestamp() for t in last_spo2])
+
+
+def test_split_by_time_splits_one_long_recording() -> None:
+    one = cohort(n_patients=1, seconds=7200)
+    with pytest.raises(DataError, match="at least 3 patients"):
+        prepare(one, DataConfig(), WindowConfig(length=64, stride=32))
+    data = DataConfig(split_by="time")
+    prepared = prepare(one, data, WindowConfig(length=64, stride=32))
+    assert set(np.unique(prepared.split)) == {0, 1, 2}
+    ends = prepared.end_s
+    for a, b in ((0, 1), (1, 2)):
+        gap = prepared.start_s[prepared.split == b].min() - ends[prepared.split == a].max()
+        assert gap >= 64 * data.step_s  # no window straddles, blocks a window apart
+    train_share = (prepared.split == 0).mean()
+    assert 0.6 < train_share < 0.75
+    assert DataConfig.from_dict(data.to_dict()).split_by == "time"
+
+
+def test_split_by_time_in_stream_mode_is_one_feed() -> None:
+    prepared = prepare(
+        stream_readings(), DataConfig(step_s=60.0, split_by="time"), WindowConfig(16, 8)
+    )
+    assert set(prepared.patient) == {"stream"}
+    assert set(np.unique(prepared.split)) == {0, 1, 2}
+    assert prepared.reading_patient is not None and len(set(prepared.reading_patient)) > 1

@@ -10,12 +10,13 @@ import pytest
 
 from vitalsentry.data import simulate
 from vitalsentry.data.readings import validate_frame
-from vitalsentry.data.schema import CHANNELS, STATIC_FIELDS, VITAL_CHANNELS
+from vitalsentry.data.schema import CHANNELS, STATIC_FIELDS
 from vitalsentry.data.simulate import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     IOT_COLUMNS,
     IOT_SENSOR_TYPES,
+    SIMULATED_CHANNELS,
     VITALS2024_COLUMNS,
     SimulationConfig,
     simulate_cohort,
@@ -76,14 +77,14 @@ def test_readings_schema_ranges_and_static(cohort: tuple[pd.DataFrame, pd.DataFr
     assert list(readings.columns) == [
         "patient_id",
         "timestamp",
-        *VITAL_CHANNELS,
+        *SIMULATED_CHANNELS,
         "label",
         *STATIC_FIELDS,
     ]
     assert str(readings["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert readings["label"].dtype == np.int8
     assert sorted(readings["patient_id"].unique()) == ["P0001", "P0002", "P0003", "P0004"]
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         assert readings[name].dtype == np.float64
         values = readings[name].dropna()
         assert values.between(CHANNELS[name].low, CHANNELS[name].high).all(), name
@@ -124,7 +125,7 @@ def test_other_periods_are_honoured() -> None:
     assert (elapsed[readings["heart_rate"].notna()] % 2 == 0).all()
     assert (elapsed[readings["spo2"].notna()] % 30 == 0).all()
     assert readings["spo2"].notna().sum() == 120
-    assert readings[list(VITAL_CHANNELS)].notna().any(axis=1).all()
+    assert readings[list(SIMULATED_CHANNELS)].notna().any(axis=1).all()
 
 
 def test_labels_are_exactly_inside_events(cohort: tuple[pd.DataFrame, pd.DataFrame]) -> None:

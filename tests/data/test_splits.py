@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitalsentry.data.splits import SPLIT_NAMES, split_patients
+from vitalsentry.data.splits import SPLIT_NAMES, split_by_time, split_patients
 from vitalsentry.errors import DataError, VitalSentryError
 
 THREE = (0.7, 0.15, 0.15)
@@ -112,3 +114,35 @@ def test_bad_fractions(fractions: tuple[float, ...]) -> None:
 
 def test_split_names() -> None:
     assert SPLIT_NAMES == {0: "train", 1: "val", 2: "test"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 400), min_size=1, max_size=3),
+    length=st.integers(1, 40),
+    stride=st.integers(1, 40),
+    fractions=st.sampled_from([THREE, TWO, (0.5, 0.25, 0.25)]),
+)
+def test_time_blocks_are_ordered_disjoint_and_a_window_apart(
+    lengths: list[int], length: int, stride: int, fractions: tuple[float, ...]
+) -> None:
+    key = np.concatenate([np.full(n, f"k{i}") for i, n in enumerate(lengths)])
+    start = np.concatenate([np.arange(n) * float(stride) for n in lengths])
+    end = start + length - 1
+    codes = split_by_time(key, start, end, fractions, gap_s=float(length))
+    assert set(np.unique(codes)) <= {-1, 0, 1, 2} - ({1} if len(fractions) == 2 else set())
+    for name in np.unique(key):
+        mine = key == name
+        used = [c for c in (0, 1, 2) if (codes[mine] == c).any()]
+        for a, b in itertools.pairwise(used):  # later split starts a window after
+            assert start[mine & (codes == b)].min() >= end[mine & (codes == a)].max() + length
+    long_enough = [n for n in lengths if (n - 1) * stride + length >= 40 * length]
+    if long_enough:  # a long series fills every split
+        big = key == f"k{lengths.index(long_enough[0])}"
+        assert set(np.unique(codes[big])) >= ({0, 1, 2} if len(fractions) == 3 else {0, 2})
+
+
+def test_time_blocks_refuse_a_negative_gap() -> None:
+    one = np.array(["a"])
+    with pytest.raises(VitalSentryError, match="gap"):
+        split_by_time(one, np.zeros(1), np.ones(1), TWO, gap_s=-1.0)

@@ -11,7 +11,7 @@ that the evaluation report quotes verbatim.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.tree import DecisionTreeClassifier
 
-from vitalsentry.data.readings import Readings
+from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.schema import (
     CHANNELS,
     LABEL_COLUMN,
@@ -37,6 +37,8 @@ NORMAL_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (36.1, 37.8),
     "systolic_bp": (90.0, 140.0),
     "diastolic_bp": (60.0, 90.0),
+    "map": (70.0, 100.0),
+    "etco2": (35.0, 45.0),
 }
 """Normal adult resting range (inclusive) of each canonical channel, in its schema unit."""
 
@@ -338,6 +340,8 @@ class AuditReport:
         Plain-words findings, quotable verbatim.
     class_balance_reason, label_check_reason : str or None
         Why the corresponding part is None.
+    quarantine : Quarantine
+        Implausible readings the reader set missing, per channel and reason.
 
     """
 
@@ -357,6 +361,7 @@ class AuditReport:
     findings: tuple[str, ...]
     class_balance_reason: str | None = None
     label_check_reason: str | None = None
+    quarantine: Quarantine = field(default_factory=Quarantine)
 
     @property
     def span_s(self) -> float:
@@ -381,6 +386,7 @@ class AuditReport:
             "label_check": _part_dict(self.label_check, self.label_check_reason),
             "notes": list(self.notes),
             "findings": list(self.findings),
+            "quarantine": self.quarantine.to_dict(),
         }
 
     def render(self) -> str:
@@ -511,6 +517,7 @@ def audit_readings(readings: Readings, *, seed: int = 0) -> AuditReport:
         findings=findings,
         class_balance_reason=balance_reason,
         label_check_reason=check_reason,
+        quarantine=readings.quarantine,
     )
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ import pandas as pd
 from vitalsentry import __version__
 from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.grid import SeriesGrid, grid_frame
-from vitalsentry.data.readings import Readings
+from vitalsentry.data.readings import Quarantine, Readings
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN
-from vitalsentry.data.splits import SPLIT_NAMES, split_patients
+from vitalsentry.data.splits import SPLIT_NAMES, split_by_time, split_patients
 from vitalsentry.data.timefeatures import grid_time_features, time_features
 from vitalsentry.data.windows import (
     count_windows,
@@ -83,6 +83,8 @@ class PreparedData:
     reading_patient : numpy.ndarray or None
         Stream mode only: (N,) str, the patient whose reading is the latest at each
         window's last step (whose label the window carries); None in per-patient mode.
+    quarantine : Quarantine
+        Implausible readings the reader set missing, per channel and reason.
     """
 
     windows: np.ndarray
@@ -100,6 +102,7 @@ class PreparedData:
     input_sha256: str
     static: pd.DataFrame
     reading_patient: np.ndarray | None = None
+    quarantine: Quarantine = field(default_factory=Quarantine)
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
@@ -167,6 +170,13 @@ def patient_assignment(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
     return split_patients(
         frame[PATIENT_COLUMN].unique().tolist(), data.split, data.seed, _patient_strata(frame)
     )
+
+
+def feed_names(frame: pd.DataFrame, data: DataConfig) -> dict[str, str]:
+    """Stream mode: the feed of every patient, one per split (or one feed split by time)."""
+    if data.split_by == "time":
+        return dict.fromkeys(frame[PATIENT_COLUMN].unique().tolist(), "stream")
+    return {p: f"stream-{SPLIT_NAMES[c]}" for p, c in patient_assignment(frame, data).items()}
 
 
 def _patient_strata(frame: pd.DataFrame) -> dict[str, int] | None:
@@ -406,12 +416,10 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
             file=readings.path,
         )
     channels = list(data.channels)
-    assignment = patient_assignment(frame, data)
     notes = list(readings.notes)
     feeds: pd.DataFrame | None = None
     if readings.stream:
-        feed_of = {p: f"stream-{SPLIT_NAMES[code]}" for p, code in assignment.items()}
-        frame, max_gap = stream_feeds(frame, feed_of, channels, data.step_s)
+        frame, max_gap = stream_feeds(frame, feed_names(frame, data), channels, data.step_s)
         feeds = frame
         notes.append(STREAM_NOTE)
     else:
@@ -426,9 +434,12 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
             f"(longest series: {longest} steps)",
             file=readings.path,
         )
-    code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()} if readings.stream else assignment
-    split = pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
-    windows, labels, patient, start_s = cut.windows, cut.labels, cut.patient, cut.start_s
+    split = _split_codes(readings, cut, data, window)
+    keep = split >= 0
+    windows, labels, patient, start_s = (
+        a if keep.all() else a[keep] for a in (cut.windows, cut.labels, cut.patient, cut.start_s)
+    )
+    split = split[keep]
     reading_patient = (
         None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
     )
@@ -455,7 +466,23 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
         input_sha256=input_sha,
         static=readings.static,
         reading_patient=reading_patient,
+        quarantine=readings.quarantine,
     )
+
+
+def _split_codes(
+    readings: Readings, cut: WindowSet, data: DataConfig, window: WindowConfig
+) -> np.ndarray:
+    """(N,) split code of each window; -1 for windows in a gap between time blocks."""
+    if data.split_by == "time":
+        length_s = window.length * data.step_s
+        end_s = cut.start_s + (window.length - 1) * data.step_s
+        return split_by_time(cut.patient, cut.start_s, end_s, data.split, length_s)
+    if readings.stream:
+        code_of = {f"stream-{v}": k for k, v in SPLIT_NAMES.items()}
+    else:
+        code_of = patient_assignment(readings.frame, data)
+    return pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
 
 
 def _latest_reader(
@@ -492,6 +519,7 @@ def manifest_of(prepared: PreparedData) -> dict[str, Any]:
         "feature_names": list(prepared.feature_names),
         "shape": list(prepared.windows.shape),
         "counts": prepared.counts(),
+        "quarantine": prepared.quarantine.to_dict(),
     }
 
 
@@ -558,4 +586,5 @@ def load_prepared(path: str | Path) -> PreparedData:
         notes=tuple(manifest["notes"]),
         input_sha256=manifest["input_sha256"],
         static=pd.read_parquet(root / "static.parquet"),
+        quarantine=Quarantine.from_dict(manifest.get("quarantine", {})),
     )

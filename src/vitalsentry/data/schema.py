@@ -44,6 +44,8 @@ CHANNELS: dict[str, ChannelSpec] = {
         ChannelSpec("temperature", "Cel", 30.0, 45.0, ("8310-5",), "body temperature"),
         ChannelSpec("systolic_bp", "mm[Hg]", 40.0, 300.0, ("8480-6",), "systolic blood pressure"),
         ChannelSpec("diastolic_bp", "mm[Hg]", 20.0, 200.0, ("8462-4",), "diastolic blood pressure"),
+        ChannelSpec("map", "mm[Hg]", 20.0, 250.0, ("8478-0",), "mean arterial pressure"),
+        ChannelSpec("etco2", "mm[Hg]", 5.0, 100.0, ("19889-5",), "end-tidal CO2"),
     )
 }
 """Canonical channels in their canonical order."""
@@ -100,6 +102,66 @@ IOT_COLUMNS: tuple[str, ...] = (
     "Battery_Level (%)",
 )
 """Header of the Healthcare IoT file (``healthcare_iot_target_dataset.csv``)."""
+
+PHYSIONET2019_VITALS: dict[str, str] = {
+    "HR": "heart_rate",
+    "O2Sat": "spo2",
+    "Temp": "temperature",
+    "SBP": "systolic_bp",
+    "MAP": "map",
+    "DBP": "diastolic_bp",
+    "Resp": "respiratory_rate",
+    "EtCO2": "etco2",
+}
+"""PhysioNet/CinC 2019 vital columns → canonical channels, in file order."""
+
+PHYSIONET2019_LABS: tuple[str, ...] = (
+    "BaseExcess",
+    "HCO3",
+    "FiO2",
+    "pH",
+    "PaCO2",
+    "SaO2",
+    "AST",
+    "BUN",
+    "Alkalinephos",
+    "Calcium",
+    "Chloride",
+    "Creatinine",
+    "Bilirubin_direct",
+    "Glucose",
+    "Lactate",
+    "Magnesium",
+    "Phosphate",
+    "Potassium",
+    "Bilirubin_total",
+    "TroponinI",
+    "Hct",
+    "Hgb",
+    "PTT",
+    "WBC",
+    "Fibrinogen",
+    "Platelets",
+)
+"""PhysioNet/CinC 2019 laboratory columns, in file order."""
+
+PHYSIONET2019_DEMOGRAPHICS: tuple[str, ...] = (
+    "Age",
+    "Gender",
+    "Unit1",
+    "Unit2",
+    "HospAdmTime",
+    "ICULOS",
+)
+"""PhysioNet/CinC 2019 demographic and stay columns, in file order."""
+
+PHYSIONET2019_COLUMNS: tuple[str, ...] = (
+    *PHYSIONET2019_VITALS,
+    *PHYSIONET2019_LABS,
+    *PHYSIONET2019_DEMOGRAPHICS,
+    "SepsisLabel",
+)
+"""The 41 columns of a PhysioNet/CinC 2019 training ``.psv`` file, in file order."""
 
 LABEL_COLUMN = "label"
 PATIENT_COLUMN = "patient_id"

@@ -91,7 +91,6 @@ from vitalsentry.data.schema import (
     PATIENT_COLUMN,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
-    VITAL_CHANNELS,
     VITALS2024_COLUMNS,
 )
 from vitalsentry.errors import DataError
@@ -124,7 +123,11 @@ _LIMITS: Final[dict[str, tuple[float, float]]] = {
     "systolic_bp": (60.0, 220.0),
     "diastolic_bp": (30.0, 130.0),
 }
-"""Physiological clipping limits; each lies inside the channel's plausible range."""
+"""Simulated channels and their clipping limits, each inside the channel's plausible range
+(MAP and EtCO2 are not simulated)."""
+
+SIMULATED_CHANNELS: Final[tuple[str, ...]] = tuple(_LIMITS)
+"""Canonical channels the simulator writes, in canonical order (not MAP or EtCO2)."""
 
 _DECIMALS: Final[dict[str, int]] = {
     "heart_rate": 1,
@@ -459,7 +462,7 @@ def _simulate_patient(
     measured = {name: t % period == 0 for name, period in periods.items()}
     keep = np.logical_or.reduce(list(measured.values())) & ~dropped
     values: dict[str, FloatArray] = {}
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         low, high = _LIMITS[name]
         clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
         values[name] = np.where(measured[name], clean, np.nan)[keep]
@@ -706,7 +709,7 @@ def _readings_frame(records: Sequence[_PatientRecord]) -> pd.DataFrame:
         PATIENT_COLUMN: np.repeat(ids, counts),
         TIMESTAMP_COLUMN: pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"),
     }
-    for name in VITAL_CHANNELS:
+    for name in SIMULATED_CHANNELS:
         columns[name] = np.concatenate([r.values[name] for r in records])
     columns[LABEL_COLUMN] = np.concatenate([r.label for r in records]).astype(np.int8)
     static_types = {"age": np.int16, "sex": np.int8, "bmi": np.float64}

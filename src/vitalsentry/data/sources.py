@@ -11,6 +11,12 @@ Sources (``SOURCES``; ``auto`` picks one from the header with :func:`detect_sour
 ``heart-rate``
     Columns that are separate numeric series without timestamps (e.g. ``T1..T4``); each
     column is a patient, timestamps are synthesised with a given step.
+``physionet2019``
+    PhysioNet/CinC 2019 sepsis data: ``.psv`` files, a directory or archive of them, or a
+    merged CSV / Parquet (see :mod:`vitalsentry.data.physionet`); no wall clock.
+``wfdb``
+    PhysioNet WFDB numerics records: a ``.hea`` header or a directory of records (see
+    :mod:`vitalsentry.data.wfdb_numerics`).
 ``tidy``
     Any CSV / Parquet with a patient column, a timestamp column (or a fixed step) and
     channel columns, one row per instant; an empty cell means "not measured".
@@ -32,11 +38,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from vitalsentry.data.readings import Readings, validate_frame
+from vitalsentry.data.readings import (
+    Quarantine,
+    Readings,
+    quarantine_implausible,
+    validate_frame,
+)
 from vitalsentry.data.schema import (
     IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
+    PHYSIONET2019_COLUMNS,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
     VITAL_CHANNELS,
@@ -44,7 +56,15 @@ from vitalsentry.data.schema import (
 )
 from vitalsentry.errors import DataError
 
-SOURCES: tuple[str, ...] = ("auto", "vitals2024", "iot", "heart-rate", "tidy")
+SOURCES: tuple[str, ...] = (
+    "auto",
+    "vitals2024",
+    "iot",
+    "heart-rate",
+    "tidy",
+    "physionet2019",
+    "wfdb",
+)
 """Valid values of ``source`` (``auto`` detects one of the others from the header)."""
 
 SAMPLE_DIR: Path = Path(__file__).resolve().parents[1] / "sample_data"
@@ -209,8 +229,10 @@ def detect_source(
     Returns
     -------
     str
-        ``vitals2024`` (most of the 17-column Human Vital Signs 2024 header), ``iot`` (most of
-        the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
+        ``physionet2019`` (a ``.psv`` file, an archive, a directory of ``.psv`` files, or most
+        of the 41-column PhysioNet 2019 header), ``wfdb`` (a ``.hea`` header, a record path
+        without it, or a directory of headers), ``vitals2024`` (most of the 17-column Human
+        Vital Signs 2024 header), ``iot`` (most of the 13-column Healthcare IoT header), ``tidy`` (a patient column and a timestamp
         column or ``step_s``), or ``heart-rate`` (no patient or timestamp column and every
         column numeric in the first rows).
 
@@ -221,9 +243,19 @@ def detect_source(
         looked for).
 
     """
-    return _detect(
+    return _container_source(path) or _detect(
         load_frame(path, nrows=_PEEK_ROWS), str(path), step_s, patient_column, timestamp_column
     )
+
+
+def _container_source(path: str | Path) -> str | None:
+    """Return the source of a directory, archive or record file read without a header peek."""
+    from vitalsentry.data.physionet import is_physionet_path
+    from vitalsentry.data.wfdb_numerics import is_wfdb_path
+
+    if is_physionet_path(path):
+        return "physionet2019"
+    return "wfdb" if is_wfdb_path(path) else None
 
 
 def _detect(
@@ -234,6 +266,7 @@ def _detect(
     share = {
         "vitals2024": len(columns & set(VITALS2024_COLUMNS)) / len(VITALS2024_COLUMNS),
         "iot": len(columns & set(IOT_COLUMNS)) / len(IOT_COLUMNS),
+        "physionet2019": len(columns & set(PHYSIONET2019_COLUMNS)) / len(PHYSIONET2019_COLUMNS),
     }
     best = max(share, key=share.__getitem__)
     if share[best] >= _SCHEMA_MATCH:
@@ -247,7 +280,8 @@ def _detect(
         return "heart-rate"
     raise DataError(
         "cannot tell the source from the header; looked for the 17-column Human Vital Signs "
-        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), a "
+        "2024 header (vitals2024), the 13-column Healthcare IoT header (iot), the 41-column "
+        "PhysioNet 2019 header (physionet2019), a "
         f"'{patient_column}' column with a '{timestamp_column}' column or a step (tidy), and "
         "numeric series columns without patient or timestamp columns (heart-rate); choose "
         f"one of {', '.join(SOURCES[1:])} explicitly",
@@ -264,6 +298,7 @@ def read_readings(
     patient_column: str = PATIENT_COLUMN,
     timestamp_column: str = TIMESTAMP_COLUMN,
     spo2_proxy: bool = True,
+    strict: bool = False,
 ) -> Readings:
     """Read a file of any supported kind into validated readings.
 
@@ -283,6 +318,9 @@ def read_readings(
         Tidy only: names of the patient and timestamp columns (case-insensitive).
     spo2_proxy : bool
         IoT only: add the ``spo2`` channel derived from temperature (:func:`spo2_proxy`).
+    strict : bool, default False
+        Refuse the file at its first implausible reading instead of setting such readings
+        missing (counted in ``Readings.quarantine`` and noted).
 
     Returns
     -------
@@ -301,17 +339,27 @@ def read_readings(
             f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}", file=name
         )
     if source == "auto":
-        head = load_frame(name, nrows=_PEEK_ROWS)
-        source = _detect(head, name, step_s, patient_column, timestamp_column)
+        source = detect_source(
+            name, step_s=step_s, patient_column=patient_column, timestamp_column=timestamp_column
+        )
     if column_map and source != "tidy":
         raise DataError(f"a column map applies to the tidy source only, not {source}", file=name)
     if source == "vitals2024":
-        return _read_vitals2024(name)
+        return _read_vitals2024(name, strict)
     if source == "iot":
-        return _read_iot(name, with_spo2_proxy=spo2_proxy)
+        return _read_iot(name, with_spo2_proxy=spo2_proxy, strict=strict)
+    if source == "physionet2019":
+        from vitalsentry.data.physionet import read_physionet2019
+
+        return read_physionet2019(name, strict=strict)
+    if source == "wfdb":
+        from vitalsentry.data.wfdb_numerics import read_wfdb
+
+        return read_wfdb(name, strict=strict)
     if source == "heart-rate":
-        return _read_heart_rate(name, _step(step_s, name, "heart-rate series have no timestamps"))
-    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column)
+        step = _step(step_s, name, "heart-rate series have no timestamps")
+        return _read_heart_rate(name, step, strict)
+    return _read_tidy(name, step_s, column_map or {}, patient_column, timestamp_column, strict)
 
 
 def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
@@ -335,7 +383,7 @@ def spo2_proxy(temperature: np.ndarray) -> np.ndarray:
     return np.clip(98.0 - 2.5 * (temperature - 37.0), 90.0, 100.0)
 
 
-def _read_vitals2024(path: str) -> Readings:
+def _read_vitals2024(path: str, strict: bool) -> Readings:
     """Read the Human Vital Signs Dataset 2024 (no missing values allowed)."""
     raw = load_frame(path, str_columns=("Patient ID",))
     _require_columns(raw, tuple(_VITALS2024_NAMES.values()), VITALS2024_COLUMNS, path, "vitals2024")
@@ -362,11 +410,21 @@ def _read_vitals2024(path: str) -> Readings:
         path,
         _VITALS2024_NAMES,
     )
-    frame = _validated(frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES))
-    return Readings(frame=frame, static=static, source="vitals2024", stream=True, path=path)
+    frame, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(_VITALS2024_NAMES), strict
+    )
+    return Readings(
+        frame=frame,
+        static=static,
+        source="vitals2024",
+        stream=True,
+        path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
+    )
 
 
-def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
+def _read_iot(path: str, *, with_spo2_proxy: bool, strict: bool) -> Readings:
     """Read the Healthcare IoT file: pivot sensor rows into readings (see module docstring).
 
     Each row contributes only the channels of its ``Sensor_Type``; rows of one patient
@@ -396,6 +454,7 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         "Target_Health_Status",
     )
     parts = []
+    quarantine = Quarantine()
     for code, (kind, channels) in enumerate(_IOT_SENSORS.items()):
         mine = sensor == code
         if not channels or not mine.any():
@@ -405,7 +464,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
             values = _to_float(raw[column], path)
             _raise_first(mine & np.isnan(values), f"missing value on a {kind!r} row", path, column)
             part[channel] = values[mine]
-        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES))  # ranges, duplicates
+        part, found = _quarantined(part, part["_row"].to_numpy(), strict)
+        quarantine = quarantine.merged(found)
+        _validated(part, path, part["_row"].to_numpy(), _renamer(_IOT_NAMES), strict)  # duplicates
         parts.append(part)
     if not parts:
         raise DataError(
@@ -425,7 +486,9 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         merged["spo2"] = spo2_proxy(merged["temperature"].to_numpy(dtype=np.float64))
         notes.append(SPO2_PROXY_NOTE)
     file_rows = merged.pop("_row").to_numpy()
-    frame = _validated(merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES))
+    frame, _ = _validated(
+        merged.reset_index(drop=True), path, file_rows, _renamer(_IOT_NAMES), strict
+    )
     per_patient = frame.groupby(PATIENT_COLUMN, sort=False).size()
     return Readings(
         frame=frame,
@@ -433,11 +496,12 @@ def _read_iot(path: str, *, with_spo2_proxy: bool) -> Readings:
         source="iot",
         stream=bool(per_patient.median() == 1),
         path=path,
-        notes=tuple(notes),
+        notes=(*notes, *quarantine.notes()),
+        quarantine=quarantine,
     )
 
 
-def _read_heart_rate(path: str, step_s: float) -> Readings:
+def _read_heart_rate(path: str, step_s: float, strict: bool) -> Readings:
     """Read numeric series columns without timestamps; each column is one patient.
 
     Trailing empty cells end a column's series; interior empty cells are "not measured"
@@ -461,13 +525,15 @@ def _read_heart_rate(path: str, step_s: float) -> Readings:
     def rename(column: str | None, index: int | None) -> str | None:
         return names[series[index]] if column == "heart_rate" and index is not None else column
 
-    frame = _validated(frame, path, position + 1, rename)
+    frame, quarantine = _validated(frame, path, position + 1, rename, strict)
     return Readings(
         frame=frame,
         static=_static(frame[PATIENT_COLUMN], {}, path, {}),
         source="heart-rate",
         stream=False,
         path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
     )
 
 
@@ -477,6 +543,7 @@ def _read_tidy(
     column_map: Mapping[str, str],
     patient_column: str,
     timestamp_column: str,
+    strict: bool,
 ) -> Readings:
     """Read a tidy file: one row per patient and instant (see :func:`read_readings`)."""
     header = load_frame(path, nrows=_PEEK_ROWS).columns
@@ -510,12 +577,17 @@ def _read_tidy(
             frame[target] = _to_float(raw[column], path)
     names = {PATIENT_COLUMN: patient, TIMESTAMP_COLUMN: timestamp or TIMESTAMP_COLUMN}
     names.update({target: column for column, target in targets.items()})
+    checked, quarantine = _validated(
+        frame, path, np.arange(1, len(frame) + 1), _renamer(names), strict
+    )
     return Readings(
-        frame=_validated(frame, path, np.arange(1, len(frame) + 1), _renamer(names)),
+        frame=checked,
         static=_static(frame[PATIENT_COLUMN], static, path, names),
         source="tidy",
         stream=False,
         path=path,
+        notes=quarantine.notes(),
+        quarantine=quarantine,
     )
 
 
@@ -840,13 +912,24 @@ def _static(
     return table.groupby(level=0).first()
 
 
+def _quarantined(
+    frame: pd.DataFrame, file_rows: np.ndarray, strict: bool
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Set implausible readings missing unless ``strict``; the counts name file rows."""
+    if strict:
+        return frame, Quarantine()
+    frame, found = quarantine_implausible(frame)
+    return frame, found.at_rows(file_rows)
+
+
 def _validated(
     frame: pd.DataFrame,
     path: str,
     file_rows: np.ndarray,
     rename: Callable[[str | None, int | None], str | None],
-) -> pd.DataFrame:
-    """Validate a readings frame, reporting errors at the file's rows and columns.
+    strict: bool,
+) -> tuple[pd.DataFrame, Quarantine]:
+    """Quarantine (unless ``strict``) and validate readings; errors name file rows and columns.
 
     Parameters
     ----------
@@ -858,13 +941,17 @@ def _validated(
         (len(frame),) 1-based file data row of each frame row.
     rename : callable
         ``(canonical column, 0-based frame row) → the file's column`` for errors.
+    strict : bool
+        Refuse implausible readings instead of setting them missing.
 
     Returns
     -------
-    pandas.DataFrame
-        Sorted readings frame with only readings columns, in canonical order.
+    (pandas.DataFrame, Quarantine)
+        Sorted readings frame with only readings columns, in canonical order, and the
+        readings set missing (rows of the file).
 
     """
+    frame, quarantine = _quarantined(frame, file_rows, strict)
     try:
         checked = validate_frame(frame, path)
     except DataError as err:
@@ -876,7 +963,7 @@ def _validated(
             row=None if i is None else int(file_rows[i]),
         ) from None
     keep = (PATIENT_COLUMN, TIMESTAMP_COLUMN, *VITAL_CHANNELS, LABEL_COLUMN)
-    return checked[[c for c in keep if c in checked.columns]]
+    return checked[[c for c in keep if c in checked.columns]], quarantine
 
 
 def _renamer(names: Mapping[str, str]) -> Callable[[str | None, int | None], str | None]:

@@ -128,3 +128,56 @@ def split_patients(
         shuffled = [group[i] for i in rng.permutation(len(group))]
         out.update(zip(shuffled, np.repeat(codes, row).tolist(), strict=True))
     return out
+
+
+def split_by_time(
+    key: NDArray[np.str_],
+    start_s: NDArray[np.float64],
+    end_s: NDArray[np.float64],
+    fractions: Sequence[float],
+    gap_s: float,
+) -> NDArray[np.int8]:
+    """Assign windows to contiguous time blocks of their own series (``--split-by time``).
+
+    Each key's span (its first window's start to its last window's end) is cut in time
+    order into blocks sized by ``fractions`` (train first, test last); consecutive blocks
+    are ``gap_s`` apart. A window belongs to the block that holds it whole; windows that
+    reach into a gap get -1 (dropped), so no window straddles two splits.
+
+    Parameters
+    ----------
+    key : numpy.ndarray, shape (N,)
+        Patient (or stream) of each window.
+    start_s, end_s : numpy.ndarray, shape (N,)
+        Times of each window's first and last step.
+    fractions : sequence of float
+        ``(train, val, test)`` or ``(train, test)``, each > 0, summing to 1.
+    gap_s : float
+        Time between consecutive blocks (≥ 0), e.g. one window's length.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), int8
+        Split code of each window (0 train, 1 val, 2 test; see :data:`SPLIT_NAMES`) or -1.
+
+    Raises
+    ------
+    VitalSentryError
+        Unusable fractions or a negative gap.
+    """
+    f = _check_fractions(fractions)
+    if not gap_s >= 0:
+        raise VitalSentryError(f"split: the gap between time blocks must be ≥ 0, got {gap_s}")
+    codes = np.asarray(_SPLIT_CODES[f.size], dtype=np.int8)
+    out = np.full(key.size, -1, dtype=np.int8)
+    edges = np.concatenate([[0.0], np.cumsum(f)])
+    for name in np.unique(key):
+        mine = key == name
+        first, last = float(start_s[mine].min()), float(end_s[mine].max())
+        usable = last - first - gap_s * (f.size - 1)
+        for k, code in enumerate(codes):
+            lo = first + edges[k] * usable + k * gap_s
+            hi = first + edges[k + 1] * usable + k * gap_s
+            inside = mine & (start_s >= lo) & (end_s <= hi + 1e-6)
+            out[inside] = code
+    return out

@@ -20,10 +20,9 @@ import pandas as pd
 from vitalsentry import __version__
 from vitalsentry.bundle import CURVE
 from vitalsentry.config import FusionConfig
-from vitalsentry.data.prepared import PreparedData, patient_assignment, prepare, stream_feeds
+from vitalsentry.data.prepared import PreparedData, feed_names, prepare, stream_feeds
 from vitalsentry.data.readings import Readings
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN, VITAL_CHANNELS
-from vitalsentry.data.splits import SPLIT_NAMES
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation import baselines, metrics, plots
 from vitalsentry.evaluation.report import seed_table_rows, write_report
@@ -124,8 +123,7 @@ def _news2_scores(
         return None, f"NEWS2 needs {', '.join(absent)}, never measured in the data"
     frame = readings.frame
     if prepared.stream:
-        assignment = patient_assignment(frame, prepared.data)
-        feed_of = {p: f"stream-{SPLIT_NAMES[c]}" for p, c in assignment.items()}
+        feed_of = feed_names(frame, prepared.data)
         needed = [c for c in VITAL_CHANNELS if c in frame.columns]
         frame, _ = stream_feeds(frame, feed_of, needed, prepared.data.step_s)
     scores = baselines.news2_at_windows(frame, test.patient, test.end_s)

@@ -47,6 +47,8 @@ UNITS: Final[Mapping[str, Mapping[str, Callable[[float], float]]]] = {
     },
     "systolic_bp": {"mm[Hg]": _same, "kPa": lambda p: p * MMHG_PER_KPA},
     "diastolic_bp": {"mm[Hg]": _same, "kPa": lambda p: p * MMHG_PER_KPA},
+    "map": {"mm[Hg]": _same, "kPa": lambda p: p * MMHG_PER_KPA},
+    "etco2": {"mm[Hg]": _same, "kPa": lambda p: p * MMHG_PER_KPA},
 }
 """UCUM units accepted per channel → conversion to the channel's canonical unit."""
 

@@ -71,6 +71,8 @@ class Reading(BaseModel):
     temperature: float | None = _vital("temperature")
     systolic_bp: float | None = _vital("systolic_bp")
     diastolic_bp: float | None = _vital("diastolic_bp")
+    map: float | None = _vital("map")
+    etco2: float | None = _vital("etco2")
 
 
 PatientId = Annotated[str, Field(min_length=1, max_length=128, description="Patient identifier")]
