@@ -151,6 +151,7 @@ def _cohort_arrays(path: Path, prefix: str) -> Arrays:
             "patients": [prefix + i for i in ids],
             "vitals": vitals,
             "context": [str(c) for c in context.columns],
+            "notes": [f"{path.name}: {note}" for note in readings.notes],
         }
     )
     return {
@@ -160,6 +161,11 @@ def _cohort_arrays(path: Path, prefix: str) -> Arrays:
         "label": frame[LABEL_COLUMN].to_numpy(np.int8),
         "names": np.frombuffer(names.encode(), dtype=np.uint8),
     }
+
+
+def _notes(arrays: Arrays) -> tuple[str, ...]:
+    """Return the reader's notes stored with :func:`_cohort_arrays` output."""
+    return tuple(json.loads(arrays["names"].tobytes().decode()).get("notes", []))
 
 
 def _to_cohort(arrays: Arrays, vitals: list[str] | None = None) -> Cohort:
@@ -233,12 +239,15 @@ class Prepared:
         Folder of this data + config.
     inputs : dict
         File names and fingerprints.
+    notes : tuple of str
+        The reader's notes (channels left out, quarantined readings).
     """
 
     cohort: Cohort
     split: NDArray[np.int8]
     cache: Cache
     inputs: dict[str, str]
+    notes: tuple[str, ...] = ()
 
 
 def prepare_cohort(
@@ -249,6 +258,7 @@ def prepare_cohort(
     prints = {"train": fingerprint(path)}
     arrays = cohorts.arrays(prints["train"][:24], lambda: _cohort_arrays(path, ""))
     cohort = _subset(_to_cohort(arrays), config.max_patients, config.seed)
+    notes = _notes(arrays)
     if test is None:
         split = _split_rows(cohort, config.split, config.seed)
     else:
@@ -261,11 +271,12 @@ def prepare_cohort(
         inner = np.where(_split_rows(cohort, fractions, config.seed) == 0, 0, 1).astype(np.int8)
         split = np.r_[inner, np.full(len(other), 2, np.int8)]
         cohort = _concat(cohort, other)
+        notes += _notes(extra)
     identity = {"inputs": prints, "config": config.to_dict(), "version": __version__}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     inputs = {"train": str(path), **({"test": str(test)} if test else {})}
     inputs |= {f"{k}_sha256": v for k, v in prints.items()}
-    return Prepared(cohort, split, Cache(out / "cache" / key), inputs)
+    return Prepared(cohort, split, Cache(out / "cache" / key), inputs, notes)
 
 
 def _vital_feature_count(cohort: Cohort) -> int:
@@ -423,6 +434,7 @@ def run_benchmark(
         "counts": _counts(prep),
         "vitals": list(prep.cohort.vital_names),
         "context": list(prep.cohort.context_names),
+        "data_notes": list(prep.notes),
         "results": results,
         "autoencoder": notes,
         "timings_s": timings,

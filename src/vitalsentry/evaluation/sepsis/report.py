@@ -202,6 +202,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{_fmt(r['brier'], 4)} |"
         )
     lines += ["", "## Targets", "", *_targets(report["results"]), "", "## Run", ""]
+    lines += [f"- data: {note}" for note in report["data_notes"]]
     lines.append(
         "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items())
     )
