@@ -8,6 +8,7 @@ from vitalsentry.evaluation.sepsis.features import (
     causal_windows,
     forward_fill,
     rolling_stats,
+    stay_features,
     tabular_features,
 )
 
@@ -73,3 +74,16 @@ def test_tabular_features_names_and_context_switch():
     v, vnames = tabular_features(c, with_context=False)
     assert not any(n.startswith("lab") for n in vnames) and v.shape[1] == len(vnames)
     np.testing.assert_array_equal(x[:, -1], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6])
+
+
+def test_stay_features_counts_and_trend():
+    c = _cohort([4, 3], 1, missing=0.0)
+    ctx = np.array([[1], [np.nan], [2], [np.nan], [np.nan], [5], [6]], np.float32)
+    c = Cohort(c.patient, c.vitals, c.vital_names, ctx, ("lab",), c.label)
+    x, names = stay_features(c, trend_hours=24)
+    assert x.shape == (7, len(names)) and names[-1] == "lab_count"
+    np.testing.assert_array_equal(x[:, -1], [1, 1, 2, 2, 0, 1, 2])
+    hr = c.vitals[:, 0]
+    np.testing.assert_allclose(x[3, names.index("hr_trend24h")], hr[3] - hr[:4].mean(), rtol=1e-5)
+    _, vnames = stay_features(c, with_context=False)
+    assert "lab_count" not in vnames

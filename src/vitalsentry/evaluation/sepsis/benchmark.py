@@ -30,7 +30,7 @@ from vitalsentry.data.schema import CHANNELS, LABEL_COLUMN, PATIENT_COLUMN
 from vitalsentry.data.splits import split_patients
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation.sepsis import baselines, model, scoring
-from vitalsentry.evaluation.sepsis.features import Cohort, tabular_features
+from vitalsentry.evaluation.sepsis.features import Cohort, stay_features, tabular_features
 from vitalsentry.io import atomic_path, sha256_file
 from vitalsentry.persist import load_skops, save_skops
 
@@ -59,6 +59,8 @@ class SepsisBenchmarkConfig:
         Share of ``PATH``'s patients that validate when ``--test`` is given.
     roll_hours : int
         Hours of the rolling statistics.
+    trend_hours : int
+        Hours of the fusion head's longer-horizon statistics (:func:`stay_features`).
     step : int
         Hours between fresh predictions (the last one holds in between).
     max_patients : int or None
@@ -74,6 +76,7 @@ class SepsisBenchmarkConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     external_val: float = 0.15
     roll_hours: int = 6
+    trend_hours: int = 24
     step: int = 1
     max_patients: int | None = None
     n_boot: int = 200
@@ -298,7 +301,12 @@ def method_scores(
         x = cache.arrays(
             "features", lambda: {"x": tabular_features(cohort, roll_hours=config.roll_hours)[0]}
         )["x"]
+        longer = cache.arrays(
+            "stay_features",
+            lambda: {"x": stay_features(cohort, trend_hours=config.trend_hours)[0]},
+        )["x"]
     nv = _vital_feature_count(cohort)
+    ns = 5 * len(cohort.vital_names)
     with _stage(timings, "clinical scores", progress):
         scores = dict(cache.arrays("clinical", lambda: baselines.clinical_scores(cohort)))
     y = cohort.label
@@ -335,9 +343,9 @@ def method_scores(
     ae_summary["encode_patient_hours_per_s"] = float(emb["rate"][0])
     z, anomaly = emb["emb"], emb["anomaly"][:, None]
     variants: dict[str, Callable[[], NDArray[np.float32]]] = {
-        "risk": lambda: np.hstack([x, z, anomaly]),
-        "risk_no_embeddings": lambda: np.hstack([x, anomaly]),
-        "risk_no_context": lambda: np.hstack([x[:, :nv], z, anomaly]),
+        "risk": lambda: np.hstack([x, longer, z, anomaly]),
+        "risk_no_embeddings": lambda: np.hstack([x, longer, anomaly]),
+        "risk_no_context": lambda: np.hstack([x[:, :nv], longer[:, :ns], z, anomaly]),
     }
     val = split == 1
     for name, build in variants.items():

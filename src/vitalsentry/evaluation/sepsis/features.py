@@ -187,6 +187,33 @@ def tabular_features(
     return np.concatenate(blocks, axis=1), tuple(names)
 
 
+def stay_features(
+    cohort: Cohort, *, trend_hours: int = 24, with_context: bool = True
+) -> tuple[FloatArray, tuple[str, ...]]:
+    """Longer-horizon features of the fusion head (beyond the baselines' inputs).
+
+    Vitals: :func:`rolling_stats` over ``trend_hours`` and the last value minus that
+    window's mean (trend). With context: how many times each context column has been
+    measured in the stay so far (how closely the patient is being watched).
+
+    Returns
+    -------
+    (features, names) : ndarray of float32, shape (n, F), and tuple of str
+    """
+    starts = cohort.starts
+    roll = rolling_stats(cohort.vitals, starts, trend_hours)
+    filled, _ = forward_fill(cohort.vitals, starts)
+    blocks = [roll, filled - roll[:, 0::4]]
+    names = [f"{v}_{s}{trend_hours}h" for v in cohort.vital_names for s in ROLL_STATS]
+    names += [f"{v}_trend{trend_hours}h" for v in cohort.vital_names]
+    if with_context:
+        seen = np.cumsum(~np.isnan(cohort.context), axis=0, dtype=np.float32)
+        before = np.where(starts[:, None] > 0, seen[np.maximum(starts - 1, 0)], 0.0)
+        blocks.append(seen - before)
+        names += [f"{c}_count" for c in cohort.context_names]
+    return np.concatenate(blocks, axis=1).astype(np.float32), tuple(names)
+
+
 def _column_block(
     values: FloatArray, names: Sequence[str], starts: IntArray
 ) -> tuple[list[FloatArray], list[str]]:
