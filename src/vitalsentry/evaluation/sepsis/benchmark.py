@@ -275,11 +275,21 @@ def prepare_cohort(
         split = np.r_[inner, np.full(len(other), 2, np.int8)]
         cohort = _concat(cohort, other)
         notes += _notes(extra)
-    identity = {"inputs": prints, "config": config.to_dict(), "version": __version__}
+    identity = {
+        "inputs": prints,
+        "rows": [config.split, config.external_val, config.max_patients, config.seed],
+        "version": __version__,
+    }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     inputs = {"train": str(path), **({"test": str(test)} if test else {})}
     inputs |= {f"{k}_sha256": v for k, v in prints.items()}
     return Prepared(cohort, split, Cache(out / "cache" / key), inputs, notes)
+
+
+def _tag(name: str, *settings: Any) -> str:
+    """Cache name of a stage: its name and a hash of the settings it depends on."""
+    blob = json.dumps(settings, default=dataclasses.asdict)
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def _vital_feature_count(cohort: Cohort) -> int:
@@ -299,10 +309,11 @@ def method_scores(
     train = split == 0
     with _stage(timings, "features", progress):
         x = cache.arrays(
-            "features", lambda: {"x": tabular_features(cohort, roll_hours=config.roll_hours)[0]}
+            _tag("features", config.roll_hours),
+            lambda: {"x": tabular_features(cohort, roll_hours=config.roll_hours)[0]},
         )["x"]
         longer = cache.arrays(
-            "stay_features",
+            _tag("stay_features", config.trend_hours),
             lambda: {"x": stay_features(cohort, trend_hours=config.trend_hours)[0]},
         )["x"]
     nv = _vital_feature_count(cohort)
@@ -311,10 +322,11 @@ def method_scores(
         scores = dict(cache.arrays("clinical", lambda: baselines.clinical_scores(cohort)))
     y = cohort.label
 
-    def gbm(name: str, features: NDArray[np.float32]) -> NDArray[np.float64]:
+    def gbm(name: str, features: NDArray[np.float32], *deps: Any) -> NDArray[np.float64]:
         with _stage(timings, name, progress):
             fitted = cache.gbm(
-                name, lambda: baselines.fit_gbm(features[train], y[train], config.gbm)
+                _tag(name, config.gbm, config.roll_hours, *deps),
+                lambda: baselines.fit_gbm(features[train], y[train], config.gbm),
             )
             return baselines.gbm_proba(fitted, features)
 
@@ -328,7 +340,7 @@ def method_scores(
             inputs,
             split,
             config.autoencoder,
-            prep.cache.root / "autoencoder",
+            cache.root / _tag("autoencoder", config.autoencoder),
             progress=bars,
         )
     with _stage(timings, "embeddings", progress):
@@ -339,7 +351,7 @@ def method_scores(
             rate = len(cohort) / max(time.perf_counter() - started, 1e-9)
             return {"emb": z, "anomaly": anomaly, "rate": np.array([rate])}
 
-        emb = cache.arrays("embeddings", encode_all)
+        emb = cache.arrays(_tag("embeddings", config.autoencoder), encode_all)
     ae_summary["encode_patient_hours_per_s"] = float(emb["rate"][0])
     z, anomaly = emb["emb"], emb["anomaly"][:, None]
     variants: dict[str, Callable[[], NDArray[np.float32]]] = {
@@ -349,7 +361,7 @@ def method_scores(
     }
     val = split == 1
     for name, build in variants.items():
-        raw = gbm(name, build())
+        raw = gbm(name, build(), config.trend_hours, config.autoencoder)
         platt = model.PlattCalibration.fit(raw[val], y[val])
         scores[name] = platt(raw)
         ae_summary[f"{name}_calibration"] = dataclasses.asdict(platt)
