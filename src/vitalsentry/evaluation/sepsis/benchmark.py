@@ -386,6 +386,33 @@ def _counts(prep: Prepared) -> dict[str, dict[str, int]]:
     return out
 
 
+COMPARISONS = {
+    "risk_vs_gbm_all": ("risk", "gbm_all"),
+    "risk_vs_news2": ("risk", "news2"),
+    "embeddings": ("risk", "risk_no_embeddings"),
+    "context": ("risk", "risk_no_context"),
+}
+"""Paired ROC-AUC differences reported (name: (method, reference))."""
+
+
+def _comparisons(
+    scores: dict[str, NDArray[np.float64]], prep: Prepared, config: SepsisBenchmarkConfig
+) -> dict[str, dict[str, Any]]:
+    """Paired patient-bootstrap ROC-AUC differences of :data:`COMPARISONS` on test hours."""
+    test = prep.split == 2
+    y, patient = prep.cohort.label[test], prep.cohort.patient[test]
+
+    def ranked(name: str) -> NDArray[np.float64]:
+        return np.asarray(np.nan_to_num(scores[name][test], nan=-1e9), dtype=np.float64)
+
+    return {
+        key: scoring.paired_auc_difference(
+            y, ranked(a), ranked(b), patient, n_boot=config.n_boot, seed=config.seed
+        )
+        for key, (a, b) in COMPARISONS.items()
+    }
+
+
 def run_benchmark(
     path: Path,
     out: Path,
@@ -445,6 +472,7 @@ def run_benchmark(
                 n_boot=config.n_boot,
                 seed=config.seed,
             ) | {"validation_utility": val_utility}
+        comparisons = _comparisons(scores, prep, config)
     timings["total"] = round(time.perf_counter() - started, 2)
     report = {
         "benchmark": "physionet2019",
@@ -456,6 +484,7 @@ def run_benchmark(
         "context": list(prep.cohort.context_names),
         "data_notes": list(prep.notes),
         "results": results,
+        "comparisons": comparisons,
         "autoencoder": notes,
         "timings_s": timings,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
