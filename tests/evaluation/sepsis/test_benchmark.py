@@ -107,3 +107,22 @@ def test_cli_runs_and_bad_input_is_one_line(tmp_path: Path) -> None:
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len([line for line in bad.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_step_holds_each_fresh_prediction_until_the_next() -> None:
+    import numpy as np
+
+    from vitalsentry.evaluation.sepsis.benchmark import _hold
+    from vitalsentry.evaluation.sepsis.features import Cohort
+
+    patient = np.repeat(np.array(["a", "b"]), [5, 4])
+    cohort = Cohort(
+        patient,
+        np.zeros((9, 1), np.float32),
+        ("heart_rate",),
+        np.zeros((9, 0), np.float32),
+        (),
+        np.zeros(9, np.int8),
+    )
+    held = _hold(np.arange(9.0), cohort, 2)
+    np.testing.assert_array_equal(held, [0, 0, 2, 2, 4, 5, 5, 7, 7])
