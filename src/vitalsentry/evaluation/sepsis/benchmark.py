@@ -59,8 +59,10 @@ class SepsisBenchmarkConfig:
         Share of ``PATH``'s patients that validate when ``--test`` is given.
     roll_hours : int
         Hours of the rolling statistics.
-    trend_hours : int
-        Hours of the fusion head's longer-horizon statistics (:func:`stay_features`).
+    trend_hours : int or None
+        Hours of the fusion head's longer-horizon statistics (:func:`stay_features`);
+        None (default) leaves them out: on a 4,000-patient subset of set A they lowered
+        the risk's validation utility (0.398 → 0.370).
     step : int
         Hours between fresh predictions (the last one holds in between).
     max_patients : int or None
@@ -76,7 +78,7 @@ class SepsisBenchmarkConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     external_val: float = 0.15
     roll_hours: int = 6
-    trend_hours: int = 24
+    trend_hours: int | None = None
     step: int = 1
     max_patients: int | None = None
     n_boot: int = 200
@@ -312,12 +314,16 @@ def method_scores(
             _tag("features", config.roll_hours),
             lambda: {"x": tabular_features(cohort, roll_hours=config.roll_hours)[0]},
         )["x"]
-        longer = cache.arrays(
-            _tag("stay_features", config.trend_hours),
-            lambda: {"x": stay_features(cohort, trend_hours=config.trend_hours)[0]},
-        )["x"]
+        longer = (
+            np.empty((len(cohort), 0), np.float32)
+            if config.trend_hours is None
+            else cache.arrays(
+                _tag("stay_features", config.trend_hours),
+                lambda: {"x": stay_features(cohort, trend_hours=config.trend_hours or 0)[0]},
+            )["x"]
+        )
     nv = _vital_feature_count(cohort)
-    ns = 5 * len(cohort.vital_names)
+    ns = 0 if config.trend_hours is None else 5 * len(cohort.vital_names)
     with _stage(timings, "clinical scores", progress):
         scores = dict(cache.arrays("clinical", lambda: baselines.clinical_scores(cohort)))
     y = cohort.label

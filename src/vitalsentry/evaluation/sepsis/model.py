@@ -2,9 +2,9 @@
 
 The seed's Conv1d + LSTM autoencoder (trained with the project's training loop) encodes
 each causal vitals window (values and observed masks); its embedding and reconstruction
-error (the anomaly score) join the context, the baselines' rolling features and longer-
-horizon stay features (24-h vitals statistics and trends, how often each lab was measured)
-in a gradient-boosting fusion head trained on training patients, whose probabilities are
+error (the anomaly score) join the context, the baselines' rolling features and, if set,
+longer-horizon stay features (``trend_hours``: vitals statistics and trends, how often each
+lab was measured) in a gradient-boosting fusion head trained on training patients, whose probabilities are
 calibrated (Platt, on the logit) on validation patients.
 """
 
