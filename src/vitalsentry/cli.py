@@ -960,6 +960,61 @@ def replay(
         raise SystemExit(1)
 
 
+benchmark_app = typer.Typer(help="Benchmarks on public data.", no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@benchmark_app.command("physionet2019")
+def benchmark_physionet2019(
+    path: Annotated[Path, typer.Argument(help="PhysioNet 2019 folder, archive or merged file")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder (its cache/ resumes a run)")],
+    test: Annotated[
+        Path | None, typer.Option("--test", help="Another file in the format to report on")
+    ] = None,
+    patients: Annotated[
+        int | None, typer.Option("--patients", min=10, help="Seeded subset of patients per file")
+    ] = None,
+    window: Annotated[int, typer.Option("--window", help="Window length in hours")] = 12,
+    step: Annotated[int, typer.Option("--step", min=1, help="Hours between predictions")] = 1,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", min=10, help="Patient-bootstrap resamples of the CIs")
+    ] = 200,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Autoencoder epochs (most)")] = 8,
+    trees: Annotated[
+        int, typer.Option("--trees", min=1, help="Boosting iterations of every GBM")
+    ] = 300,
+    seed: SeedOpt = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Sepsis benchmark: causal hourly risk, utility, baselines (see the README)."""
+    from vitalsentry.evaluation.sepsis.baselines import GbmConfig
+    from vitalsentry.evaluation.sepsis.benchmark import SepsisBenchmarkConfig, run_benchmark
+    from vitalsentry.evaluation.sepsis.model import AutoencoderSettings
+
+    config = SepsisBenchmarkConfig(
+        step=step,
+        max_patients=patients,
+        n_boot=n_boot,
+        seed=seed,
+        autoencoder=AutoencoderSettings(window=window, epochs=epochs, seed=seed),
+        gbm=GbmConfig(max_iter=trees, seed=seed),
+    )
+    report = run_benchmark(
+        path,
+        out,
+        test=test,
+        config=config,
+        progress=(lambda _: None) if quiet else (lambda s: console.print(f"[dim]stage: {s}[/dim]")),
+        bars=not quiet,
+    )
+    risk, gbm = report["results"]["risk"], report["results"]["gbm_all"]
+    console.print(
+        f"risk: utility {risk['utility']:.3f}, ROC-AUC {risk['roc_auc']:.3f} "
+        f"(all-columns gradient boosting {gbm['utility']:.3f}, {gbm['roc_auc']:.3f}); "
+        f"report: {out / 'report.md'}"
+    )
+
+
 def _configure_threads() -> None:
     """Leave one core free for torch's intra-op threads unless told otherwise.
 
