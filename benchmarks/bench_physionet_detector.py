@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, parse_args, record
-from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig, WindowConfig
+from common import emit, fit_and_score_detector, parse_args, record
+from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.physionet import read_physionet2019
 from vitalsentry.data.prepared import prepare
 from vitalsentry.data.readings import Readings
@@ -40,8 +39,6 @@ from vitalsentry.evaluation.baselines import (
     raw_iforest_scores,
     window_summary_features,
 )
-from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
-from vitalsentry.training.pretrain import pretrain
 
 SET_A = Path(__file__).resolve().parents[1] / "../shared/datasets/physionet2019/setA.csv.gz"
 CHANNELS = ("heart_rate", "spo2", "respiratory_rate", "systolic_bp", "temperature")
@@ -81,28 +78,10 @@ def run(patients: int, epochs: int, n_boot: int, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     readings = _subset(read_physionet2019(SET_A), patients, seed)
     prepared = prepare(readings, dataclasses.replace(DATA, seed=seed), WINDOW)
-    model = ModelConfig(
-        input_channels=prepared.windows.shape[1],
-        seq_len=WINDOW.length,
-        lstm_hidden=32,
-        latent_dim=16,
+    scored, summary = fit_and_score_detector(
+        prepared, latent_dim=16, batch_size=256, epochs=epochs, seed=seed
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        pretrain(
-            prepared,
-            model,
-            TrainConfig(max_epochs=epochs, batch_size=256, seed=seed),
-            folder / "ae",
-            accelerator="cpu",
-            progress=False,
-        )
-        summary = fit_detector(
-            folder / "ae", prepared, folder / "det", DetectorConfig(random_state=seed)
-        )
-        pipe = VitalRiskPipeline.from_bundle(folder / "det")
-        test = prepared.split_part(2)
-        scored = pipe.score_windows(test.windows, where=(test.patient, test.start_s))
+    test = prepared.split_part(2)
     normal = prepared.select((prepared.split == 0) & (prepared.labels == 0))
     names = prepared.feature_names
     scores = {

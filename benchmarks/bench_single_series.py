@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, parse_args, record
-from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig, WindowConfig
+from common import emit, fit_and_score_detector, parse_args, record
+from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.prepared import PreparedData, prepare
 from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, inject_event, simulate_cohort
 from vitalsentry.evaluation.baselines import raw_iforest_scores, window_summary_features
-from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
 from vitalsentry.risk.views import KNNDistance
-from vitalsentry.training.pretrain import pretrain
 
 HEART_RATE_CSV = Path(__file__).resolve().parents[1] / "../shared/datasets/raw/heart_rate.csv"
 WINDOW = WindowConfig(length=64, stride=4)
@@ -137,27 +134,9 @@ def run_series(
     prepared = _prepared(name, hr, label)
     train_normal = prepared.select((prepared.split == 0) & (prepared.labels == 0))
     test = prepared.split_part(2)
-    model = ModelConfig(
-        input_channels=prepared.windows.shape[1],
-        seq_len=WINDOW.length,
-        lstm_hidden=32,
-        latent_dim=8,
+    scored, summary = fit_and_score_detector(
+        prepared, latent_dim=8, batch_size=64, epochs=epochs, seed=seed
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        pretrain(
-            prepared,
-            model,
-            TrainConfig(max_epochs=epochs, batch_size=64, seed=seed),
-            folder / "ae",
-            accelerator="cpu",
-            progress=False,
-        )
-        summary = fit_detector(
-            folder / "ae", prepared, folder / "det", DetectorConfig(random_state=seed)
-        )
-        pipe = VitalRiskPipeline.from_bundle(folder / "det")
-        scored = pipe.score_windows(test.windows, where=(test.patient, test.start_s))
     names = prepared.feature_names
     flat = lambda p: p.windows[:, :1, :].reshape(len(p), -1)  # noqa: E731
     baselines = {
@@ -176,7 +155,7 @@ def run_series(
         "onset": onset,
         "views": summary["views"],
         "combine": summary["combine"],
-        "detector": _metrics(scored.anomaly_score, pipe.calibration.threshold_high, test, label),
+        "detector": _metrics(scored.anomaly_score, summary["threshold_high"], test, label),
     }
     result.update({k: _metrics(v, None, test, label) for k, v in baselines.items()})
     return result

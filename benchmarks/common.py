@@ -7,10 +7,15 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vitalsentry.data.prepared import PreparedData
+    from vitalsentry.pipeline import WindowScores
 
 
 def machine() -> str:
@@ -89,3 +94,35 @@ def emit(records: list[dict[str, Any]], out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+
+
+def fit_and_score_detector(
+    prepared: PreparedData, *, latent_dim: int, batch_size: int, epochs: int, seed: int
+) -> tuple[WindowScores, dict[str, Any]]:
+    """Pre-train a small autoencoder, fit the detector stage, score the test split.
+
+    Returns the test windows' scores and ``fit_detector``'s summary (views, combination,
+    per-fold FPR) with the calibrated ``threshold_high`` added. Everything is written to a
+    temporary folder and removed.
+    """
+    from vitalsentry.config import DetectorConfig, ModelConfig, TrainConfig
+    from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
+    from vitalsentry.training.pretrain import pretrain
+
+    model = ModelConfig(
+        input_channels=prepared.windows.shape[1],
+        seq_len=prepared.windows.shape[2],
+        lstm_hidden=32,
+        latent_dim=latent_dim,
+    )
+    test = prepared.split_part(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        train = TrainConfig(max_epochs=epochs, batch_size=batch_size, seed=seed)
+        pretrain(prepared, model, train, folder / "ae", accelerator="cpu", progress=False)
+        summary = fit_detector(
+            folder / "ae", prepared, folder / "det", DetectorConfig(random_state=seed)
+        )
+        pipe = VitalRiskPipeline.from_bundle(folder / "det")
+        scores = pipe.score_windows(test.windows, where=(test.patient, test.start_s))
+        return scores, {**summary, "threshold_high": pipe.calibration.threshold_high}
