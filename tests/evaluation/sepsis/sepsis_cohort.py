@@ -6,37 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "EtCO2")
-LABS = [
-    "BaseExcess",
-    "HCO3",
-    "FiO2",
-    "pH",
-    "PaCO2",
-    "SaO2",
-    "AST",
-    "BUN",
-    "Alkalinephos",
-    "Calcium",
-    "Chloride",
-    "Creatinine",
-    "Bilirubin_direct",
-    "Glucose",
-    "Lactate",
-    "Magnesium",
-    "Phosphate",
-    "Potassium",
-    "Bilirubin_total",
-    "TroponinI",
-    "Hct",
-    "Hgb",
-    "PTT",
-    "WBC",
-    "Fibrinogen",
-    "Platelets",
-]
-DEMOGRAPHICS = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime", "ICULOS")
-HEADER = (*VITALS, *LABS, *DEMOGRAPHICS, "SepsisLabel")
+from vitalsentry.data.schema import PHYSIONET2019_COLUMNS
+
+HEADER = PHYSIONET2019_COLUMNS
 
 
 def write_cohort(folder: Path, n_patients: int, seed: int) -> Path:
