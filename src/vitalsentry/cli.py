@@ -1019,8 +1019,7 @@ def _configure_threads() -> None:
     """Leave one core free for torch's intra-op threads unless told otherwise.
 
     With every core busy, torch's OpenMP threads wait on each other whenever another
-    process competes for a core; on the 2-core reference machine a batch-16 training step
-    went from 11 ms (1 thread) to 4 s (2 threads) beside one busy process.
+    process competes for a core, and a training step slows by orders of magnitude.
     ``VITALSENTRY_TORCH_THREADS`` (or ``OMP_NUM_THREADS``) overrides the default.
     """
     setting = os.environ.get("VITALSENTRY_TORCH_THREADS") or os.environ.get("OMP_NUM_THREADS")

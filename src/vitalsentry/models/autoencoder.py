@@ -63,8 +63,8 @@ class Dropout(nn.Module):
     """Inverted dropout whose CPU mask comes from ``torch.rand``.
 
     Same distribution as :func:`torch.nn.functional.dropout`, but on CPU drawing the mask
-    with ``torch.rand`` is about 3× faster than its ``bernoulli_`` (which took 12 % of a
-    seed-model training step); other devices use the fused kernel. The mask is drawn from
+    with ``torch.rand`` is faster than its ``bernoulli_`` (a visible share of a seed-model
+    training step); other devices use the fused kernel. The mask is drawn from
     this thread's :func:`dropout_generator` when one is set, else torch's default.
 
     Parameters

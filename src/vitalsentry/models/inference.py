@@ -18,8 +18,8 @@ from vitalsentry.errors import DataError, VitalSentryError
 from vitalsentry.models.autoencoder import DOWNSAMPLE, Autoencoder, Dropout
 
 CPU_BATCH, ACCELERATOR_BATCH = 256, 2048
-"""Default windows per forward pass: on CPU the LSTM runs fastest at about 256 (measured
-17,000 vs 13,000 windows/s at 2048 on 2 cores); accelerators want large batches."""
+"""Default windows per forward pass: on CPU the LSTM runs fastest at a few hundred windows
+(``benchmarks/bench_train.py``'s encode records); accelerators want large batches."""
 
 
 def _check_windows(model: Autoencoder, windows: NDArray[np.floating]) -> None:

@@ -172,8 +172,8 @@ def create_app(
         )
         monitor.start()
         # What is loaded now lives as long as the app: keep it out of the collector's full
-        # passes, which otherwise stalled every in-flight request for ~120 ms now and then
-        # (p99 at concurrency 8: 150 ms → 41 ms). Handed back at shutdown.
+        # passes, which otherwise stalled every in-flight request now and then (the p99 of
+        # benchmarks/bench_api.py). Handed back at shutdown.
         gc.collect()
         gc.freeze()
         logger.info("serving model %s (%s)", loaded.model_version, loaded.bundle.path)

@@ -140,8 +140,8 @@ def resolve_accelerator(accelerator: str) -> str:
 def bf16_is_fast(accelerator: str) -> bool:
     """Whether bf16 autocast speeds training up here: CUDA with bf16, or a CPU with AMX.
 
-    On CPUs without AMX tiles bf16 is emulated and about 8× slower than float32; with AMX
-    (e.g. Sapphire Rapids) the seed model trains about 1.5× faster at batch 256.
+    On CPUs without AMX tiles bf16 is emulated and much slower than float32; with AMX
+    (e.g. Sapphire Rapids) it is faster at large batches (``benchmarks/bench_train.py``).
     """
     if accelerator == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -219,7 +219,7 @@ def fast_recipe(
     ``recipe`` (batch, learning rate and its schedule, clipping), plus bf16 autocast where
     :func:`bf16_is_fast`. This is a different recipe from the seed's. On a CPU run by one
     process with 2–4 intra-op threads, each batch is also split into one part per thread
-    (``batch_splits``; measured on 2 cores: 1.4× the windows/s of one two-threaded batch);
+    (``batch_splits``; its throughput is measured by ``benchmarks/bench_train.py``);
     on one CUDA device each step is replayed as a CUDA graph (``cuda_graph``).
     """
     bf16 = train.precision == "bf16" or bf16_is_fast(accelerator)

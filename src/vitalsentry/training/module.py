@@ -6,8 +6,8 @@ augmentation) is re-seeded at the start of every epoch from (seed, epoch, rank),
 resumed from an end-of-epoch checkpoint continues exactly as an uninterrupted one.
 
 With ``batch_splits`` > 1 (CPU, one process) each batch is trained as that many parts on
-a pool of threads that run one intra-op thread each: on two cores the LSTM kernels run
-about 1.4× faster as two single-threaded parts than as one two-threaded batch. Each part
+a pool of threads that run one intra-op thread each (on few cores the LSTM kernels run
+faster as single-threaded parts than as one multi-threaded batch: ``bench_train.py``). Each part
 returns its gradient (``torch.autograd.grad``) and the parts are summed in order, so runs
 stay deterministic; each part draws its dropout masks from a generator seeded from the
 epoch's random stream.
