@@ -7,6 +7,7 @@ must be refused with one line on stderr and exit status 2, by both commands.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,12 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(app_module.uvicorn, "run", refuse)
     monkeypatch.setenv("VITALSENTRY_REQUIRE_API_KEY", "false")
+    # `serve` hands its bundle and trust settings to uvicorn's workers through the
+    # environment: recorded here so that they are removed after the test.
+    for name in ("BUNDLE", "REQUIRE_SIGNATURE", "SIGNING_PUBLIC_KEYS", "TORCH_THREADS"):
+        monkeypatch.setenv(f"VITALSENTRY_{name}", "")
+        monkeypatch.delenv(f"VITALSENTRY_{name}")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 def commands(bundle: Path, data: Path, out: Path) -> dict[str, list[str]]:
