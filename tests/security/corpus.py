@@ -17,6 +17,8 @@ ENDPOINTS: Final = ("/v1/score", "/v1/score/batch", "/v1/fhir/score")
 MAX_MESSAGE: Final = 200
 PATIENT: Final = "MRN-7788991"
 """Patient id of every corpus request: it must never appear in a log."""
+APPEND: Final = f"/v1/patients/{PATIENT}/readings"
+"""The monitoring endpoint that takes readings (``corpus_cases(..., monitor=True)``)."""
 LOINC: Final = {"heart_rate": ("8867-4", "/min"), "spo2": ("59408-5", "%")}
 
 
@@ -69,7 +71,7 @@ def _fhir(readings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
     return entries, last
 
 
-def _reading_cases(entry: dict[str, Any], valid: list[dict[str, Any]]) -> list[Case]:
+def _reading_cases(entry: dict[str, Any], valid: list[dict[str, Any]], monitor: bool) -> list[Case]:
     bad = dict(valid[-1]) | {"timestamp": "2024-05-01T09:30:00Z"}
     bad |= {k: _fill(v, entry) for k, v in entry["reading"].items()}
     bad = {k: v for k, v in bad.items() if not (k == "timestamp" and v is None)}
@@ -77,6 +79,11 @@ def _reading_cases(entry: dict[str, Any], valid: list[dict[str, Any]]) -> list[C
     name, field_name = entry["name"], entry["field"]
     where = f"readings[{len(valid)}].{field_name}"
     span = name.startswith("span")  # the earliest reading is blamed, wherever it is
+    if monitor:
+        where = f"readings[{len(valid)}].{entry.get('monitor_field', field_name)}"
+        return [
+            Case(name, APPEND, _json({"readings": readings}), 422, "readings[" if span else where)
+        ]
     patient = {"patient_id": PATIENT, "readings": readings}
     batch = {"patients": [{"patient_id": "a-" + PATIENT, "readings": valid}, patient]}
     cases = [
@@ -108,10 +115,14 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-def corpus_cases(valid: list[dict[str, Any]]) -> list[Case]:
-    """Every request of the corpus, given a patient's valid readings."""
+def corpus_cases(valid: list[dict[str, Any]], monitor: bool = False) -> list[Case]:
+    """Every request of the corpus, given a patient's valid readings.
+
+    ``monitor``: the cases of the monitoring endpoints instead of the scoring ones
+    (readings and bodies sent to :data:`APPEND`, and the ``monitor_requests``).
+    """
     data = json.loads(CORPUS.read_text())
-    cases = [case for entry in data["readings"] for case in _reading_cases(entry, valid)]
+    cases = [case for entry in data["readings"] for case in _reading_cases(entry, valid, monitor)]
     for entry in data["bodies"]:
         raw = (
             bytes.fromhex(entry["body_hex"])
@@ -119,15 +130,16 @@ def corpus_cases(valid: list[dict[str, Any]]) -> list[Case]:
             else _fill(entry["body"], entry).encode()
         )
         cases += [
-            Case(entry["name"], path, raw, entry["status"], entry["names"]) for path in ENDPOINTS
+            Case(entry["name"], path, raw, entry["status"], entry["names"])
+            for path in ((APPEND,) if monitor else ENDPOINTS)
         ]
-    for entry in data["requests"]:
+    for entry in data["monitor_requests" if monitor else "requests"]:
         content_type = entry.get("content_type", "application/json")
         body = entry.get("body")
         cases.append(
             Case(
                 entry["name"],
-                entry["path"],
+                _fill(entry["path"], entry),
                 None if body is None else body.encode(),
                 entry["status"],
                 entry["names"],

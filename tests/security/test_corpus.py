@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import make_readings
-from corpus import PATIENT, corpus_cases, problems
+from corpus import PATIENT, Case, corpus_cases, problems
 from fastapi.testclient import TestClient
 
 from vitalsentry.serve.app import QueryRedactingFilter
 
 
-def test_every_bad_input_gets_a_clean_4xx_naming_the_field(
-    make_client: Callable[..., TestClient],
+def _run_corpus(
+    client: TestClient,
     keys: dict[str, str],
     caplog: pytest.LogCaptureFixture,
-) -> None:
-    client = make_client(rate_limit_per_minute=0)
-    cases = corpus_cases(make_readings())
+    cases: list[Case],
+    valid: tuple[str, dict[str, Any]],
+) -> list[str]:
+    """Send every case (and, after each bad reading, the valid request); list the problems.
+
+    Also checks the server's log: no patient id, no key from a query, no traceback.
+    """
     failures = []
     with caplog.at_level(logging.DEBUG):
         for case in cases:
@@ -27,25 +32,46 @@ def test_every_bad_input_gets_a_clean_4xx_naming_the_field(
             headers = case.headers | ({"X-API-Key": key} if key else {})
             r = client.request(case.method, case.path, content=case.body, headers=headers)
             failures += [
-                f"{case.name} {case.path}: {p}" for p in problems(case, r.status_code, r.text)
+                f"{case.name} {case.path[:80]}: {p}" for p in problems(case, r.status_code, r.text)
             ]
             if case.names.startswith("readings["):  # a valid request still gets its answer
-                ok = client.post(
-                    "/v1/score",
-                    json={"patient_id": "x", "readings": make_readings()},
-                    headers={"X-API-Key": keys["score"]},
-                )
+                ok = client.post(valid[0], json=valid[1], headers={"X-API-Key": keys["score"]})
                 failures += (
                     []
                     if ok.status_code == 200
                     else [f"{case.name}: valid request {ok.status_code}"]
                 )
-    assert len(cases) > 100
-    assert failures == []
     server = [r for r in caplog.records if r.name.startswith(("vitalsentry", "uvicorn", "fastapi"))]
     logged = "\n".join(record.getMessage() for record in server)
     assert PATIENT not in logged and "secret-key-in-query" not in logged
     assert all(record.exc_info is None for record in server)
+    return failures
+
+
+def test_every_bad_input_gets_a_clean_4xx_naming_the_field(
+    make_client: Callable[..., TestClient],
+    keys: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cases = corpus_cases(make_readings())
+    valid = ("/v1/score", {"patient_id": "x", "readings": make_readings()})
+    failures = _run_corpus(make_client(rate_limit_per_minute=0), keys, caplog, cases, valid)
+    assert len(cases) > 100
+    assert not failures, "\n".join(failures)
+
+
+def test_the_monitoring_endpoints_get_the_corpus_too(
+    make_client: Callable[..., TestClient],
+    keys: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    database_url: str,
+) -> None:
+    client = make_client(database_url=database_url, purge_every_s=0, rate_limit_per_minute=0)
+    cases = corpus_cases(make_readings(), monitor=True)
+    valid = ("/v1/patients/x/readings", {"readings": make_readings()})
+    failures = _run_corpus(client, keys, caplog, cases, valid)
+    assert len(cases) > 50
+    assert not failures, "\n".join(failures)
 
 
 def test_failed_keys_are_rate_limited_per_client(make_client: Callable[..., TestClient]) -> None:
@@ -57,15 +83,25 @@ def test_failed_keys_are_rate_limited_per_client(make_client: Callable[..., Test
     assert int(answers[-1].headers["Retry-After"]) >= 1
 
 
-def test_the_access_log_never_shows_query_strings() -> None:
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/v1/score?X-API-Key=k&patient_id=MRN-1", "/v1/score"),
+        ("/v1/patients/MRN-1/timeline?from=x", "/v1/patients/{patient_id}/timeline"),
+        ("/v1/patients/MRN-1", "/v1/patients/{patient_id}"),
+        ("/patients/MRN-1/data?start=1", "/patients/{patient_id}/data"),
+        ("/v1/patients", "/v1/patients"),
+    ],
+)
+def test_the_access_log_never_shows_query_strings_or_patient_ids(path: str, logged: str) -> None:
     record = logging.LogRecord(
         "uvicorn.access",
         logging.INFO,
         __file__,
         1,
         '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5", "POST", "/v1/score?X-API-Key=k&patient_id=MRN-1", "1.1", 422),
+        ("127.0.0.1:5", "POST", path, "1.1", 422),
         None,
     )
     assert QueryRedactingFilter().filter(record)
-    assert record.getMessage() == '127.0.0.1:5 - "POST /v1/score HTTP/1.1" 422'
+    assert record.getMessage() == f'127.0.0.1:5 - "POST {logged} HTTP/1.1" 422'

@@ -3,10 +3,10 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
-from web_seed import T0, seed_patient
+from web_seed import T0, log_in, seed_patient
 
 from vitalsentry.monitor.store import MonitorStore
-from vitalsentry.web.pages import router
+from vitalsentry.web.pages import LAST_EPOCH_S, router
 from vitalsentry.web.views import SPARSE_INTERVAL_S
 
 
@@ -123,3 +123,60 @@ def test_every_page_name_resolves_to_its_own_route(web_client: TestClient) -> No
         assert web_client.app.url_path_for(route.name, **params) == route.path.replace(
             "{alarm_id}", "1"
         ).replace("{patient_id}", "1")
+
+
+SECRET_ID = "MRN-5566778"
+
+
+def test_no_patient_id_reaches_a_client_without_a_session(
+    make_web_client, store: MonitorStore, database_url: str
+) -> None:
+    client = make_web_client(database_url=database_url)
+    seed_patient(store, SECRET_ID, [0.5, 0.8, 0.9], alarm_from=1)
+    answers = [
+        client.get("/"),
+        client.get(f"/patients/{SECRET_ID}"),
+        client.get(f"/patients/{SECRET_ID}/data", params={"start": T0, "end": T0 + 60}),
+        client.get(f"/patients/{SECRET_ID}?x=1"),
+        client.get("/ward/rows"),
+        client.post("/alarms/1/ack", data={"csrf_token": "x", "patient_id": SECRET_ID}),
+        client.get("/login"),
+    ]
+    assert [a.status_code for a in answers] == [303, 303, 401, 422, 401, 303, 200]
+    assert not any(SECRET_ID in a.text + a.headers.get("location", "") for a in answers)
+
+
+def test_the_login_form_is_bounded_and_failed_keys_are_rate_limited(make_web_client) -> None:
+    client = make_web_client(failed_key_limit_per_minute=3)
+    long_key = log_in(client, "k" * 10_000)
+    assert long_key.status_code == 422 and "k" * 300 not in long_key.text
+    assert "key" in long_key.json()["detail"][0]["msg"]
+    not_a_form = client.post("/login", content=b"key=a", headers={"content-type": "text/plain"})
+    assert not_a_form.status_code == 403
+    huge = b"key=" + b"k" * 9_000_000
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert client.post("/login", content=huge, headers=form).status_code == 413
+    many = client.post("/login", files={f"f{i}": ("a", b"x") for i in range(1100)})
+    assert many.status_code == 400
+    answers = [log_in(client, f"wrong-{i}") for i in range(5)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1 and "Too many" in answers[-1].text
+
+
+def test_paths_and_chart_ranges_are_bounded(web_client: TestClient, store: MonitorStore) -> None:
+    seed_patient(store, "p1", [0.1, 0.2])
+    refused = {
+        "/patients/" + "a" * 5000: "patient_id",
+        "/patients/a%00b": "patient_id",
+        "/patients/p1/data?start=-1e300&end=1e300": "start",
+        "/patients/p1/data?start=0&end=inf": "end",
+        "/patients/p1?from=1": "unknown query parameter",
+    }
+    for path, names in refused.items():
+        answer = web_client.get(path)
+        assert answer.status_code == 422, path
+        assert names in answer.text and len(answer.text) < 400, path
+    whole = web_client.get("/patients/p1/data", params={"start": 0, "end": LAST_EPOCH_S})
+    assert whole.status_code == 200
+    ack = web_client.post(f"/alarms/{2**63}/ack", data={"csrf_token": "x"})
+    assert ack.status_code == 422 and "alarm_id" in ack.text

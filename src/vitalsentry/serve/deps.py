@@ -33,10 +33,15 @@ _CHECKED: Final = "vitalsentry.api_key"
 """Scope key holding a request's checked key entry (the check runs once per request)."""
 
 
+def failed_key_wait(request: Request) -> float:
+    """Count a failed key from the request's client; seconds it must wait (0: not limited yet)."""
+    limiter: RateLimiter = request.app.state.failed_key_limiter
+    return limiter.acquire(request.client.host if request.client else "?")
+
+
 def _refuse_key(request: Request, detail: str) -> HTTPException:
     """401 for a missing or unknown key, or 429 once the client has failed too often."""
-    limiter: RateLimiter = request.app.state.failed_key_limiter
-    wait = limiter.acquire(request.client.host if request.client else "?")
+    wait = failed_key_wait(request)
     if wait > 0:
         return HTTPException(
             status_code=429,

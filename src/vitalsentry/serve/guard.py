@@ -4,13 +4,15 @@
   without details, closes the connection properly (``Connection: close``) and logs the
   exception's type and frames only, never its message, source lines or locals, which
   could quote input values. Nothing reaches the server's own traceback logging.
-* :class:`QueryRedactingFilter` drops query strings from uvicorn's access log.
+* :class:`QueryRedactingFilter` drops query strings and patient ids in paths from
+  uvicorn's access log.
 * :func:`reject_unknown_query` refuses query parameters a route does not declare.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Iterator
 from typing import Final
@@ -72,14 +74,19 @@ class CrashGuardMiddleware:
             await response(scope, receive, send)
 
 
+PATIENT_IN_PATH: Final = re.compile(r"(/patients/)[^/]+")
+"""A patient id in a path (``/v1/patients/{id}…``, ``/patients/{id}…``)."""
+
+
 class QueryRedactingFilter(logging.Filter):
-    """Logging filter that cuts the query string off the path of uvicorn's access records."""
+    """Logging filter for uvicorn's access records: no query string, no patient id in the path."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's path argument (``(client, method, path, version, status)``)."""
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], args[2].partition("?")[0], *args[3:])
+            path = PATIENT_IN_PATH.sub(r"\1{patient_id}", args[2].partition("?")[0])
+            record.args = (args[0], args[1], path, *args[3:])
         return True
 
 

@@ -189,32 +189,52 @@ def patient_grid(
     )
 
 
-def check_span(patient: PatientReadings, max_span_s: float, limit: str) -> None:
+def span_limit(data: DataConfig, length: int, max_span_windows: int) -> tuple[float, str]:
+    """Return the longest accepted span of one request's readings and how it is stated.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The bundle's data config (its step).
+    length : int
+        Window length in steps.
+    max_span_windows : int
+        The span in windows (``VITALSENTRY_MAX_SPAN_WINDOWS``).
+    """
+    window_s = max((length - 1) * data.step_s, data.step_s)
+    return max_span_windows * window_s, f"{max_span_windows} windows of {window_s:g} s"
+
+
+def refuse_span(span_s: float, earliest: Loc, max_span_s: float, limit: str) -> None:
     """Refuse readings spread over more than ``max_span_s`` seconds (before any grid is built).
 
     Parameters
     ----------
-    patient : PatientReadings
-        Validated readings.
-    max_span_s : float
-        Longest accepted span from the earliest to the latest reading.
-    limit : str
-        How the limit is stated in the message (e.g. ``100 windows of 63 s``).
+    span_s : float
+        Seconds from the earliest to the latest reading.
+    earliest : Loc
+        Where the earliest reading is.
+    max_span_s, limit : float, str
+        The limit and how it is stated (see :func:`span_limit`).
 
     Raises
     ------
     RequestError
         Naming the earliest reading and the limit.
     """
-    stamps = patient.times.asi8
-    first, last = int(np.argmin(stamps)), int(np.argmax(stamps))
-    span = (stamps[last] - stamps[first]) / 1e9
-    if span > max_span_s:
+    if span_s > max_span_s:
         raise RequestError(
-            patient.where(first),
-            f"{span:.0f} s before the latest reading; readings may span at most "
+            earliest,
+            f"{span_s:.0f} s before the latest reading; readings may span at most "
             f"{max_span_s:g} s ({limit})",
         )
+
+
+def check_span(patient: PatientReadings, max_span_s: float, limit: str) -> None:
+    """Refuse a patient's readings spread over more than ``max_span_s`` (:func:`refuse_span`)."""
+    stamps = patient.times.asi8
+    first, last = int(np.argmin(stamps)), int(np.argmax(stamps))
+    refuse_span((stamps[last] - stamps[first]) / 1e9, patient.where(first), max_span_s, limit)
 
 
 def coverage_problem(

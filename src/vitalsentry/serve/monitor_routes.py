@@ -21,8 +21,8 @@ from vitalsentry.serve.monitor_schemas import (
     Ward,
 )
 from vitalsentry.serve.monitor_service import MonitorService
-from vitalsentry.serve.routes import RustJsonRoute, _errors
-from vitalsentry.serve.schemas import ErrorMessage, Timestamp
+from vitalsentry.serve.routes import NO_UNKNOWN_QUERY, RustJsonRoute, _errors
+from vitalsentry.serve.schemas import PATIENT_ID_PATTERN, ErrorMessage, Timestamp
 
 ANONYMOUS: Final = "anonymous"
 """Who acknowledged an alarm when the service runs without API keys."""
@@ -37,7 +37,16 @@ async def get_monitor(request: Request) -> MonitorService:
 
 
 Monitor = Annotated[MonitorService, Depends(get_monitor)]
-PatientPath = Annotated[str, Path(min_length=1, max_length=128, description="Patient identifier")]
+PatientPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=PATIENT_ID_PATTERN,
+        description="Patient identifier (no control characters)",
+    ),
+]
+AlarmPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="Alarm episode id")]
 
 
 def _more(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -51,7 +60,9 @@ def _more(*codes: int) -> dict[int | str, dict[str, object]]:
     }
 
 
-monitor = APIRouter(prefix="/v1", route_class=RustJsonRoute, tags=["monitoring"])
+monitor = APIRouter(
+    prefix="/v1", route_class=RustJsonRoute, tags=["monitoring"], dependencies=NO_UNKNOWN_QUERY
+)
 
 
 @monitor.post("/patients/{patient_id}/readings", responses=_more(409, 503))
@@ -89,9 +100,7 @@ async def timeline(
 
 
 @monitor.post("/alarms/{alarm_id}/ack", responses=_more(404, 503))
-async def ack_alarm(
-    key: AnyKey, service: Monitor, alarm_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
-) -> AlarmOut:
+async def ack_alarm(key: AnyKey, service: Monitor, alarm_id: AlarmPath) -> AlarmOut:
     """Acknowledge an alarm episode (records the key id and the time; the first one counts)."""
     return await service.ack(alarm_id, key.key_id if key is not None else ANONYMOUS)
 

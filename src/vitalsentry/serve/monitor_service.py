@@ -37,7 +37,14 @@ from vitalsentry.monitor.stream import (
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.combine import Combiner
 from vitalsentry.serve.fhir import SKIPPED_STATUS, FhirBundle, _measurements
-from vitalsentry.serve.inputs import Loc, RequestError, format_loc, patient_tag
+from vitalsentry.serve.inputs import (
+    Loc,
+    RequestError,
+    format_loc,
+    patient_tag,
+    refuse_span,
+    span_limit,
+)
 from vitalsentry.serve.monitor_schemas import (
     AlarmOut,
     AppendAnswer,
@@ -184,6 +191,9 @@ class MonitorService:
         self._stream: StreamMonitor | None = None
         self._lock = threading.Lock()
         self._purger: asyncio.Task[None] | None = None
+        self.max_span_s, self.span_limit = span_limit(
+            pipeline.data_config, pipeline.window_config.length, settings.max_span_windows
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,6 +233,10 @@ class MonitorService:
             raise RequestError(
                 (), f"{len(values)} values; at most {self.settings.max_readings} per request"
             )
+        if values:
+            earliest = min(values, key=lambda m: m.t_us)
+            span_s = (max(m.t_us for m in values) - earliest.t_us) / 1e6
+            refuse_span(span_s, earliest.time_loc, self.max_span_s, self.span_limit)
         context = {}
         if isinstance(body, StreamReadings):
             context = {

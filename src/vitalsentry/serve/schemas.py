@@ -93,6 +93,8 @@ class Reading(BaseModel):
 
 
 PatientId = Annotated[str, Field(min_length=1, max_length=128, description="Patient identifier")]
+PATIENT_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+"""A stored patient id has no control characters (PostgreSQL text refuses NUL)."""
 
 
 class ScoreRequest(BaseModel):

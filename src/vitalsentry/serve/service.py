@@ -29,6 +29,7 @@ from vitalsentry.serve.inputs import (
     from_request,
     news2_of,
     patient_tag,
+    span_limit,
 )
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import (
@@ -74,9 +75,9 @@ class ScoringService:
             f"({describe_limits(pipeline.channels, data.gap_interpolate_s, data.gap_carry_s)})"
         )
         self.card = _model_card(pipeline, self.needed_s)
-        window_s = max(self.needed_s, data.step_s)
-        self.max_span_s = settings.max_span_windows * window_s
-        self.span_limit = f"{settings.max_span_windows} windows of {window_s:g} s"
+        self.max_span_s, self.span_limit = span_limit(
+            data, window.length, settings.max_span_windows
+        )
         self.pseudonym_key = _pseudonym_key(settings)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
@@ -18,7 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from vitalsentry.monitor.db import DatabaseUnavailableError
 from vitalsentry.monitor.store import MonitorStore
+from vitalsentry.serve.deps import failed_key_wait
+from vitalsentry.serve.monitor_routes import AlarmPath, PatientPath
 from vitalsentry.serve.monitor_service import RETRY_AFTER_S, MonitorService
+from vitalsentry.serve.routes import NO_UNKNOWN_QUERY
+from vitalsentry.serve.schemas import LAST_YEAR
 from vitalsentry.serve.security import retry_after_header
 from vitalsentry.serve.settings import Settings
 from vitalsentry.web.session import (
@@ -43,8 +48,15 @@ from vitalsentry.web.views import (
 )
 
 templates: Final = Jinja2Templates(directory=Path(__file__).parent / "templates")
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=NO_UNKNOWN_QUERY)
 T = TypeVar("T")
+LAST_EPOCH_S: Final = datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
+"""Chart ranges end by then (readings are refused after ``LAST_YEAR``)."""
+
+
+def EpochQuery(description: str) -> Any:  # noqa: N802 (stands for a Query)
+    """Return a finite epoch-seconds query parameter, 1970 to :data:`LAST_EPOCH_S`."""
+    return Query(ge=0, le=LAST_EPOCH_S, allow_inf_nan=False, description=description)
 
 
 def render(
@@ -90,12 +102,17 @@ async def login(
     """Exchange a key with the ``view`` scope for a session cookie; 401 and the form otherwise.
 
     A post without the login form's token (from another site, or a stale form) gets 403
-    and a fresh form.
+    and a fresh form; too many unknown keys from one client get 429, as on the API.
     """
     if not check_login_token(request, login_token):
         return _login_page(request, 403, "The form expired or came from elsewhere: log in again.")
     key_id = login_key_id(request.app.state.settings, key)
     if key_id is None:
+        wait = failed_key_wait(request)
+        if wait > 0:
+            page = _login_page(request, 429, "Too many failed keys: wait, then log in again.")
+            page.headers["Retry-After"] = retry_after_header(wait)
+            return page
         return _login_page(request, 401, "Unknown key, or the key lacks the view scope.")
     response = RedirectResponse("/", status_code=303)
     start_session(request, response, key_id)
@@ -154,7 +171,7 @@ async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse, name="web_patient_page")
-async def patient(request: Request, session: PageSession, patient_id: str) -> Response:
+async def patient(request: Request, session: PageSession, patient_id: PatientPath) -> Response:
     """Show a patient's state, alarm episodes (with acknowledgement) and timeline charts."""
     page = await _read(request, lambda store: patient_page(store, patient_id))
     if page is None:
@@ -166,9 +183,9 @@ async def patient(request: Request, session: PageSession, patient_id: str) -> Re
 async def patient_data(
     request: Request,
     _: ApiSession,
-    patient_id: str,
-    start: Annotated[float, Query(allow_inf_nan=False, description="epoch seconds")],
-    end: Annotated[float, Query(allow_inf_nan=False, description="epoch seconds, after start")],
+    patient_id: PatientPath,
+    start: Annotated[float, EpochQuery(description="epoch seconds")],
+    end: Annotated[float, EpochQuery(description="epoch seconds, after start")],
     columns: Annotated[int, Query(ge=10, le=4000, description="chart width in pixels")] = 1000,
 ) -> dict[str, Any]:
     """Return the chart data of a range: readings as min/max per pixel column when denser than that."""
@@ -182,7 +199,7 @@ async def patient_data(
 async def ack_alarm(
     request: Request,
     session: PageSession,
-    alarm_id: int,
+    alarm_id: AlarmPath,
     csrf_token: Annotated[str, Form()] = "",
     patient_id: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
