@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -239,13 +239,6 @@ class PatientTransaction:
     def _of(self, channel: str) -> tuple[Any, Any]:
         return ReadingRow.patient_id == self.state.patient_id, ReadingRow.channel == channel
 
-    def last_times(self, channels: Iterable[str]) -> dict[str, int]:
-        """Newest reading time (µs) of each channel that has one."""
-        found = self._per_channel(
-            list(channels), lambda c: select(func.max(ReadingRow.t_us)).where(*self._of(c))
-        )
-        return {channel: int(t) for channel, t in found.items() if t is not None}
-
     def first_time(self) -> int | None:
         """Oldest stored reading time (µs) of the patient, any channel."""
         value = self.session.scalar(
@@ -413,32 +406,33 @@ class MonitorStore:
             The database is unreachable or stayed locked for too long.
         """
         with self._write() as session:
-            upsert = (
-                postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-            )
-            session.execute(
-                upsert(PatientStateRow)
-                .values(
-                    patient_id=patient_id,
-                    next_window=0,
-                    sealed={},
-                    latest={},
-                    on_oxygen=False,
-                    consciousness_alert=True,
-                    alarm_on=False,
-                    alarm_quiet=0,
-                    alarm_recent="",
-                    updated_s=time.time(),
-                )
-                .on_conflict_do_nothing(index_elements=["patient_id"])
-            )
-            state = session.scalars(
-                select(PatientStateRow)
-                .where(PatientStateRow.patient_id == patient_id)
-                .with_for_update()
-            ).one()
+            state = _locked_state(session, patient_id)
+            if state is None:  # a new patient (another worker may be creating it too)
+                session.execute(self._new_state(patient_id))
+                state = _locked_state(session, patient_id)
+            assert state is not None
             yield PatientTransaction(session, state)
             state.updated_s = time.time()
+
+    def _new_state(self, patient_id: str) -> Any:
+        """Return the statement that creates a patient's state row unless it exists."""
+        upsert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return (
+            upsert(PatientStateRow)
+            .values(
+                patient_id=patient_id,
+                next_window=0,
+                sealed={},
+                latest={},
+                on_oxygen=False,
+                consciousness_alert=True,
+                alarm_on=False,
+                alarm_quiet=0,
+                alarm_recent="",
+                updated_s=time.time(),
+            )
+            .on_conflict_do_nothing(index_elements=["patient_id"])
+        )
 
     def ping(self) -> float:
         """Round trip of a trivial query, in seconds."""
@@ -588,6 +582,13 @@ class MonitorStore:
                     )
                 ),
             }
+
+
+def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
+    """Return the patient's state row, locked for this transaction (None if unknown)."""
+    return session.scalars(
+        select(PatientStateRow).where(PatientStateRow.patient_id == patient_id).with_for_update()
+    ).one_or_none()
 
 
 def _rowcount(result: Any) -> int:

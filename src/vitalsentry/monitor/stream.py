@@ -265,7 +265,7 @@ class StreamMonitor:
     def _advance(self, tx: PatientTransaction) -> list[WindowScore]:
         """Score every window that is now decided, in time order, and step the alarm."""
         state, channels = tx.state, self.pipeline.channels
-        last = tx.last_times(channels)
+        last = {c: int(state.latest[c][0]) for c in channels if c in state.latest}
         if state.origin_us is None or len(last) < len(channels):
             return []
         ready_us = min(last.values())
