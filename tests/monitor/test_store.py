@@ -76,10 +76,6 @@ def test_readings_key_makes_duplicates_visible(store: MonitorStore) -> None:
         tx.insert([("heart_rate", T0, 70.0), ("spo2", T0, 97.0)])
     with store.patient_transaction("p1") as tx:
         assert tx.stored(T0, T0) == {("heart_rate", T0): 70.0, ("spo2", T0): 97.0}
-        assert tx.last_times(["heart_rate", "spo2", "temperature"]) == {
-            "heart_rate": T0,
-            "spo2": T0,
-        }
 
 
 def test_ward_orders_active_alarms_first_then_risk(store: MonitorStore) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, case, delete, func, insert, select, text
+from sqlalchemy import Engine, Select, case, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -227,17 +227,17 @@ class PatientTransaction:
                 [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
             )
 
-    def last_times(self, channels: Iterable[str]) -> dict[str, int]:
-        """Newest reading time (µs) of each channel that has one."""
-        rows = self.session.execute(
-            select(ReadingRow.channel, func.max(ReadingRow.t_us))
-            .where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.channel.in_(list(channels)),
-            )
-            .group_by(ReadingRow.channel)
-        )
-        return {channel: int(t) for channel, t in rows}
+    def _per_channel(
+        self, channels: Sequence[str], query: Callable[[str], Select[Any]]
+    ) -> dict[str, Any]:
+        """Run ``query(channel)`` for each channel in one round trip (scalar subqueries)."""
+        if not channels:
+            return {}
+        row = self.session.execute(select(*(query(c).scalar_subquery() for c in channels))).one()
+        return dict(zip(channels, row, strict=True))
+
+    def _of(self, channel: str) -> tuple[Any, Any]:
+        return ReadingRow.patient_id == self.state.patient_id, ReadingRow.channel == channel
 
     def first_time(self) -> int | None:
         """Oldest stored reading time (µs) of the patient, any channel."""
@@ -246,33 +246,35 @@ class PatientTransaction:
         )
         return None if value is None else int(value)
 
-    def next_time(self, channel: str, t_us: int) -> int | None:
-        """Time (µs) of the channel's first reading at or after ``t_us``."""
-        value = self.session.scalar(
-            select(func.min(ReadingRow.t_us)).where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.channel == channel,
-                ReadingRow.t_us >= t_us,
-            )
+    def next_times(self, channels: Sequence[str], t_us: int) -> dict[str, int | None]:
+        """Time (µs) of each channel's first reading at or after ``t_us`` (None: no such)."""
+        found = self._per_channel(
+            channels,
+            lambda c: select(func.min(ReadingRow.t_us)).where(
+                *self._of(c), ReadingRow.t_us >= t_us
+            ),
         )
-        return None if value is None else int(value)
+        return {c: None if t is None else int(t) for c, t in found.items()}
 
-    def value_at(self, channel: str, t_us: int) -> float | None:
-        """Value of the channel's latest reading at or before ``t_us``."""
-        value = self.session.scalar(
-            select(ReadingRow.value)
-            .where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.channel == channel,
-                ReadingRow.t_us <= t_us,
-            )
-            .order_by(ReadingRow.t_us.desc())
-            .limit(1)
+    def values_at(self, channels: Sequence[str], t_us: int) -> dict[str, float | None]:
+        """Value of each channel's latest reading at or before ``t_us`` (None: no such)."""
+        found = self._per_channel(
+            channels,
+            lambda c: (
+                select(ReadingRow.value)
+                .where(*self._of(c), ReadingRow.t_us <= t_us)
+                .order_by(ReadingRow.t_us.desc())
+                .limit(1)
+            ),
         )
-        return None if value is None else float(value)
+        return {c: None if v is None else float(v) for c, v in found.items()}
 
     def frame(self, lo_us: int, channels: Sequence[str]) -> pd.DataFrame:
-        """Return the readings of ``channels`` from ``lo_us`` on as a readings frame."""
+        """Return the readings of ``channels`` from ``lo_us`` on as a readings frame.
+
+        The frame has one row per distinct reading time, sorted, and always a row at
+        ``lo_us`` (all missing when nothing was read then), so its grid starts there.
+        """
         rows = self.session.execute(
             select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
                 ReadingRow.patient_id == self.state.patient_id,
@@ -280,10 +282,14 @@ class PatientTransaction:
                 ReadingRow.t_us >= lo_us,
             )
         ).all()
-        long = pd.DataFrame(rows, columns=["t_us", "channel", "value"])
-        wide = long.pivot(index="t_us", columns="channel", values="value").sort_index()
-        wide = wide.reindex(columns=list(channels))
-        return wide_frame(self.state.patient_id, wide.index.to_numpy(np.int64), wide)
+        column = {c: i for i, c in enumerate(channels)}
+        t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)
+        values = np.full((len(times), len(channels)), np.nan)
+        values[row_of[:-1], [column[r[1]] for r in rows]] = [r[2] for r in rows]
+        return wide_frame(
+            self.state.patient_id, times, pd.DataFrame(values, columns=list(channels))
+        )
 
     def add_score(self, score: WindowScore) -> WindowScoreRow:
         """Store a scored window."""
@@ -400,32 +406,33 @@ class MonitorStore:
             The database is unreachable or stayed locked for too long.
         """
         with self._write() as session:
-            upsert = (
-                postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-            )
-            session.execute(
-                upsert(PatientStateRow)
-                .values(
-                    patient_id=patient_id,
-                    next_window=0,
-                    sealed={},
-                    latest={},
-                    on_oxygen=False,
-                    consciousness_alert=True,
-                    alarm_on=False,
-                    alarm_quiet=0,
-                    alarm_recent="",
-                    updated_s=time.time(),
-                )
-                .on_conflict_do_nothing(index_elements=["patient_id"])
-            )
-            state = session.scalars(
-                select(PatientStateRow)
-                .where(PatientStateRow.patient_id == patient_id)
-                .with_for_update()
-            ).one()
+            state = _locked_state(session, patient_id)
+            if state is None:  # a new patient (another worker may be creating it too)
+                session.execute(self._new_state(patient_id))
+                state = _locked_state(session, patient_id)
+            assert state is not None
             yield PatientTransaction(session, state)
             state.updated_s = time.time()
+
+    def _new_state(self, patient_id: str) -> Any:
+        """Return the statement that creates a patient's state row unless it exists."""
+        upsert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return (
+            upsert(PatientStateRow)
+            .values(
+                patient_id=patient_id,
+                next_window=0,
+                sealed={},
+                latest={},
+                on_oxygen=False,
+                consciousness_alert=True,
+                alarm_on=False,
+                alarm_quiet=0,
+                alarm_recent="",
+                updated_s=time.time(),
+            )
+            .on_conflict_do_nothing(index_elements=["patient_id"])
+        )
 
     def ping(self) -> float:
         """Round trip of a trivial query, in seconds."""
@@ -575,6 +582,13 @@ class MonitorStore:
                     )
                 ),
             }
+
+
+def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
+    """Return the patient's state row, locked for this transaction (None if unknown)."""
+    return session.scalars(
+        select(PatientStateRow).where(PatientStateRow.patient_id == patient_id).with_for_update()
+    ).one_or_none()
 
 
 def _rowcount(result: Any) -> int:

@@ -26,7 +26,6 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import numpy as np
 import pandas as pd
 
 from vitalsentry.errors import DataError, VitalSentryError
@@ -37,7 +36,6 @@ from vitalsentry.monitor.store import (
     PatientTransaction,
     WindowScore,
     patient_summary,
-    wide_frame,
 )
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.risk.alarms import AlarmState
@@ -267,7 +265,7 @@ class StreamMonitor:
     def _advance(self, tx: PatientTransaction) -> list[WindowScore]:
         """Score every window that is now decided, in time order, and step the alarm."""
         state, channels = tx.state, self.pipeline.channels
-        last = tx.last_times(channels)
+        last = {c: int(state.latest[c][0]) for c in channels if c in state.latest}
         if state.origin_us is None or len(last) < len(channels):
             return []
         ready_us = min(last.values())
@@ -281,7 +279,7 @@ class StreamMonitor:
             if state.next_window <= k <= last_k:
                 scored.append(self._record(tx, row))
         end_us = state.origin_us + last_k * self.stride_us + self.span_us
-        state.sealed = {c: tx.next_time(c, end_us) or end_us for c in channels}
+        state.sealed = {c: t or end_us for c, t in tx.next_times(channels, end_us).items()}
         state.next_window = int(last_k) + 1
         return scored
 
@@ -290,13 +288,6 @@ class StreamMonitor:
         assert tx.state.origin_us is not None
         lo_us = tx.state.origin_us + max(0, first_k - self.back_strides) * self.stride_us
         frame = tx.frame(lo_us, self.pipeline.channels)
-        if frame.empty or int(frame["timestamp"].iloc[0].value // 1000) != lo_us:
-            origin = wide_frame(
-                tx.state.patient_id,
-                np.array([lo_us], np.int64),
-                pd.DataFrame({c: [np.nan] for c in self.pipeline.channels}),
-            )
-            frame = pd.concat([origin, frame], ignore_index=True)
         try:
             table = self.run_model(
                 lambda pipe: pipe.score_frame(frame, mc_passes=self.config.mc_passes)
@@ -317,7 +308,7 @@ class StreamMonitor:
         contributions = {c: float(row[f"contribution_{c}"]) for c in channels}
         end_us = round(row["end_s"] * US)
         news2 = news2_summary(
-            {c: tx.value_at(c, end_us) for c in NEWS2_CHANNELS},
+            tx.values_at(NEWS2_CHANNELS, end_us),
             on_oxygen=state.on_oxygen,
             consciousness_alert=state.consciousness_alert,
         )
