@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, median_time, parse_args, record
+from common import emit, free_port, median_time, parse_args, record
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTH = 256
@@ -55,12 +54,6 @@ def _fixtures() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -223,7 +216,7 @@ def main() -> None:
         service.close()
 
         key, entry = new_key(["score", "admin"])
-        port = _free_port()
+        port = free_port()
         with _server(bundle, entry, port, args.workers) as base:
             asyncio.run(_load(port, key, body, 4, 20))  # warm-up
             for concurrency in CONCURRENCY:

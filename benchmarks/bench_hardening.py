@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, parse_args, record
+from common import emit, free_port, parse_args, record
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_GIB = 1.5
@@ -46,12 +45,6 @@ def _module(name: str, path: Path) -> Any:
     return module
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -61,7 +54,7 @@ def _kib(pid: int, field: str) -> int:
 
 @contextlib.contextmanager
 def _server(bundle: Path, entry: str, log: Path) -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "VITALSENTRY_API_KEYS": entry,
         "VITALSENTRY_RATE_LIMIT_PER_MINUTE": "0",

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import tempfile
 import time
@@ -126,3 +127,10 @@ def fit_and_score_detector(
         pipe = VitalRiskPipeline.from_bundle(folder / "det")
         scores = pipe.score_windows(test.windows, where=(test.patient, test.start_s))
         return scores, {**summary, "threshold_high": pipe.calibration.threshold_high}
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now (for a server a benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
