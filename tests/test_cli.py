@@ -182,3 +182,18 @@ def test_batch_splits_with_ddp_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert_one_line_error(proc, "batch_splits 2 needs accelerator cpu and one process")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("nosuch",), "No such command 'nosuch'"),
+        (("score", "--nosuch"), "No such option: --nosuch"),
+        (("simulate", "--patients", "abc"), "Invalid value for '--patients'"),
+    ],
+)
+def test_usage_errors_without_traceback(args: tuple[str, ...], needle: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert needle in proc.stderr

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -1050,8 +1049,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise SystemExit(130) from None
-    except click.ClickException as exc:  # usage errors, as click formats them
-        exc.show()
+    except typer.TyperException as exc:  # usage errors (typer's click): usage, hint, message
+        show = getattr(exc, "show", None)
+        if show is None:
+            err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False)
+        else:
+            show()
         raise SystemExit(exc.exit_code) from None
 
 
