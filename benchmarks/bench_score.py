@@ -18,7 +18,6 @@ Usage: ``python benchmarks/bench_score.py [--quick] [--out FILE] [--repeats N]``
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import statistics
@@ -96,18 +95,14 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def start_clusters(sizes: set[int]) -> tuple[dict[int, Any], float]:
     """Local Dask clusters of these sizes (one thread per worker) and the mean start time."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from vitalsentry.archive_dask import local_cluster
 
     start = time.perf_counter()
     clusters = {}
     for n in sorted(sizes):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
+        cluster = local_cluster(n)
         with Client(cluster) as client:
             pids = list(client.run(os.getpid).values())
         clusters[n] = (cluster, pids)
