@@ -97,7 +97,7 @@ def _REQUIRED_STRING(name: str) -> dict[str, Any]:  # noqa: N802 (reads as a sch
     return {"type": "object", "required": [name], "properties": {name: {"type": "string"}}}
 
 
-SKIPPED: Final = {
+SKIPPED: Final[dict[str, Any]] = {
     "required": ["status"],
     "properties": {"status": {"enum": sorted(SKIPPED_STATUS)}},
 }
