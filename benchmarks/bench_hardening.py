@@ -3,12 +3,15 @@
 1. Builds a seed-size bundle (256-step windows, 4 channels, 200-tree detector) and serves
    it with ``vitalsentry.serve.app.run`` in a subprocess on 127.0.0.1, logs captured.
 2. Sends the bad-input corpus of ``tests/security/bad_inputs.json`` to every scoring
-   endpoint (the same requests and checks as ``tests/security/test_corpus.py``), then the
-   issue's probe (readings dated 1970 and 2199) together with 12 valid requests, each
-   round ``--rounds`` times.
+   endpoint and to the monitoring endpoints (SQLite database in the temporary folder; the
+   same requests and checks as ``tests/security/test_corpus.py``), then the issue's probe
+   (readings dated 1970 and 2199) together with 12 valid requests, each round
+   ``--rounds`` times; and once, the corpus's monitoring sequences (readings dated 1971,
+   then 2024, appended to one patient).
 3. Reports: share of clean 4xx answers, 5xx count, tracebacks, identifiers and query
-   strings in the server's logs, valid answers beside bad requests, and the server's peak
-   resident memory (``VmHWM``) against its resident memory once ready (the baseline).
+   strings in the server's logs, valid answers beside bad requests, sequence steps
+   answered otherwise than the corpus says, and the server's peak resident memory
+   (``VmHWM``) against its resident memory once ready (the baseline).
 
 Usage: ``python benchmarks/bench_hardening.py [--quick] [--out FILE]``
 """
@@ -59,6 +62,8 @@ def _server(bundle: Path, entry: str, log: Path) -> Iterator[tuple[str, int]]:
         "VITALSENTRY_API_KEYS": entry,
         "VITALSENTRY_RATE_LIMIT_PER_MINUTE": "0",
         "VITALSENTRY_FAILED_KEY_LIMIT_PER_MINUTE": "0",
+        "VITALSENTRY_DATABASE_URL": f"sqlite:///{log.with_name('monitor.sqlite3')}",
+        "VITALSENTRY_PURGE_EVERY_S": "0",
     }
     code = f"from vitalsentry.serve.app import run; run({str(bundle)!r}, port={port})"
     with log.open("wb") as sink:
@@ -90,6 +95,19 @@ def _corpus_round(http: httpx.Client, cases: list[Any], key: str, corpus: Any) -
         failures += [
             f"{case.name} {case.path}: {p}" for p in corpus.problems(case, r.status_code, r.text)
         ]
+    return failures
+
+
+def _sequence_failures(http: httpx.Client, key: str, corpus: Any) -> list[str]:
+    """Send the monitoring sequences; list the steps answered otherwise than the corpus says."""
+    failures = []
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+    for name, steps in corpus.monitor_sequences().items():
+        for i, step in enumerate(steps):
+            r = http.post(step.path, content=step.body, headers=headers)
+            scored = len(r.json().get("windows_scored", [])) if r.status_code == 200 else 0
+            if r.status_code != step.status or scored < step.windows:
+                failures.append(f"{name} step {i}: {r.status_code}, {scored} windows")
     return failures
 
 
@@ -126,7 +144,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = fixtures.build_bundle(Path(tmp) / "bundle", length=256, n_estimators=200)
         valid = fixtures.make_readings(300)
-        cases = corpus.corpus_cases(valid)
+        cases = corpus.corpus_cases(valid) + corpus.corpus_cases(valid, monitor=True)
         probe = [
             {"timestamp": "1970-01-01T00:00:00Z", "heart_rate": 70.0, "spo2": 97.0},
             {"timestamp": "2199-12-31T00:00:00Z", "heart_rate": 70.0, "spo2": 97.0},
@@ -139,6 +157,11 @@ def main() -> None:
             httpx.Client(base_url=base, timeout=60) as http,
         ):
             ready_kib = _kib(pid, "VmRSS")
+            sequences = _sequence_failures(http, key, corpus)
+            # the monitoring requests' patient "x" (see the corpus's "about")
+            http.post(
+                "/v1/patients/x/readings", json={"readings": valid}, headers={"X-API-Key": key}
+            )
             for _ in range(rounds):
                 failures += _corpus_round(http, cases, key, corpus)
                 probes.append(_probe_round(base, key, valid, probe))
@@ -161,6 +184,12 @@ def main() -> None:
             settings=settings | {"found": leaks, "access_log_lines": access_lines},
         ),
         record("probe_status", min(p[0] for p in probes), "HTTP status", settings=settings),
+        record(
+            "monitor_sequence_failures",
+            len(sequences),
+            "count",
+            settings=settings | {"failures": sequences},
+        ),
         record(
             "valid_answers_beside_probe",
             sum(p[1] for p in probes) / (12 * rounds),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -151,6 +152,47 @@ def corpus_cases(valid: list[dict[str, Any]], monitor: bool = False) -> list[Cas
             )
         )
     return cases
+
+
+@dataclass(frozen=True)
+class Step:
+    """One append of a monitoring sequence and what its answer must be."""
+
+    path: str
+    body: bytes
+    status: int
+    windows: int
+    """Fewest windows the append must score."""
+
+
+def monitor_sequences() -> dict[str, list[Step]]:
+    """The corpus's sequences of valid appends to one patient, by name (see its ``about``)."""
+    out = {}
+    for entry in json.loads(CORPUS.read_text())["monitor_sequences"]:
+        path = f"/v1/patients/{entry['patient']}/readings"
+        out[entry["name"]] = [
+            Step(
+                path,
+                _json({"readings": _series(s["start"], s["seconds"])}),
+                s["status"],
+                s["windows"],
+            )
+            for s in entry["steps"]
+        ]
+    return out
+
+
+def _series(start: str, seconds: int) -> list[dict[str, Any]]:
+    """Heart rate and SpO2 readings one second apart from ``start`` (ISO 8601, UTC)."""
+    first = datetime.fromisoformat(start)
+    return [
+        {
+            "timestamp": (first + timedelta(seconds=k)).isoformat(),
+            "heart_rate": 70.0 + k % 7,
+            "spo2": 96.0 + k % 3,
+        }
+        for k in range(seconds)
+    ]
 
 
 def _messages(payload: Any) -> list[str]:

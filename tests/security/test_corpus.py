@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import make_readings
-from corpus import PATIENT, Case, corpus_cases, problems
+from corpus import PATIENT, Case, corpus_cases, monitor_sequences, problems
 from fastapi.testclient import TestClient
 
 from vitalsentry.serve.app import QueryRedactingFilter
@@ -72,6 +72,21 @@ def test_the_monitoring_endpoints_get_the_corpus_too(
     failures = _run_corpus(client, keys, caplog, cases, valid)
     assert len(cases) > 50
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name", sorted(monitor_sequences()))
+def test_monitoring_sequences_are_answered_and_keep_scoring(
+    make_client: Callable[..., TestClient], keys: dict[str, str], database_url: str, name: str
+) -> None:
+    client = make_client(database_url=database_url, purge_every_s=0, rate_limit_per_minute=0)
+    for i, step in enumerate(monitor_sequences()[name]):
+        r = client.post(
+            step.path,
+            content=step.body,
+            headers={"X-API-Key": keys["score"], "content-type": "application/json"},
+        )
+        assert r.status_code == step.status, f"step {i}: {r.text[:200]}"
+        assert len(r.json()["windows_scored"]) >= step.windows, f"step {i}"
 
 
 def test_failed_keys_are_rate_limited_per_client(make_client: Callable[..., TestClient]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from conftest import LENGTH, START
 from fastapi.testclient import TestClient
 
-from vitalsentry.serve.fhir import FhirBundle, bundle_patients
+from vitalsentry.serve.fhir import UNITS, FhirBundle, Quantity, _measured, _value, bundle_patients
 from vitalsentry.serve.inputs import RequestError
 
 LOINC = "http://loinc.org"
@@ -258,3 +258,15 @@ def test_schema_errors_are_422(client: TestClient) -> None:
         client.post("/v1/fhir/score", json={"resourceType": "Bundle", "entry": []}).status_code
         == 422
     )
+
+
+@pytest.mark.parametrize(("name", "unit"), [(n, u) for n, units in UNITS.items() for u in units])
+def test_the_schema_states_exactly_the_values_the_service_takes(name: str, unit: str) -> None:
+    options = _measured(name)["properties"]["valueQuantity"]["anyOf"]
+    stated = next(o for o in options if o["properties"].get("code") == {"const": unit})
+    low, high = (stated["properties"]["value"][k] for k in ("minimum", "maximum"))
+    for value in (low, high):
+        _value(Quantity(value=value, code=unit, system=UCUM), name, ())
+    for value in (np.nextafter(low, -np.inf), np.nextafter(high, np.inf)):
+        with pytest.raises(RequestError, match="is outside"):
+            _value(Quantity(value=float(value), code=unit, system=UCUM), name, ())

@@ -256,6 +256,16 @@ class PatientTransaction:
         )
         return {c: None if t is None else int(t) for c, t in found.items()}
 
+    def last_times(self, channels: Sequence[str], t_us: int) -> dict[str, int | None]:
+        """Time (µs) of each channel's latest reading at or before ``t_us`` (None: no such)."""
+        found = self._per_channel(
+            channels,
+            lambda c: select(func.max(ReadingRow.t_us)).where(
+                *self._of(c), ReadingRow.t_us <= t_us
+            ),
+        )
+        return {c: None if t is None else int(t) for c, t in found.items()}
+
     def values_at(self, channels: Sequence[str], t_us: int) -> dict[str, float | None]:
         """Value of each channel's latest reading at or before ``t_us`` (None: no such)."""
         found = self._per_channel(
@@ -269,24 +279,25 @@ class PatientTransaction:
         )
         return {c: None if v is None else float(v) for c, v in found.items()}
 
-    def frame(self, lo_us: int, channels: Sequence[str]) -> pd.DataFrame:
-        """Return the readings of ``channels`` from ``lo_us`` on as a readings frame.
+    def frame(self, lo_us: int, hi_us: int, channels: Sequence[str]) -> pd.DataFrame:
+        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us`` as a readings frame.
 
-        The frame has one row per distinct reading time, sorted, and always a row at
-        ``lo_us`` (all missing when nothing was read then), so its grid starts there.
+        The frame has one row per distinct reading time, sorted, and always rows at
+        ``lo_us`` and ``hi_us`` (all missing when nothing was read then), so its grid
+        spans exactly that range.
         """
         rows = self.session.execute(
             select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
                 ReadingRow.patient_id == self.state.patient_id,
                 ReadingRow.channel.in_(list(channels)),
-                ReadingRow.t_us >= lo_us,
+                ReadingRow.t_us.between(lo_us, hi_us),
             )
         ).all()
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)
+        times, row_of = np.unique(np.append(t_us, [lo_us, hi_us]), return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)
-        values[row_of[:-1], [column[r[1]] for r in rows]] = [r[2] for r in rows]
+        values[row_of[:-2], [column[r[1]] for r in rows]] = [r[2] for r in rows]
         return wide_frame(
             self.state.patient_id, times, pd.DataFrame(values, columns=list(channels))
         )

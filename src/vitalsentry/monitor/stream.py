@@ -7,11 +7,15 @@ reading (``origin``, any channel) and window ``k`` covers ``origin + k·stride·
 reading at or after its end: later readings can no longer change its values, except a
 reading inside it or between its end and a channel's next reading, which is refused
 (:class:`StreamConflictError`). Decided windows are cut and scored by ``score_frame``
-itself, on the stored readings from a whole number of strides before the first
-undecided window (enough for interpolation across a gap of ``max_gap_s``), so streaming
-and offline scoring share one window-cutting and scoring path. The alarm policy of the
-bundle (:class:`~vitalsentry.risk.alarms.AlarmState`) then steps once per scored window
-in time order, as :func:`~vitalsentry.risk.alarms.apply_alarm_policy` does offline.
+itself, so streaming and offline scoring share one window-cutting and scoring path, on
+slices of the stored readings: at most ``chunk_windows`` windows each, from a whole
+number of strides before the first of them (a channel's gap-policy reach plus the
+earlier windows the ``baseline_shift`` view compares with) to a reach after the last.
+Decided windows that a channel's gap masks from their first step are skipped without
+being gridded, so readings decades apart cost a few queries, not a grid of the decades.
+The alarm policy of the bundle (:class:`~vitalsentry.risk.alarms.AlarmState`) then steps
+once per scored window in time order, as
+:func:`~vitalsentry.risk.alarms.apply_alarm_policy` does offline.
 
 Appends are idempotent on ``(patient, channel, timestamp)``: the same value again is
 counted as a duplicate and ignored, a different one is a conflict. Readings may arrive
@@ -26,6 +30,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from vitalsentry.errors import DataError, VitalSentryError
@@ -121,10 +126,13 @@ class StreamConfig:
         Readings later than the server's clock plus this are refused.
     mc_passes : int
         Monte Carlo dropout passes per scored window (0 = no risk band).
+    chunk_windows : int
+        Most windows one ``score_frame`` call cuts (bounds the grid of one slice).
     """
 
     max_future_s: float = 300.0
     mc_passes: int = 0
+    chunk_windows: int = 256
 
 
 def _direct(fn: Callable[[VitalRiskPipeline], T], pipeline: VitalRiskPipeline) -> T:
@@ -162,7 +170,14 @@ class StreamMonitor:
         self.step_us = round(data.step_s * US)
         self.stride_us = window.stride * self.step_us
         self.span_us = (window.length - 1) * self.step_us
-        self.back_strides = math.ceil((data.max_gap_s * US + self.step_us) / self.stride_us)
+        limits = np.maximum(np.maximum(data.gap_interpolate_s, data.gap_carry_s), data.step_s)
+        self.reach_us = {  # a reading farther than this from a grid step does not change it
+            c: round(limit * US) + self.step_us
+            for c, limit in zip(data.channels, limits, strict=True)
+        }
+        lookback = 0 if pipeline.views is None else pipeline.views.settings.lookback
+        back_us = max(self.reach_us.values()) + lookback * window.length * self.step_us
+        self.back_strides = math.ceil(back_us / self.stride_us)
 
     def append(
         self,
@@ -270,24 +285,56 @@ class StreamMonitor:
             return []
         ready_us = min(last.values())
         last_k = (ready_us - state.origin_us - self.span_us) // self.stride_us
-        if last_k < state.next_window:
-            return []
-        table = self._score_slice(tx, state.next_window)
-        scored = []
-        for row in table.to_dict("records"):
-            k = round((row["start_s"] * US - state.origin_us) / self.stride_us)
-            if state.next_window <= k <= last_k:
-                scored.append(self._record(tx, row))
-        end_us = state.origin_us + last_k * self.stride_us + self.span_us
-        state.sealed = {c: t or end_us for c, t in tx.next_times(channels, end_us).items()}
-        state.next_window = int(last_k) + 1
+        scored: list[WindowScore] = []
+        k = state.next_window
+        while (k := self._skip_masked(tx, k, last_k)) <= last_k:
+            stop = min(last_k, k + self.config.chunk_windows - 1)
+            table = self._score_slice(tx, k, stop)
+            for row in table.to_dict("records"):
+                if k <= round((row["start_s"] * US - state.origin_us) / self.stride_us) <= stop:
+                    scored.append(self._record(tx, row))
+            k = stop + 1
+        if last_k >= state.next_window:
+            end_us = state.origin_us + last_k * self.stride_us + self.span_us
+            state.sealed = {c: t or end_us for c, t in tx.next_times(channels, end_us).items()}
+            state.next_window = int(last_k) + 1
         return scored
 
-    def _score_slice(self, tx: PatientTransaction, first_k: int) -> pd.DataFrame:
-        """Score the stored readings from a whole number of strides before window ``first_k``."""
+    def _skip_masked(self, tx: PatientTransaction, k: int, last_k: int) -> int:
+        """Return the first decided window from ``k`` on that a channel's gap does not mask.
+
+        A window whose first step lies more than a channel's reach after the channel's
+        latest reading is masked, and so is every later one starting before that
+        channel's next reading: they are skipped. While the windows left fit in one
+        slice (``chunk_windows``), ``k`` is returned as it is (their grid is small).
+        """
         assert tx.state.origin_us is not None
-        lo_us = tx.state.origin_us + max(0, first_k - self.back_strides) * self.stride_us
-        frame = tx.frame(lo_us, self.pipeline.channels)
+        origin, channels = tx.state.origin_us, self.pipeline.channels
+        while last_k - k >= self.config.chunk_windows:
+            start = origin + k * self.stride_us
+            stale = [
+                c
+                for c, t in tx.last_times(channels, start).items()
+                if t is None or start - t > self.reach_us[c]
+            ]
+            if not stale:
+                return k
+            # decided windows end before every channel's newest reading: each has a next one
+            resume = max(t or start for t in tx.next_times(stale, start).values())
+            k = max(k + 1, -(-(resume - self.step_us - origin) // self.stride_us))
+        return k
+
+    def _score_slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> pd.DataFrame:
+        """Score the stored readings that windows ``first_k`` to ``last_k`` depend on.
+
+        The slice starts ``back_strides`` strides before window ``first_k`` and ends a
+        reach after window ``last_k``; the windows it cuts beyond those are not theirs.
+        """
+        assert tx.state.origin_us is not None
+        origin = tx.state.origin_us
+        lo_us = origin + max(0, first_k - self.back_strides) * self.stride_us
+        hi_us = origin + last_k * self.stride_us + self.span_us + max(self.reach_us.values())
+        frame = tx.frame(lo_us, hi_us, self.pipeline.channels)
         try:
             table = self.run_model(
                 lambda pipe: pipe.score_frame(frame, mc_passes=self.config.mc_passes)

@@ -12,7 +12,7 @@ accepted per channel and how each converts to the canonical unit (e.g. ``[degF]`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -97,6 +97,101 @@ def _REQUIRED_STRING(name: str) -> dict[str, Any]:  # noqa: N802 (reads as a sch
     return {"type": "object", "required": [name], "properties": {name: {"type": "string"}}}
 
 
+SKIPPED: Final[dict[str, Any]] = {
+    "required": ["status"],
+    "properties": {"status": {"enum": sorted(SKIPPED_STATUS)}},
+}
+"""JSON Schema of an Observation that is skipped (not a measurement)."""
+
+
+def _loinc(codes: Sequence[str]) -> dict[str, Any]:
+    """JSON Schema of a CodeableConcept with a LOINC coding of one of ``codes``."""
+    coding = {
+        "type": "object",
+        "required": ["system", "code"],
+        "properties": {"system": {"const": LOINC_SYSTEM}, "code": {"enum": list(codes)}},
+    }
+    return {
+        "type": "object",
+        "required": ["coding"],
+        "properties": {"coding": {"contains": coding}},
+    }
+
+
+def _bound(convert: Callable[[float], float], limit: float, *, low: bool) -> float:
+    """Return the most extreme value whose conversion stays within ``limit`` (low or high)."""
+    offset, scale = convert(0.0), convert(1.0) - convert(0.0)  # every conversion is increasing
+    out, outward = (limit - offset) / scale, -np.inf if low else np.inf
+
+    def inside(v: float) -> bool:
+        return convert(v) >= limit if low else convert(v) <= limit
+
+    while not inside(out):
+        out = float(np.nextafter(out, -outward))
+    while inside(float(np.nextafter(out, outward))):
+        out = float(np.nextafter(out, outward))
+    return out
+
+
+def _measured(name: str) -> dict[str, Any]:
+    """JSON Schema of an Observation (or component) of channel ``name`` that :func:`_value` takes.
+
+    Its quantity has an accepted UCUM unit (``code`` with the UCUM system or none, else
+    ``unit``) and a value that converts into the plausible range.
+    """
+    spec, quantities = CHANNELS[name], []
+    for unit, convert in UNITS[name].items():
+        value = {
+            "type": "number",
+            "minimum": _bound(convert, spec.low, low=True),
+            "maximum": _bound(convert, spec.high, low=False),
+        }
+        quantities += [
+            {
+                "required": ["value", "code"],
+                "properties": {
+                    "value": value,
+                    "code": {"const": unit},
+                    "system": {"enum": [UCUM_SYSTEM, None]},
+                },
+            },
+            {
+                "required": ["value", "unit"],
+                "properties": {"value": value, "unit": {"const": unit}, "code": {"type": "null"}},
+            },
+        ]
+    return {
+        "required": ["code", "valueQuantity"],
+        "properties": {
+            "code": _loinc(spec.loinc),
+            "valueQuantity": {"type": "object", "anyOf": quantities},
+        },
+    }
+
+
+def _usable() -> dict[str, Any]:
+    """JSON Schema of what :func:`_measurements` takes: a vital sign or a blood-pressure panel.
+
+    Observations with a skipped status are not checked. Like the service, a panel takes
+    every systolic or diastolic component it has (at least one).
+    """
+    bp = ("systolic_bp", "diastolic_bp")
+    parts = [_measured(name) for name in bp]
+    codes = [code for name in bp for code in CHANNELS[name].loinc]
+    panel = {
+        "required": ["code", "component"],
+        "properties": {
+            "code": _loinc([BP_PANEL_LOINC]),
+            "component": {
+                "contains": {"anyOf": parts},
+                "items": {"anyOf": [{"not": {"properties": {"code": _loinc(codes)}}}, *parts]},
+            },
+        },
+    }
+    singles = [_measured(name) for name in dict.fromkeys(CHANNEL_OF_LOINC.values())]
+    return {"anyOf": [SKIPPED, *singles, panel]}
+
+
 class Reference(BaseModel):
     """A reference to another resource, e.g. ``Patient/123``."""
 
@@ -118,17 +213,23 @@ class Observation(BaseModel):
     """A vital-sign Observation (only the elements used here).
 
     The schema also states what the service checks itself (with messages naming the
-    entry): a subject, and an effective time.
+    entry): a subject, an effective time, and a supported code with a value in an
+    accepted unit and in the plausible range (unless the status is a skipped one).
     """
 
     model_config = ConfigDict(
         **_FHIR,
         json_schema_extra={
             "required": ["resourceType", "code", "subject"],
-            "allOf": [{"properties": {"subject": _REQUIRED_STRING("reference")}}],
-            "anyOf": [
-                _REQUIRED_STRING("effectiveDateTime"),
-                _REQUIRED_STRING("effectiveInstant"),
+            "allOf": [
+                {"properties": {"subject": _REQUIRED_STRING("reference")}},
+                {
+                    "anyOf": [
+                        _REQUIRED_STRING("effectiveDateTime"),
+                        _REQUIRED_STRING("effectiveInstant"),
+                    ]
+                },
+                _usable(),
             ],
         },
     )
@@ -153,9 +254,20 @@ class BundleEntry(BaseModel):
 
 
 class FhirBundle(BaseModel):
-    """A FHIR R4 Bundle of vital-sign Observations."""
+    """A FHIR R4 Bundle of vital-sign Observations (at least one not skipped)."""
 
-    model_config = _FHIR
+    model_config = ConfigDict(
+        **_FHIR,
+        json_schema_extra={
+            "allOf": [
+                {
+                    "properties": {
+                        "entry": {"contains": {"properties": {"resource": {"not": SKIPPED}}}}
+                    }
+                }
+            ]
+        },
+    )
 
     resource_type: Literal["Bundle"] = Field(alias="resourceType")
     type: Text = None
