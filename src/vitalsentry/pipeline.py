@@ -19,7 +19,7 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from vitalsentry.bundle import DECODER, ENCODER, SCALER, Bundle, BundleWriter, load_bundle
 from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig
-from vitalsentry.data.prepared import PreparedData, WindowSet
+from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN
 from vitalsentry.data.splits import split_patients
@@ -354,10 +354,6 @@ class VitalRiskPipeline:
         """Short identifier of the bundle (first 12 hex digits of its manifest hash)."""
         return self.bundle.manifest_sha256[:12]
 
-    def embed(self, windows: np.ndarray) -> np.ndarray:
-        """Embeddings (N, latent) of unscaled windows (N, C, L)."""
-        return encode(self.model, self.bundle.scaler.transform(windows))
-
     def score_windows(
         self,
         windows: np.ndarray,
@@ -422,19 +418,6 @@ class VitalRiskPipeline:
             return self.detector.score_samples(embedding), {}
         inputs = dataclasses.replace(inputs, embedding=np.asarray(embedding, dtype=np.float64))
         return self.views.score(inputs)
-
-    def windows_of(
-        self, frame: pd.DataFrame, *, stream: bool = False, latest_only: bool = False
-    ) -> WindowSet:
-        """Cut a readings frame into the bundle's windows (channels, step, window length).
-
-        In stream mode the whole frame is one feed in time order (DESIGN.md §4).
-        """
-        return (
-            self._frame_source(frame, stream)
-            .cut(self.data_config, self.window_config, latest_only=latest_only)
-            .windows
-        )
 
     def _frame_source(
         self, frame: pd.DataFrame, stream: bool, static: pd.DataFrame | None = None

@@ -134,7 +134,7 @@ class ScoreRequest(BaseModel):
     )
     age: float | None = Field(None, ge=0, le=130, description="Fusion context: age in years")
     sex: Literal["female", "male"] | None = Field(None, description="Fusion context: sex")
-    bmi: float | None = Field(None, ge=5, le=100, description="Fusion context: BMI in kg/m²")
+    bmi: float | None = Field(None, ge=5, le=150, description="Fusion context: BMI in kg/m²")
     alarm_state: AlarmStateBody | None = Field(
         None,
         description="The patient's alarm state before these readings (the previous result's "
