@@ -199,6 +199,15 @@ def test_batch_scores_each_patient_like_the_single_endpoint(client: TestClient) 
         assert result["level"] == single["level"]
 
 
+def test_batch_gives_alarm_state_only_to_patients_that_sent_one(client: TestClient) -> None:
+    given = {"on": True, "quiet": 1}
+    patients = [body("a", seed=1), body("b", seed=2, alarm_state=given)]
+    out = client.post("/v1/score/batch", json={"patients": patients}).json()["results"]
+    assert out[0]["alarm"] is None
+    assert out[1]["alarm"]["on"] is True  # the default policy clears after 4 quiet windows
+    assert out[1]["alarm"]["quiet"] == (0 if out[1]["level"] == "high" else 2)
+
+
 def test_batch_with_no_scorable_patient_reports_every_one(client: TestClient) -> None:
     gap = make_readings(40) + make_readings(40, start=1_714_550_400 + 1000)
     out = client.post(
