@@ -18,6 +18,7 @@ from vitalsentry.data.simulate import SimulationConfig, simulate_cohort, write_t
 from vitalsentry.data.sources import SAMPLE_DIR, read_readings
 from vitalsentry.errors import DataError, VitalSentryError
 from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
+from vitalsentry.scoring import readings_table
 from vitalsentry.training.pretrain import pretrain
 
 KEYS = ["patient_id", "window_start"]
@@ -42,7 +43,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _single_process(bundle: Path, path: Path) -> pd.DataFrame:
     readings = read_readings(path)
-    return VitalRiskPipeline.from_bundle(bundle).score_frame(readings.frame)
+    return readings_table(VitalRiskPipeline.from_bundle(bundle), readings)[0]
 
 
 def _read_outputs(out: Path) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Archive scoring: a directory of per-patient partitions scored on one process or a Dask cluster.
 
-Each partition file (CSV or Parquet) is scored by :meth:`VitalRiskPipeline.score_frame`, the
-one scoring path, and its table written atomically under the output directory with the same
+Each partition file (CSV or Parquet) is scored by :func:`vitalsentry.scoring.readings_table`,
+the one scoring path (as ``vitalsentry score`` scores one file), and its table written atomically under the output directory with the same
 relative name, so a finished partition is exactly a file with its final name: a crash leaves
 at most a hidden temporary file, and a rerun skips what is finished. A marker file records
 the bundle and options of the run; resuming with another bundle or options is refused.
@@ -200,6 +200,8 @@ def load_pipeline(job: ArchiveJob) -> VitalRiskPipeline:
 
 def score_partition(job: ArchiveJob, src: Path, dst: Path, name: str) -> PartitionResult:
     """Score one partition file with the single-file path and write its table atomically."""
+    from vitalsentry.scoring import readings_table
+
     pipe = load_pipeline(job)
     readings = read_readings(
         src, job.source, step_s=job.step_s, column_map=dict(job.column_map) or None
@@ -210,14 +212,14 @@ def score_partition(job: ArchiveJob, src: Path, dst: Path, name: str) -> Partiti
             "archive partitions must hold per-patient series (score the file on its own)",
             file=str(src),
         )
-    table = pipe.score_frame(readings.frame, mc_passes=job.mc_passes)
+    table, fused_note = readings_table(pipe, readings, mc_passes=job.mc_passes)
     write_table(table, dst)
     counts = table["level"].value_counts()
     return PartitionResult(
         name,
         len(table),
         {k: int(counts.get(k, 0)) for k in ("low", "medium", "high")},
-        readings.notes,
+        (*readings.notes, *([f"fused risk: {fused_note}"] if fused_note else [])),
         worker=os.getpid(),
         bundle_loads=_LOAD_COUNT[job.bundle_sha256],
     )

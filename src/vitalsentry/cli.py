@@ -742,11 +742,14 @@ def score(
         )
     from vitalsentry.data.simulate import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
+    from vitalsentry.scoring import readings_table
 
     pipe = VitalRiskPipeline.from_bundle(bundle, trusted_keys=trusted)
     readings = _read(data, source, step, column_map)
-    table = pipe.score_frame(readings.frame, stream=readings.stream, mc_passes=mc_passes)
+    table, fused_note = readings_table(pipe, readings, mc_passes=mc_passes)
     write_table(table, out)
+    if fused_note:
+        console.print(f"[yellow]note:[/yellow] fused risk: {fused_note}")
     levels = table["level"].value_counts()
     console.print(
         f"wrote {len(table):,} windows to {out}: "

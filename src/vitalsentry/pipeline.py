@@ -8,7 +8,7 @@ from a trained encoder to a detector and its calibration.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,9 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from vitalsentry.bundle import DECODER, ENCODER, SCALER, Bundle, BundleWriter, load_bundle
 from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig, ModelConfig
-from vitalsentry.data.gaps import describe_limits
-from vitalsentry.data.prepared import PreparedData, WindowSet, stream_feeds, window_frame
+from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
-from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
+from vitalsentry.data.schema import LABEL_COLUMN
 from vitalsentry.data.splits import split_patients
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.models.autoencoder import Autoencoder
@@ -30,7 +29,7 @@ from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
 from vitalsentry.models.inference import encode, encode_with_error, mc_dropout_encode
 from vitalsentry.persist import load_skops, save_skops
-from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
+from vitalsentry.risk.alarms import AlarmPolicy, AlarmState, choose_alarm_policy
 from vitalsentry.risk.calibrate import (
     RiskCalibration,
     channel_contributions,
@@ -51,13 +50,13 @@ from vitalsentry.risk.multiview import (
     fold_groups,
     view_inputs,
 )
+from vitalsentry.scoring import Cut, FrameSource, ScoreTable, score_readings, window_pairs
 
 CALIBRATION_FILE = "calibration.json"
 ALARM_FILE = "alarm_policy.json"
 FUSION_FILE = "fusion.skops"
 FUSION_META = "fusion.json"
 RESP_PREFIX = "resp_"
-STREAM_KEY = "stream"
 
 
 @dataclass(frozen=True)
@@ -355,10 +354,6 @@ class VitalRiskPipeline:
         """Short identifier of the bundle (first 12 hex digits of its manifest hash)."""
         return self.bundle.manifest_sha256[:12]
 
-    def embed(self, windows: np.ndarray) -> np.ndarray:
-        """Embeddings (N, latent) of unscaled windows (N, C, L)."""
-        return encode(self.model, self.bundle.scaler.transform(windows))
-
     def score_windows(
         self,
         windows: np.ndarray,
@@ -424,24 +419,58 @@ class VitalRiskPipeline:
         inputs = dataclasses.replace(inputs, embedding=np.asarray(embedding, dtype=np.float64))
         return self.views.score(inputs)
 
-    def windows_of(
-        self, frame: pd.DataFrame, *, stream: bool = False, latest_only: bool = False
-    ) -> WindowSet:
-        """Cut a readings frame into the bundle's windows (channels, step, window length).
-
-        In stream mode the whole frame is one feed in time order (DESIGN.md §4).
-        """
-        missing = [c for c in self.channels if c not in frame.columns]
+    def _frame_source(
+        self, frame: pd.DataFrame, stream: bool, static: pd.DataFrame | None = None
+    ) -> FrameSource:
+        """Return the frame as a window source, after refusing one without the bundle's channels."""
+        source = FrameSource(frame, stream, pd.DataFrame() if static is None else static)
+        missing = source.missing(self.channels)
         if missing:
             raise DataError(f"the readings lack the bundle's channel(s) {', '.join(missing)}")
-        max_gap = None
-        if stream:
-            feed_of = dict.fromkeys(frame[PATIENT_COLUMN].unique(), STREAM_KEY)
-            frame, max_gap = stream_feeds(frame, feed_of, self.channels, self.data_config.step_s)
-        cut, _ = window_frame(
-            frame, self.data_config, self.window_config, max_gap_s=max_gap, latest_only=latest_only
+        return source
+
+    def score(
+        self,
+        frame: pd.DataFrame,
+        *,
+        stream: bool = False,
+        latest_only: bool = False,
+        mc_passes: int = 0,
+        seed: int = 0,
+        static: pd.DataFrame | None = None,
+        history: Mapping[str, AlarmState] | None = None,
+    ) -> ScoreTable:
+        """Score a readings frame along the one scoring path (:func:`score_readings`).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Readings frame sorted by patient then time.
+        stream : bool, default False
+            Stream mode: the whole frame is one feed in time order.
+        latest_only : bool, default False
+            Only each patient's latest complete window.
+        mc_passes, seed : int
+            Monte Carlo dropout passes (0 = off) and their seed.
+        static : pandas.DataFrame, optional
+            Per-patient static context (age, sex, BMI) for the fusion head.
+        history : mapping of str to AlarmState, optional
+            Each patient's alarm state before these windows (``{}``: all start quiet);
+            None: no alarm state.
+
+        Returns
+        -------
+        ScoreTable
+            Scores, fused risk (or why not) and alarm states.
+        """
+        return score_readings(
+            self,
+            self._frame_source(frame, stream, static),
+            latest_only=latest_only,
+            mc_passes=mc_passes,
+            seed=seed,
+            history=history,
         )
-        return cut
 
     def score_frame(
         self,
@@ -451,50 +480,15 @@ class VitalRiskPipeline:
         latest_only: bool = False,
         mc_passes: int = 0,
     ) -> pd.DataFrame:
-        """Per-window risk for a readings frame.
+        """Per-window risk for a readings frame (:meth:`score` as a frame).
 
         Returns
         -------
         pandas.DataFrame
-            ``patient_id, window_start, window_end, risk, level, anomaly_score``, one
-            ``contribution_<channel>`` per vital channel, one ``view_<name>`` standardised
-            score per view of a multi-view bundle, ``risk_mean``/``risk_std`` with
-            MC dropout, and ``label`` when the readings carry labels.
+            See :meth:`ScoreTable.frame`; ``label`` when the readings carry labels.
         """
-        cut = self.windows_of(frame, stream=stream, latest_only=latest_only)
-        if len(cut.labels) == 0:
-            d = self.data_config
-            span = self.window_config.length * d.step_s
-            raise DataError(
-                f"no complete window: the model needs {span:g} s of {', '.join(self.channels)} "
-                f"without gaps beyond the gap policy "
-                f"({describe_limits(self.channels, d.gap_interpolate_s, d.gap_carry_s)})"
-            )
-        scores = self.score_windows(
-            cut.windows, mc_passes=mc_passes, where=(cut.patient, cut.start_s)
-        )
-        step = self.data_config.step_s
-        out = pd.DataFrame(
-            {
-                PATIENT_COLUMN: cut.patient,
-                "window_start": pd.to_datetime(cut.start_s, unit="s", utc=True),
-                "window_end": pd.to_datetime(
-                    cut.start_s + (self.window_config.length - 1) * step, unit="s", utc=True
-                ),
-                "risk": scores.risk,
-                "level": scores.level,
-                "anomaly_score": scores.anomaly_score,
-            }
-        )
-        for i, name in enumerate(self.channels):
-            out[f"contribution_{name}"] = scores.contributions[:, i]
-        for view, values in scores.views.items():
-            out[f"view_{view}"] = values
-        if scores.risk_std is not None:
-            out["risk_mean"], out["risk_std"] = scores.risk_mean, scores.risk_std
-        if LABEL_COLUMN in frame.columns:
-            out[LABEL_COLUMN] = cut.labels
-        return out
+        table = self.score(frame, stream=stream, latest_only=latest_only, mc_passes=mc_passes)
+        return table.frame(self.channels, labels=LABEL_COLUMN in frame.columns)
 
 
 @dataclass(frozen=True)
@@ -532,12 +526,9 @@ def fusion_inputs(
     resp: PreparedData,
 ) -> FusionInputs:
     """Align the two datasets' windows by (patient, start) and embed both."""
-    left = pd.DataFrame({"p": cardio.patient, "t": cardio.start_s, "i": np.arange(len(cardio))})
-    right = pd.DataFrame({"p": resp.patient, "t": resp.start_s, "j": np.arange(len(resp))})
-    both = left.merge(right, on=["p", "t"], how="inner")
-    if both.empty:
+    i, j = window_pairs(cardio, resp)
+    if i.size == 0:
         raise DataError("the cardio and respiratory windows have no window in common")
-    i, j = both["i"].to_numpy(), both["j"].to_numpy()
     (c_model, c_scaler), (r_model, r_scaler) = cardio_model, resp_model
     patient = cardio.context_patient[i]
     return FusionInputs(
@@ -589,6 +580,35 @@ class FusionHead:
             cardio,
             resp,
         )
+
+    def fused_risk(
+        self, embedding: np.ndarray, cardio: Cut, resp: Cut, static: pd.DataFrame
+    ) -> np.ndarray:
+        """Fused probability of each cardio window (the scoring side of :func:`fusion_inputs`).
+
+        Parameters
+        ----------
+        embedding : numpy.ndarray
+            (N, d1) cardio embeddings of ``cardio``'s windows.
+        cardio, resp : Cut
+            The cardio windows and the same readings' respiratory windows.
+        static : pandas.DataFrame
+            Static context indexed by the cardio windows' context keys (NaN where unknown).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) probability of the abnormal class; NaN where no respiratory window has the
+            cardio window's key and start.
+        """
+        i, j = window_pairs(cardio.windows, resp.windows)
+        out = np.full(len(cardio), np.nan)
+        if i.size:
+            scaled = self.respiratory_scaler.transform(resp.windows.windows[j])
+            context = static_matrix(static, cardio.context[i]) if self.config.use_static else None
+            x = fusion_features(embedding[i], encode(self.respiratory, scaled), context)
+            out[i] = self.predict_proba(x)
+        return out
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(M,) calibrated probability of the abnormal class."""

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from vitalsentry.data.sources import read_readings
 from vitalsentry.errors import BundleError, VitalSentryError
 from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.risk.alarms import AlarmState
 from vitalsentry.risk.news2 import news2_score
 from vitalsentry.serve import app as app_module
 from vitalsentry.serve.app import create_app, run
@@ -38,8 +39,11 @@ ALL_CHANNELS = (
 )
 
 
-def body(patient_id: str = "p-001", **kwargs: Any) -> dict[str, Any]:
-    return {"patient_id": patient_id, "readings": make_readings(**kwargs)}
+def body(
+    patient_id: str = "p-001", alarm_state: dict[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    out = {"patient_id": patient_id, "readings": make_readings(**kwargs)}
+    return out if alarm_state is None else out | {"alarm_state": alarm_state}
 
 
 def messages(response: Any) -> list[str]:
@@ -65,6 +69,31 @@ def test_score_returns_risk_level_and_reasons(
     start, end = (datetime.fromisoformat(out[k]) for k in ("window_start", "window_end"))
     assert (end - start).total_seconds() == LENGTH - 1
     assert out["uncertainty"] is None and out["news2"] is None
+
+
+def test_score_says_why_there_is_no_fused_risk_and_gives_the_views(client: TestClient) -> None:
+    out = client.post("/v1/score", json=body()).json()
+    assert out["fused_risk"] is None and "no fusion head" in out["fused_risk_note"]
+    assert out["views"] == {} and out["alarm"] is None  # one-view bundle; no alarm_state sent
+
+
+@pytest.mark.parametrize(
+    "before",
+    [{"on": False, "recent": [True, True]}, {"on": True, "quiet": 3}, {"on": False}],
+)
+def test_score_steps_the_alarm_state_it_is_given(
+    client: TestClient, pipeline: VitalRiskPipeline, before: dict[str, Any]
+) -> None:
+    out = client.post("/v1/score", json=body(alarm_state=before)).json()
+    state = AlarmState(before["on"], before.get("quiet", 0), tuple(before.get("recent", [])))
+    after = state.step(out["level"] == "high", pipeline.alarm_policy)
+    assert out["alarm"] == {"on": after.on, "quiet": after.quiet, "recent": list(after.recent)}
+
+
+def test_a_bad_alarm_state_is_a_422_naming_the_field(client: TestClient) -> None:
+    r = client.post("/v1/score", json=body(alarm_state={"on": False, "quiet": -1}))
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-2:] == ["alarm_state", "quiet"]
 
 
 def test_score_equals_the_cli_path(
@@ -168,6 +197,15 @@ def test_batch_scores_each_patient_like_the_single_endpoint(client: TestClient) 
         single = client.post("/v1/score", json=patient).json()
         assert result["risk"] == pytest.approx(single["risk"], abs=1e-6)
         assert result["level"] == single["level"]
+
+
+def test_batch_gives_alarm_state_only_to_patients_that_sent_one(client: TestClient) -> None:
+    given = {"on": True, "quiet": 1}
+    patients = [body("a", seed=1), body("b", seed=2, alarm_state=given)]
+    out = client.post("/v1/score/batch", json={"patients": patients}).json()["results"]
+    assert out[0]["alarm"] is None
+    assert out[1]["alarm"]["on"] is True  # the default policy clears after 4 quiet windows
+    assert out[1]["alarm"]["quiet"] == (0 if out[1]["level"] == "high" else 2)
 
 
 def test_batch_with_no_scorable_patient_reports_every_one(client: TestClient) -> None:

@@ -9,7 +9,8 @@ labelled training windows for the gradient-boosting ceiling and the fusion ablat
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import pandas as pd
 
 from vitalsentry import __version__
 from vitalsentry.bundle import CURVE
-from vitalsentry.config import FusionConfig
-from vitalsentry.data.prepared import PreparedData, feed_names, prepare, stream_feeds
+from vitalsentry.config import DataConfig, FusionConfig, WindowConfig
+from vitalsentry.data.prepared import PreparedData, WindowSet, feed_names, prepare, stream_feeds
 from vitalsentry.data.readings import Readings
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN, TIMESTAMP_COLUMN, VITAL_CHANNELS
 from vitalsentry.errors import DataError
@@ -30,6 +31,7 @@ from vitalsentry.models.fusion import make_fusion_classifier
 from vitalsentry.models.inference import attention_weights
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.risk.alarms import AlarmPolicy, evaluate_alarms
+from vitalsentry.scoring import Cut, ScoreTable, score_readings
 
 EVENT_MERGE_GAP_S = 120.0
 """Labelled runs of one patient closer than this are one event (readings drop out)."""
@@ -102,6 +104,48 @@ def label_events(frame: pd.DataFrame, patients: set[str]) -> dict[str, list[tupl
             (float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True)
         ]
     return events
+
+
+@dataclass
+class HeldOutSplit:
+    """The test split (2) of readings as a window source of the scoring path.
+
+    Each data config asked for (the bundle's, the fusion head's) is prepared once, as
+    :func:`~vitalsentry.data.prepared.prepare` splits it; its test windows are what
+    :func:`~vitalsentry.scoring.score_readings` scores.
+
+    Attributes
+    ----------
+    readings : Readings
+        The evaluated data.
+    """
+
+    readings: Readings
+    _prepared: dict[str, PreparedData] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def static(self) -> pd.DataFrame:
+        """Per-patient static context of the readings."""
+        return self.readings.static
+
+    def missing(self, channels: Sequence[str]) -> list[str]:
+        """Channels of ``channels`` the readings lack."""
+        return [c for c in channels if c not in self.readings.channels]
+
+    def prepared(self, data: DataConfig, window: WindowConfig) -> PreparedData:
+        """Return the readings prepared with ``data`` and ``window`` (every split; prepared once)."""
+        key = json.dumps([data.to_dict(), window.to_dict()], sort_keys=True)
+        if key not in self._prepared:
+            self._prepared[key] = prepare(self.readings, data, window)
+        return self._prepared[key]
+
+    def cut(self, data: DataConfig, window: WindowConfig, *, latest_only: bool) -> Cut:
+        """Return the test windows of the readings prepared with ``data`` (every one, not the latest)."""
+        if latest_only:
+            raise ValueError("the evaluation scores every test window")
+        test = self.prepared(data, window).split_part(2)
+        windows = WindowSet(test.windows, test.labels, test.patient, test.start_s)
+        return Cut(windows, test.context_patient)
 
 
 def _auc_pair(y: np.ndarray, scores: np.ndarray | None, reason: str) -> dict[str, Any]:
@@ -178,44 +222,39 @@ def _baselines(
 
 def _fusion(
     pipe: VitalRiskPipeline,
-    readings: Readings,
-    prepared: PreparedData,
+    source: HeldOutSplit,
+    table: ScoreTable,
     result: DatasetResult,
     seed: int,
 ) -> None:
-    """Tier 3, its confidence interval and the static-context ablation."""
-    head = pipe.fusion
-    if head is None:
-        result.missing(
-            "tier3", TIER3, "the bundle has no fusion model (run `vitalsentry fit-fusion`)"
-        )
+    """Tier 3 (the bundle's fused risk), its confidence interval and the static-context ablation."""
+    head, fused = pipe.fusion, table.fused_risk
+    if head is None or fused is None:
+        result.missing("tier3", TIER3, table.fused_note or "no fused risk")
         return
-    resp_channels = head.respiratory_data.channels
-    if any(c not in readings.channels for c in resp_channels):
-        result.missing(
-            "tier3", TIER3, f"the data lacks the respiratory channels {', '.join(resp_channels)}"
-        )
-        return
-    resp = prepare(readings, head.respiratory_data, prepared.window)
-    inputs = head.inputs(pipe, prepared, resp)
-    test = (inputs.split == 2) & (inputs.labels >= 0)
-    train = (inputs.split == 0) & (inputs.labels >= 0)
-    y_test = inputs.labels[test]
-    proba = head.predict_proba(inputs.matrix(head.config.use_static, test))
+    test = ~np.isnan(fused) & (table.cut.windows.labels >= 0)
+    y_test, proba = table.cut.windows.labels[test], fused[test]
     found = metrics.classification_metrics(y_test, proba)
     result.put("tier3", found, TIER3)
     if found["roc_auc"] is not None:
-        _ci(result, "tier3.roc_auc", y_test, proba, inputs.patient[test], seed)
+        _ci(result, "tier3.roc_auc", y_test, proba, table.cut.context[test], seed)
     ablation: dict[str, Any] = {
         "with_static": head.config.use_static,
         **{k: found.get(k) for k in TIER3},
     }
+    inputs = head.inputs(
+        pipe,
+        source.prepared(pipe.data_config, pipe.window_config),
+        source.prepared(head.respiratory_data, pipe.window_config),
+    )
+    train = (inputs.split == 0) & (inputs.labels >= 0)
     if np.unique(inputs.labels[train]).size == 2:
         other = not head.config.use_static
+        held = (inputs.split == 2) & (inputs.labels >= 0)
         model = make_fusion_classifier(FusionConfig(use_static=other, seed=seed))
         model.fit(inputs.matrix(other, train), inputs.labels[train])
         alt = metrics.classification_metrics(
-            y_test, model.predict_proba(inputs.matrix(other, test))[:, 1]
+            inputs.labels[held], model.predict_proba(inputs.matrix(other, held))[:, 1]
         )
         ablation = {
             "configured": ablation,
@@ -325,7 +364,8 @@ def evaluate_dataset(
     """
     policy = policy or pipe.alarm_policy
     result = DatasetResult(findings=list(findings))
-    prepared = prepare(readings, pipe.data_config, pipe.window_config)
+    source = HeldOutSplit(readings)
+    prepared = source.prepared(pipe.data_config, pipe.window_config)
     result.notes.extend(prepared.notes)
     if prepared.fingerprint != pipe.bundle.manifest.get("detector_data", {}).get("fingerprint"):
         result.notes.append(
@@ -337,9 +377,10 @@ def evaluate_dataset(
     result.counts = prepared.counts()
     y = test.labels
     known = y >= 0
-    scored = pipe.score_windows(
-        test.windows, mc_passes=mc_passes, seed=seed, where=(test.patient, test.start_s)
+    table = score_readings(
+        pipe, source, mc_passes=mc_passes, seed=seed, history=None if prepared.stream else {}
     )
+    scored = table.scores
     emb = scored.embedding
     result.put("tier1", metrics.embedding_metrics(emb[y == 0], emb[y == 1]), TIER1)
     detection = metrics.detection_metrics(
@@ -358,9 +399,9 @@ def evaluate_dataset(
             )
     curves: dict[str, np.ndarray] = {"AE + IsolationForest": scored.anomaly_score[known]}
     _baselines(scored.recon_error, readings, prepared, result, curves, seed)
-    _fusion(pipe, readings, prepared, result, seed)
+    _fusion(pipe, source, table, result, seed)
     _alarms(pipe, readings, prepared, test, scored.level, policy, result)
-    written = _plots(name, pipe, prepared, test, scored, emb, curves, readings, plots_dir)
+    written = _plots(name, pipe, prepared, test, table, curves, readings, plots_dir)
     return result.to_dict(), written
 
 
@@ -369,14 +410,14 @@ def _plots(
     pipe: VitalRiskPipeline,
     prepared: PreparedData,
     test: PreparedData,
-    scored: WindowScores,
-    emb: np.ndarray,
+    table: ScoreTable,
     curves: dict[str, np.ndarray],
     readings: Readings,
     out: Path,
 ) -> list[Path]:
     """Write the dataset's PNGs."""
     out.mkdir(parents=True, exist_ok=True)
+    scored = table.scores
     y = test.labels
     known = y >= 0
     written = []
@@ -390,7 +431,7 @@ def _plots(
                 out / f"{name}_scores.png",
             )
         )
-    written.append(plots.plot_embedding_pca(emb, y, out / f"{name}_pca.png"))
+    written.append(plots.plot_embedding_pca(scored.embedding, y, out / f"{name}_pca.png"))
     pick = np.linspace(0, len(test) - 1, num=min(4, len(test))).astype(int)
     weights = (
         attention_weights(pipe.model, pipe.bundle.scaler.transform(test.windows[pick]))
@@ -402,16 +443,17 @@ def _plots(
             test.windows[pick], weights, prepared.feature_names, out / f"{name}_attention.png"
         )
     )
-    if not prepared.stream:
-        written.append(_timeline(name, pipe, test, scored, readings, out))
+    if table.alarm is not None:
+        alarm_on = np.array([state.on for state in table.alarm])
+        written.append(_timeline(name, test, scored, alarm_on, readings, out))
     return written
 
 
 def _timeline(
     name: str,
-    pipe: VitalRiskPipeline,
     test: PreparedData,
-    scored: Any,
+    scored: WindowScores,
+    alarm_on: np.ndarray,
     readings: Readings,
     out: Path,
 ) -> Path:
@@ -422,17 +464,14 @@ def _timeline(
     rows = readings.frame[readings.frame[PATIENT_COLUMN] == patient]
     t = rows[TIMESTAMP_COLUMN].to_numpy("datetime64[ns]").astype(np.int64) / 1e9
     vitals = {c: rows[c].to_numpy(np.float64) for c in VITAL_CHANNELS if c in rows.columns}
-    from vitalsentry.risk.alarms import apply_alarm_policy
-
     order = np.argsort(test.end_s[sel])
-    high = (scored.level[sel] == "high")[order]
     return plots.plot_patient_timeline(
         t,
         vitals,
         test.end_s[sel][order],
         scored.risk[sel][order] if scored.risk_mean is None else scored.risk_mean[sel][order],
         None if scored.risk_std is None else scored.risk_std[sel][order],
-        apply_alarm_policy(high, pipe.alarm_policy),
+        alarm_on[sel][order],
         events.get(patient, []),
         out / f"{name}_timeline.png",
     )

@@ -5,14 +5,15 @@ its dropout layers on, and every inference call sets its train/eval mode), so on
 dedicated thread runs every pipeline call. Routes hand it a job and await the answer
 without holding the event loop or a threadpool thread. When the thread is free it takes
 every queued job and scores all their patients (those without MC dropout) in ONE
-:meth:`VitalRiskPipeline.score_windows` call, i.e. one batched forward pass and one
-detector call. Under load this shares the fixed cost of a call among the requests.
+:func:`~vitalsentry.scoring.score_readings` call, i.e. one batched forward pass and one
+detector call (the request-combiner speed seam, pinned by ``tests/serve/test_combine.py``). Under load this shares the fixed cost of a call among the requests.
 
-Each patient's latest complete window is cut from its own grid exactly as
-:meth:`VitalRiskPipeline.score_frame` with ``latest_only=True`` cuts it (the same grid and
-window functions, without building a readings frame), so the service and
-``vitalsentry score`` give the same risk. Combining changes nothing in a patient's scores;
-only floating-point rounding of the batched matrix products may differ (about 1e-7).
+Every call goes through :func:`vitalsentry.scoring.score_readings`, the scoring path of
+``vitalsentry score`` and the evaluation, with the requests' patients as its source
+(:class:`~vitalsentry.serve.inputs.RequestSource`: each patient's latest complete window,
+its fused risk and, when the request gave one, its alarm state). Combining changes nothing
+in a patient's scores (each patient is its own key); only floating-point rounding of the
+batched matrix products may differ (about 1e-7).
 Requests with MC dropout run alone, so their dropout masks do not depend on other traffic.
 """
 
@@ -30,11 +31,11 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import pandas as pd
 
-from vitalsentry.data.prepared import cut_windows
 from vitalsentry.data.schema import CHANNELS
 from vitalsentry.errors import BundleError
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
-from vitalsentry.serve.inputs import PatientReadings, patient_grid
+from vitalsentry.scoring import NoWindowError, ScoreTable, score_readings
+from vitalsentry.serve.inputs import PatientReadings, RequestSource
 from vitalsentry.serve.metrics import ServiceMetrics
 
 
@@ -44,18 +45,29 @@ class Scored:
 
     Attributes
     ----------
-    start_s, end_s : float
-        Epoch seconds of the window's first and last step.
-    scores : WindowScores
+    table : ScoreTable
         The scores of the whole pipeline call.
     index : int
-        This window's row in ``scores``.
+        This window's row in ``table``.
     """
 
-    start_s: float
-    end_s: float
-    scores: WindowScores
+    table: ScoreTable
     index: int
+
+    @property
+    def scores(self) -> WindowScores:
+        """The call's window scores (this window is row :attr:`index`)."""
+        return self.table.scores
+
+    @property
+    def start_s(self) -> float:
+        """Epoch seconds of the window's first step."""
+        return float(self.table.start_s[self.index])
+
+    @property
+    def end_s(self) -> float:
+        """Epoch seconds of the window's last step."""
+        return float(self.table.end_s[self.index])
 
 
 Rows = list[Scored | None]
@@ -215,21 +227,14 @@ def score_latest(
     list of Rows
         Per group, per patient, its scored window or None.
     """
-    data, window = pipe.data_config, pipe.window_config
-    grids = [
-        patient_grid(patient, pipe.channels, f"{k}:{i}", data=data)
-        for k, group in enumerate(groups)
-        for i, patient in enumerate(group)
-    ]
-    cut = cut_windows(grids, data, window, latest_only=True)
+    keys = [f"{k}:{i}" for k, group in enumerate(groups) for i in range(len(group))]
+    source = RequestSource([patient for group in groups for patient in group], keys)
     found: dict[str, Scored] = {}
-    if len(cut.windows):
-        scores = pipe.score_windows(cut.windows, mc_passes=passes)
-        span = (window.length - 1) * data.step_s
-        found = {
-            str(key): Scored(float(start), float(start) + span, scores, j)
-            for j, (key, start) in enumerate(zip(cut.patient, cut.start_s, strict=True))
-        }
+    with contextlib.suppress(NoWindowError):
+        table = score_readings(
+            pipe, source, latest_only=True, mc_passes=passes, history=source.history
+        )
+        found = {str(key): Scored(table, j) for j, key in enumerate(table.patient)}
     return [[found.get(f"{k}:{i}") for i in range(len(group))] for k, group in enumerate(groups)]
 
 

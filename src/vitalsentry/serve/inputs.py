@@ -10,16 +10,17 @@ import hashlib
 import hmac
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from vitalsentry.config import DataConfig
+from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.grid import SeriesGrid, grid_series
-from vitalsentry.data.prepared import grid_policy
+from vitalsentry.data.prepared import cut_windows, grid_policy
 from vitalsentry.data.schema import CHANNELS
 from vitalsentry.data.timefeatures import epoch_seconds
+from vitalsentry.risk.alarms import AlarmState
 from vitalsentry.risk.news2 import (
     COMPONENTS,
     aggregate_score,
@@ -27,7 +28,8 @@ from vitalsentry.risk.news2 import (
     news2_level,
     red_score,
 )
-from vitalsentry.serve.schemas import News2, ScoreRequest
+from vitalsentry.scoring import Cut
+from vitalsentry.serve.schemas import SEXES, News2, ScoreRequest
 
 Loc = tuple[str | int, ...]
 
@@ -95,6 +97,10 @@ class PatientReadings:
         Where the patient sits in the request (prefix of error locations).
     entries : numpy.ndarray, optional
         (n,) FHIR entry index of each instant; None: instants are ``readings[k]``.
+    static : dict of str to float
+        Static context given (``age``, ``sex`` 0 female / 1 male, ``bmi``) for the fusion head.
+    alarm : AlarmState, optional
+        The patient's alarm state before these readings, when the caller gave it.
     """
 
     patient_id: str
@@ -104,6 +110,8 @@ class PatientReadings:
     consciousness_alert: bool = True
     loc: Loc = ()
     entries: np.ndarray | None = None
+    static: dict[str, float] = field(default_factory=dict)
+    alarm: AlarmState | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -150,9 +158,62 @@ def from_request(request: ScoreRequest, loc: Loc = ()) -> PatientReadings:
         for name, column in zip(CHANNELS, columns, strict=True)
         if column.count(None) < len(column)
     }
+    context = {
+        "age": request.age,
+        "sex": None if request.sex is None else SEXES[request.sex],
+        "bmi": request.bmi,
+    }
+    given = request.alarm_state
     return PatientReadings(
-        request.patient_id, times, values, request.on_oxygen, request.consciousness_alert, loc
+        request.patient_id,
+        times,
+        values,
+        request.on_oxygen,
+        request.consciousness_alert,
+        loc,
+        static={k: float(v) for k, v in context.items() if v is not None},
+        alarm=None if given is None else AlarmState(given.on, given.quiet, tuple(given.recent)),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class RequestSource:
+    """Patients of one or more requests as a window source (:mod:`vitalsentry.scoring`).
+
+    Attributes
+    ----------
+    patients : sequence of PatientReadings
+        The patients, each known by its position's key in :attr:`keys`.
+    keys : sequence of str
+        Distinct key of each patient (the windows' ``patient``).
+    """
+
+    patients: Sequence[PatientReadings]
+    keys: Sequence[str]
+
+    @property
+    def static(self) -> pd.DataFrame:
+        """Static context given per key (NaN where not given)."""
+        return pd.DataFrame([p.static for p in self.patients], index=pd.Index(self.keys))
+
+    @property
+    def history(self) -> dict[str, AlarmState] | None:
+        """Alarm state given per key; None when no patient gave one."""
+        given = {k: p.alarm for k, p in zip(self.keys, self.patients, strict=True) if p.alarm}
+        return given or None
+
+    def missing(self, channels: Sequence[str]) -> list[str]:
+        """Channels of ``channels`` no patient measures."""
+        return [c for c in channels if not any(c in p.values for p in self.patients)]
+
+    def cut(self, data: DataConfig, window: WindowConfig, *, latest_only: bool) -> Cut:
+        """Grid every patient with ``data`` (:func:`patient_grid`) and cut its windows."""
+        grids = [
+            patient_grid(patient, data.channels, key, data=data)
+            for patient, key in zip(self.patients, self.keys, strict=True)
+        ]
+        cut = cut_windows(grids, data, window, latest_only=latest_only)
+        return Cut(cut, cut.patient)
 
 
 def patient_grid(

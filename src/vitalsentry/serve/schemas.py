@@ -97,6 +97,30 @@ PATIENT_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
 """A stored patient id has no control characters (PostgreSQL text refuses NUL)."""
 
 
+SEXES: Final = {"female": 0, "male": 1}
+"""Sex as the fusion head's static context codes it."""
+
+MAX_ALARM_LOOKBACK: Final = 64
+"""Longest ``recent`` list of an alarm state (an alarm policy's look-back is shorter)."""
+
+
+class AlarmStateBody(BaseModel):
+    """Where a patient's alarm stands (k-of-n hysteresis of the bundle's alarm policy).
+
+    Send back the ``alarm`` of a patient's previous result to continue its alarm.
+    """
+
+    model_config = _STRICT
+
+    on: bool = Field(description="Whether the alarm is raised")
+    quiet: int = Field(0, ge=0, description="Non-high windows since the alarm was raised")
+    recent: list[bool] = Field(
+        default_factory=list,
+        max_length=MAX_ALARM_LOOKBACK,
+        description="While off: the last windows' high flags since the last clear",
+    )
+
+
 class ScoreRequest(BaseModel):
     """One patient's recent readings, in any order, irregular sampling allowed."""
 
@@ -107,6 +131,14 @@ class ScoreRequest(BaseModel):
     on_oxygen: bool = Field(False, description="NEWS2: supplemental oxygen (else room air)")
     consciousness_alert: bool = Field(
         True, description="NEWS2: alert (else new confusion, V, P or U)"
+    )
+    age: float | None = Field(None, ge=0, le=130, description="Fusion context: age in years")
+    sex: Literal["female", "male"] | None = Field(None, description="Fusion context: sex")
+    bmi: float | None = Field(None, ge=5, le=150, description="Fusion context: BMI in kg/m²")
+    alarm_state: AlarmStateBody | None = Field(
+        None,
+        description="The patient's alarm state before these readings (the previous result's "
+        "alarm); with it the result carries the alarm state after its window",
     )
 
 
@@ -152,6 +184,19 @@ class ScoreResult(BaseModel):
     )
     uncertainty: Uncertainty | None = None
     news2: News2 | None = None
+    views: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Standardised score of each detector view (null: the view had no input)",
+    )
+    fused_risk: float | None = Field(
+        None, ge=0, le=1, description="Probability of the bundle's fusion head, when computed"
+    )
+    fused_risk_note: str | None = Field(
+        None, description="Why fused_risk is null, or the static context it was scored without"
+    )
+    alarm: AlarmStateBody | None = Field(
+        None, description="Alarm state after this window (when the request gave alarm_state)"
+    )
 
 
 class PatientError(BaseModel):

@@ -1,9 +1,10 @@
 """The scoring service behind the routes: limits, checks, results and logs.
 
-Each patient's latest complete window is cut as :meth:`VitalRiskPipeline.score_frame`
-with ``latest_only=True`` cuts it (``vitalsentry score``), so the same readings give the
-same risk. A batch (or a FHIR Bundle) is scored in one batched
-:meth:`~VitalRiskPipeline.score_windows` call on the model thread of the
+Each patient's latest complete window is scored by
+:func:`vitalsentry.scoring.score_readings`, the path of ``vitalsentry score`` and the
+evaluation, so the same readings give the same risk, views, fused risk and (given the
+patient's previous ``alarm_state``) alarm state. A batch (or a FHIR Bundle) is scored in
+one batched call on the model thread of the
 :class:`~vitalsentry.serve.combine.Combiner`, which also folds concurrent requests into
 one call; the scoring methods are coroutines that await it. Logs carry a keyed hash of
 the patient id (:func:`patient_tag`), never the id or any vital value. Every patient's
@@ -17,7 +18,10 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
+
 from vitalsentry.data.gaps import describe_limits
+from vitalsentry.data.schema import STATIC_FIELDS
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.combine import Combiner, Scored
 from vitalsentry.serve.fhir import FhirBundle, bundle_patients
@@ -33,6 +37,7 @@ from vitalsentry.serve.inputs import (
 )
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import (
+    AlarmStateBody,
     BatchRequest,
     BatchResult,
     ModelCard,
@@ -210,7 +215,14 @@ class ScoringService:
 
     def _result(self, patient: PatientReadings, scored: Scored, passes: int) -> ScoreResult:
         """One scored window as a result."""
-        scores, i = scored.scores, scored.index
+        table, i = scored.table, scored.index
+        scores = table.scores
+        fused, note = table.fused_at(i)
+        head = self.pipeline.fusion
+        unknown = [name for name in STATIC_FIELDS if name not in patient.static]
+        if fused is not None and head is not None and head.config.use_static and unknown:
+            note = f"scored without the static context {', '.join(unknown)} (not given)"
+        alarm = None if table.alarm is None or patient.alarm is None else table.alarm[i]
         level = str(scores.level[i])
         self.metrics.scores.labels(level).inc()
         logger.debug(  # per-patient audit line; INFO would cost ~15% of a request under load
@@ -237,6 +249,15 @@ class ScoringService:
             if passes and scores.risk_mean is not None and scores.risk_std is not None
             else None,
             news2=news2_of(patient),
+            views={
+                name: None if np.isnan(values[i]) else float(values[i])
+                for name, values in scores.views.items()
+            },
+            fused_risk=fused,
+            fused_risk_note=note,
+            alarm=None
+            if alarm is None
+            else AlarmStateBody(on=alarm.on, quiet=alarm.quiet, recent=list(alarm.recent)),
         )
 
 
