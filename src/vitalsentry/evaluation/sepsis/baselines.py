@@ -126,15 +126,17 @@ def clinical_scores(cohort: Cohort) -> dict[str, FloatArray]:
 
 
 def fit_gbm(
-    x: NDArray[np.float32], y: NDArray[np.int8], config: GbmConfig
+    x: NDArray[np.float32], y: NDArray[np.int8], rows: NDArray[np.bool_], config: GbmConfig
 ) -> HistGradientBoostingClassifier:
-    """Fit a gradient-boosting classifier on training patient-hours (``x`` is modified).
+    """Fit a gradient-boosting classifier on the training patient-hours ``rows`` of ``x``.
 
-    A column never measured in training is set to 0 there (it cannot be binned; a
-    constant column is never split on, so it is ignored at prediction too).
+    The rows are taken as float64, the type the classifier works in (so it makes no
+    second copy). A column never measured in training is set to 0 there (it cannot be
+    binned; a constant column is never split on, so it is ignored at prediction too).
     """
-    x[:, np.isnan(x).all(axis=0)] = 0.0
-    return config.make().fit(x, y)
+    train = x[rows].astype(np.float64)
+    train[:, np.isnan(train).all(axis=0)] = 0.0
+    return config.make().fit(train, y[rows])
 
 
 PREDICT_CHUNK = 1024

@@ -335,7 +335,7 @@ def method_scores(
         with _stage(timings, name, progress):
             fitted = cache.gbm(
                 _tag(name, config.gbm, config.roll_hours, *deps),
-                lambda: baselines.fit_gbm(features[train], y[train], config.gbm),
+                lambda: baselines.fit_gbm(features, y, train, config.gbm),
             )
             started = time.perf_counter()
             proba = baselines.gbm_proba(fitted, features, scored)
