@@ -142,6 +142,15 @@ def _stage(timings: dict[str, float], name: str, progress: Callable[[str], None]
     timings[name] = round(time.perf_counter() - start, 2)
 
 
+@contextmanager
+def _rates(out: dict[str, float], name: str, n: int) -> Iterator[None]:
+    """Record ``n`` patient-hours over the block's wall and CPU seconds (``<name>_...``)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    out[f"{name}_patient_hours_per_s"] = n / max(time.perf_counter() - wall, 1e-9)
+    out[f"{name}_patient_hours_per_cpu_s"] = n / max(time.process_time() - cpu, 1e-9)
+
+
 def _cohort_arrays(path: Path, prefix: str) -> Arrays:
     """Read a PhysioNet 2019 file into cohort arrays (patients as codes)."""
     readings = read_physionet2019(path)
@@ -337,10 +346,8 @@ def method_scores(
                 _tag(name, config.gbm, config.roll_hours, *deps),
                 lambda: baselines.fit_gbm(features, y, train, config.gbm),
             )
-            started = time.perf_counter()
-            proba = baselines.gbm_proba(fitted, features, scored)
-            head_rates[name] = scored.sum() / max(time.perf_counter() - started, 1e-9)
-            return proba
+            with _rates(head_rates, name, int(scored.sum())):
+                return baselines.gbm_proba(fitted, features, scored)
 
     scores["gbm_vitals"] = gbm("gbm_vitals", x[:, :nv])
     scores["gbm_all"] = gbm("gbm_all", x)
@@ -358,13 +365,21 @@ def method_scores(
     with _stage(timings, "embeddings", progress):
 
         def encode_all() -> Arrays:
-            started = time.perf_counter()
-            z, anomaly = model.embed(ae, scaler, cohort, inputs, config.autoencoder.window)
-            rate = len(cohort) / max(time.perf_counter() - started, 1e-9)
-            return {"emb": z, "anomaly": anomaly, "rate": np.array([rate])}
+            rates: dict[str, float] = {}
+            with _rates(rates, "encode", len(cohort)):
+                z, anomaly = model.embed(ae, scaler, cohort, inputs, config.autoencoder.window)
+            rate, cpu_rate = (rates[f"encode_patient_hours_per_{u}"] for u in ("s", "cpu_s"))
+            return {
+                "emb": z,
+                "anomaly": anomaly,
+                "rate": np.array([rate]),
+                "cpu": np.array([cpu_rate]),
+            }
 
         emb = cache.arrays(_tag("embeddings", config.autoencoder), encode_all)
     ae_summary["encode_patient_hours_per_s"] = float(emb["rate"][0])
+    if "cpu" in emb:  # caches written before the CPU rate was recorded lack it
+        ae_summary["encode_patient_hours_per_cpu_s"] = float(emb["cpu"][0])
     z, anomaly = emb["emb"], emb["anomaly"][:, None]
     variants: dict[str, Callable[[], NDArray[np.float32]]] = {
         "risk": lambda: np.hstack([x, longer, z, anomaly]),
@@ -377,7 +392,8 @@ def method_scores(
         platt = model.PlattCalibration.fit(raw[val], y[val])
         scores[name] = platt(raw)
         ae_summary[f"{name}_calibration"] = dataclasses.asdict(platt)
-    ae_summary["head_patient_hours_per_s"] = float(head_rates["risk"])
+    for unit in ("s", "cpu_s"):
+        ae_summary[f"head_patient_hours_per_{unit}"] = head_rates[f"risk_patient_hours_per_{unit}"]
     return {
         k: _hold(np.asarray(v, np.float64), cohort, config.step) for k, v in scores.items()
     }, ae_summary
