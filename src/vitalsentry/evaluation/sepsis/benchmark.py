@@ -340,7 +340,7 @@ def method_scores(
     scored = split >= 1  # only validation and test hours are ever read
     head_rates: dict[str, float] = {}
 
-    def gbm(name: str, features: NDArray[np.float32], *deps: Any) -> NDArray[np.float64]:
+    def gbm(name: str, features: baselines.Columns, *deps: Any) -> NDArray[np.float64]:
         with _stage(timings, name, progress):
             fitted = cache.gbm(
                 _tag(name, config.gbm, config.roll_hours, *deps),
@@ -349,8 +349,8 @@ def method_scores(
             with _rates(head_rates, name, int(scored.sum())):
                 return baselines.gbm_proba(fitted, features, scored)
 
-    scores["gbm_vitals"] = gbm("gbm_vitals", x[:, :nv])
-    scores["gbm_all"] = gbm("gbm_all", x)
+    scores["gbm_vitals"] = gbm("gbm_vitals", [x[:, :nv]])
+    scores["gbm_all"] = gbm("gbm_all", [x])
     with _stage(timings, "autoencoder", progress):
         medians = model.training_medians(cohort, train)
         inputs = model.vital_inputs(cohort, medians)
@@ -381,14 +381,14 @@ def method_scores(
     if "cpu" in emb:  # caches written before the CPU rate was recorded lack it
         ae_summary["encode_patient_hours_per_cpu_s"] = float(emb["cpu"][0])
     z, anomaly = emb["emb"], emb["anomaly"][:, None]
-    variants: dict[str, Callable[[], NDArray[np.float32]]] = {
-        "risk": lambda: np.hstack([x, longer, z, anomaly]),
-        "risk_no_embeddings": lambda: np.hstack([x, longer, anomaly]),
-        "risk_no_context": lambda: np.hstack([x[:, :nv], longer[:, :ns], z, anomaly]),
+    variants: dict[str, baselines.Columns] = {
+        "risk": [x, longer, z, anomaly],
+        "risk_no_embeddings": [x, longer, anomaly],
+        "risk_no_context": [x[:, :nv], longer[:, :ns], z, anomaly],
     }
     val = split == 1
-    for name, build in variants.items():
-        raw = gbm(name, build(), config.trend_hours, config.autoencoder)
+    for name, blocks in variants.items():
+        raw = gbm(name, blocks, config.trend_hours, config.autoencoder)
         platt = model.PlattCalibration.fit(raw[val], y[val])
         scores[name] = platt(raw)
         ae_summary[f"{name}_calibration"] = dataclasses.asdict(platt)
