@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vitalsentry.evaluation import metrics
+from vitalsentry.evaluation.sepsis import bootstrap
 from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.scoring import paired_auc_difference
 
@@ -52,7 +53,11 @@ def test_intervals_equal_the_resample_loop(
             assert got == pytest.approx(expected, abs=1e-12)
 
 
-def test_each_resample_equals_the_metric_on_its_rows() -> None:
+@pytest.mark.parametrize("cells", [4_000_000, 1])  # all resamples at once, one at a time
+def test_each_resample_equals_the_metric_on_its_rows(
+    cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "CHUNK_CELLS", cells)
     patient, y, s = _cohort(3, 30, 5)
     boot = PatientBootstrap.draw(patient, 15, 7)
     draw = metrics._group_sampler(patient, y.size, np.random.default_rng(7))

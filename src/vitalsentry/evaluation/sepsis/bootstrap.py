@@ -9,6 +9,7 @@ patients drawn), and the intervals equal its own to float rounding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ class PatientBootstrap:
 
     def _chunks(
         self, y: NDArray[np.int8], scores: FloatArray
-    ) -> tuple[list[tuple[FloatArray, FloatArray]], int]:
+    ) -> Iterator[tuple[FloatArray, FloatArray]]:
         """Positive and negative weights per (resample, ascending score group), in chunks."""
         _, group = np.unique(scores, return_inverse=True)
         n_groups = int(group.max()) + 1
@@ -77,11 +78,9 @@ class PatientBootstrap:
 
         pos, neg = by_group(y == 1), by_group(y == 0)
         step = max(1, CHUNK_CELLS // n_groups)
-        out = []
         for lo in range(0, self.n_boot, step):
             w = self.counts[lo : lo + step]
-            out.append((np.asarray((pos.T @ w.T).T), np.asarray((neg.T @ w.T).T)))
-        return out, n_groups
+            yield np.asarray((pos.T @ w.T).T), np.asarray((neg.T @ w.T).T)
 
     def _valid(self, p: FloatArray, n: FloatArray) -> NDArray[np.bool_]:
         """Resamples on which a ranking metric is computable (as :func:`metrics.roc_auc`)."""
@@ -95,9 +94,8 @@ class PatientBootstrap:
 
     def roc_auc(self, y: NDArray[np.int8], scores: FloatArray) -> FloatArray:
         """(n_boot,) ROC-AUC of each resample (ties count one half); NaN where not computable."""
-        parts, _ = self._chunks(y, scores)
         out = []
-        for p, n in parts:
+        for p, n in self._chunks(y, scores):
             below = np.cumsum(n, axis=1) - 0.5 * n
             with np.errstate(invalid="ignore", divide="ignore"):
                 auc = (p * below).sum(axis=1) / (p.sum(axis=1) * n.sum(axis=1))
@@ -106,9 +104,8 @@ class PatientBootstrap:
 
     def pr_auc(self, y: NDArray[np.int8], scores: FloatArray) -> FloatArray:
         """(n_boot,) average precision of each resample (as scikit-learn's); NaN where not computable."""
-        parts, _ = self._chunks(y, scores)
         out = []
-        for p, n in parts:
+        for p, n in self._chunks(y, scores):
             tp = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]  # positives scoring ≥ each group
             fp = np.cumsum(n[:, ::-1], axis=1)[:, ::-1]
             with np.errstate(invalid="ignore", divide="ignore"):
