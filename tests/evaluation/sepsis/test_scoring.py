@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.scoring import (
     Patients,
     alarms_per_day,
@@ -38,11 +39,12 @@ def test_alarms_per_patient_day_counts_new_alarms():
 def test_evaluate_scores_reports_every_metric():
     p = _two_patients()
     scores = np.r_[np.linspace(0, 1, 20), np.full(28, 0.1)]
-    out = evaluate_scores(scores, p, 0.5, probability=True, n_boot=20, seed=0)
+    boot = PatientBootstrap.draw(p.patient, 20, 0)
+    out = evaluate_scores(scores, p, 0.5, probability=True, boot=boot)
     assert out["roc_auc"] > 0.5 and out["detected"] == "1/1"
     assert out["utility"] == pytest.approx(p.utility.normalised(scores >= 0.5))
     assert out["brier"] == pytest.approx(np.mean((scores - p.label) ** 2))
-    never = evaluate_scores(scores, p, float("inf"), probability=False, n_boot=20, seed=0)
+    never = evaluate_scores(scores, p, float("inf"), probability=False, boot=boot)
     assert never["threshold"] is None and never["utility"] == 0.0 and never["brier"] is None
 
 
@@ -51,7 +53,8 @@ def test_paired_difference_of_a_method_with_itself_is_zero():
     y = (rng.random(400) < 0.2).astype(np.int8)
     s = y + rng.normal(size=400)
     patient = np.repeat(np.arange(40), 10)
-    same = paired_auc_difference(y, s, s, patient, n_boot=30, seed=0)
+    boot = PatientBootstrap.draw(patient, 30, 0)
+    same = paired_auc_difference(y, s, s, boot)
     assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
-    better = paired_auc_difference(y, s, rng.normal(size=400), patient, n_boot=30, seed=0)
+    better = paired_auc_difference(y, s, rng.normal(size=400), boot)
     assert better["ci"][0] > 0

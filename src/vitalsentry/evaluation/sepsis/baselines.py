@@ -6,9 +6,9 @@ from a later hour); a vital outside its plausible range counts as not measured.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,8 @@ from vitalsentry.evaluation.sepsis.features import Cohort, forward_fill
 from vitalsentry.risk.news2 import news2_score
 
 FloatArray = NDArray[np.float64]
+Columns = Sequence[NDArray[np.float32]]
+"""Feature column blocks of the same rows, side by side (the whole table is never built)."""
 
 GBM_TRUSTED_TYPES: Final[frozenset[str]] = frozenset(
     {
@@ -125,21 +127,48 @@ def clinical_scores(cohort: Cohort) -> dict[str, FloatArray]:
     return {"news2": news2, "qsofa": qsofa, "sirs": sirs}
 
 
-def fit_gbm(
-    x: NDArray[np.float32], y: NDArray[np.int8], config: GbmConfig
-) -> HistGradientBoostingClassifier:
-    """Fit a gradient-boosting classifier on training patient-hours (``x`` is modified).
+def _take(blocks: Columns, rows: NDArray[np.intp], dtype: type[np.floating[Any]]) -> FloatArray:
+    """Rows ``rows`` of the column blocks side by side, as one ``dtype`` table."""
+    out = np.empty((rows.size, sum(b.shape[1] for b in blocks)), dtype)
+    lo = 0
+    for b in blocks:
+        out[:, lo : lo + b.shape[1]] = b[rows]
+        lo += b.shape[1]
+    return out
 
-    A column never measured in training is set to 0 there (it cannot be binned; a
+
+def fit_gbm(
+    blocks: Columns, y: NDArray[np.int8], rows: NDArray[np.bool_], config: GbmConfig
+) -> HistGradientBoostingClassifier:
+    """Fit a gradient-boosting classifier on the training patient-hours ``rows``.
+
+    The features are the column ``blocks`` side by side; only the training rows are
+    copied, once, as float64 (the type the classifier works in, so it makes no second
+    copy). A column never measured in training is set to 0 there (it cannot be binned; a
     constant column is never split on, so it is ignored at prediction too).
     """
-    x[:, np.isnan(x).all(axis=0)] = 0.0
-    return config.make().fit(x, y)
+    train = _take(blocks, np.flatnonzero(rows), np.float64)
+    train[:, np.isnan(train).all(axis=0)] = 0.0
+    return config.make().fit(train, y[rows])
 
 
-def gbm_proba(model: HistGradientBoostingClassifier, x: NDArray[np.float32]) -> FloatArray:
-    """(n,) probability of the positive class."""
-    proba: FloatArray = model.predict_proba(x)[:, 1].astype(np.float64)
+PREDICT_CHUNK = 1024
+"""Rows per prediction call: each tree then walks rows that sit in the CPU cache (about
+twice as fast as one call on a large table, same values)."""
+
+
+def gbm_proba(
+    model: HistGradientBoostingClassifier,
+    blocks: Columns,
+    rows: NDArray[np.bool_] | None = None,
+) -> FloatArray:
+    """(n,) probability of the positive class at ``rows`` (default all), NaN elsewhere."""
+    n = blocks[0].shape[0]
+    at = np.arange(n) if rows is None else np.flatnonzero(rows)
+    proba = np.full(n, np.nan)
+    for lo in range(0, at.size, PREDICT_CHUNK):
+        part = at[lo : lo + PREDICT_CHUNK]
+        proba[part] = model.predict_proba(_take(blocks, part, np.float32))[:, 1]
     return proba
 
 

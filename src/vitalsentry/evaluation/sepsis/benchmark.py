@@ -30,6 +30,7 @@ from vitalsentry.data.schema import CHANNELS, LABEL_COLUMN, PATIENT_COLUMN
 from vitalsentry.data.splits import split_patients
 from vitalsentry.errors import DataError
 from vitalsentry.evaluation.sepsis import baselines, model, scoring
+from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.features import Cohort, stay_features, tabular_features
 from vitalsentry.io import atomic_path, sha256_file
 from vitalsentry.persist import load_skops, save_skops
@@ -139,6 +140,15 @@ def _stage(timings: dict[str, float], name: str, progress: Callable[[str], None]
     start = time.perf_counter()
     yield
     timings[name] = round(time.perf_counter() - start, 2)
+
+
+@contextmanager
+def _rates(out: dict[str, float], name: str, n: int) -> Iterator[None]:
+    """Record ``n`` patient-hours over the block's wall and CPU seconds (``<name>_...``)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    out[f"{name}_patient_hours_per_s"] = n / max(time.perf_counter() - wall, 1e-9)
+    out[f"{name}_patient_hours_per_cpu_s"] = n / max(time.process_time() - cpu, 1e-9)
 
 
 def _cohort_arrays(path: Path, prefix: str) -> Arrays:
@@ -327,17 +337,20 @@ def method_scores(
     with _stage(timings, "clinical scores", progress):
         scores = dict(cache.arrays("clinical", lambda: baselines.clinical_scores(cohort)))
     y = cohort.label
+    scored = split >= 1  # only validation and test hours are ever read
+    head_rates: dict[str, float] = {}
 
-    def gbm(name: str, features: NDArray[np.float32], *deps: Any) -> NDArray[np.float64]:
+    def gbm(name: str, features: baselines.Columns, *deps: Any) -> NDArray[np.float64]:
         with _stage(timings, name, progress):
             fitted = cache.gbm(
                 _tag(name, config.gbm, config.roll_hours, *deps),
-                lambda: baselines.fit_gbm(features[train], y[train], config.gbm),
+                lambda: baselines.fit_gbm(features, y, train, config.gbm),
             )
-            return baselines.gbm_proba(fitted, features)
+            with _rates(head_rates, name, int(scored.sum())):
+                return baselines.gbm_proba(fitted, features, scored)
 
-    scores["gbm_vitals"] = gbm("gbm_vitals", x[:, :nv])
-    scores["gbm_all"] = gbm("gbm_all", x)
+    scores["gbm_vitals"] = gbm("gbm_vitals", [x[:, :nv]])
+    scores["gbm_all"] = gbm("gbm_all", [x])
     with _stage(timings, "autoencoder", progress):
         medians = model.training_medians(cohort, train)
         inputs = model.vital_inputs(cohort, medians)
@@ -352,25 +365,35 @@ def method_scores(
     with _stage(timings, "embeddings", progress):
 
         def encode_all() -> Arrays:
-            started = time.perf_counter()
-            z, anomaly = model.embed(ae, scaler, cohort, inputs, config.autoencoder.window)
-            rate = len(cohort) / max(time.perf_counter() - started, 1e-9)
-            return {"emb": z, "anomaly": anomaly, "rate": np.array([rate])}
+            rates: dict[str, float] = {}
+            with _rates(rates, "encode", len(cohort)):
+                z, anomaly = model.embed(ae, scaler, cohort, inputs, config.autoencoder.window)
+            rate, cpu_rate = (rates[f"encode_patient_hours_per_{u}"] for u in ("s", "cpu_s"))
+            return {
+                "emb": z,
+                "anomaly": anomaly,
+                "rate": np.array([rate]),
+                "cpu": np.array([cpu_rate]),
+            }
 
         emb = cache.arrays(_tag("embeddings", config.autoencoder), encode_all)
     ae_summary["encode_patient_hours_per_s"] = float(emb["rate"][0])
+    if "cpu" in emb:  # caches written before the CPU rate was recorded lack it
+        ae_summary["encode_patient_hours_per_cpu_s"] = float(emb["cpu"][0])
     z, anomaly = emb["emb"], emb["anomaly"][:, None]
-    variants: dict[str, Callable[[], NDArray[np.float32]]] = {
-        "risk": lambda: np.hstack([x, longer, z, anomaly]),
-        "risk_no_embeddings": lambda: np.hstack([x, longer, anomaly]),
-        "risk_no_context": lambda: np.hstack([x[:, :nv], longer[:, :ns], z, anomaly]),
+    variants: dict[str, baselines.Columns] = {
+        "risk": [x, longer, z, anomaly],
+        "risk_no_embeddings": [x, longer, anomaly],
+        "risk_no_context": [x[:, :nv], longer[:, :ns], z, anomaly],
     }
     val = split == 1
-    for name, build in variants.items():
-        raw = gbm(name, build(), config.trend_hours, config.autoencoder)
+    for name, blocks in variants.items():
+        raw = gbm(name, blocks, config.trend_hours, config.autoencoder)
         platt = model.PlattCalibration.fit(raw[val], y[val])
         scores[name] = platt(raw)
         ae_summary[f"{name}_calibration"] = dataclasses.asdict(platt)
+    for unit in ("s", "cpu_s"):
+        ae_summary[f"head_patient_hours_per_{unit}"] = head_rates[f"risk_patient_hours_per_{unit}"]
     return {
         k: _hold(np.asarray(v, np.float64), cohort, config.step) for k, v in scores.items()
     }, ae_summary
@@ -402,19 +425,17 @@ COMPARISONS = {
 
 
 def _comparisons(
-    scores: dict[str, NDArray[np.float64]], prep: Prepared, config: SepsisBenchmarkConfig
+    scores: dict[str, NDArray[np.float64]], prep: Prepared, boot: PatientBootstrap
 ) -> dict[str, dict[str, Any]]:
     """Paired patient-bootstrap ROC-AUC differences of :data:`COMPARISONS` on test hours."""
     test = prep.split == 2
-    y, patient = prep.cohort.label[test], prep.cohort.patient[test]
+    y = prep.cohort.label[test]
 
     def ranked(name: str) -> NDArray[np.float64]:
         return np.asarray(np.nan_to_num(scores[name][test], nan=-1e9), dtype=np.float64)
 
     return {
-        key: scoring.paired_auc_difference(
-            y, ranked(a), ranked(b), patient, n_boot=config.n_boot, seed=config.seed
-        )
+        key: scoring.paired_auc_difference(y, ranked(a), ranked(b), boot)
         for key, (a, b) in COMPARISONS.items()
     }
 
@@ -467,6 +488,7 @@ def run_benchmark(
         tst = scoring.Patients.of(
             prep.cohort.patient[prep.split == 2], prep.cohort.label[prep.split == 2]
         )
+        boot = PatientBootstrap.draw(tst.patient, config.n_boot, config.seed)
         results = {}
         for name, s in scores.items():
             threshold, val_utility = val.utility.best_threshold(s[prep.split == 1])
@@ -475,10 +497,9 @@ def run_benchmark(
                 tst,
                 threshold,
                 probability=name in PROBABILISTIC,
-                n_boot=config.n_boot,
-                seed=config.seed,
+                boot=boot,
             ) | {"validation_utility": val_utility}
-        comparisons = _comparisons(scores, prep, config)
+        comparisons = _comparisons(scores, prep, boot)
     timings["total"] = round(time.perf_counter() - started, 2)
     report = {
         "benchmark": "physionet2019",

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vitalsentry.evaluation import metrics
+from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.utility import CohortUtility, relative_hours
 
 FloatArray = NDArray[np.float64]
@@ -74,10 +75,12 @@ def evaluate_scores(
     threshold: float,
     *,
     probability: bool,
-    n_boot: int,
-    seed: int,
+    boot: PatientBootstrap,
 ) -> dict[str, Any]:
     """Every metric of one method's hourly scores at its validation-chosen threshold.
+
+    ``boot`` resamples the patients of ``p`` (shared by every method, so their intervals
+    come from the same resamples).
 
     Returns
     -------
@@ -88,40 +91,27 @@ def evaluate_scores(
         alarming never on validation, so the method never alarms).
     """
     filled = np.where(np.isnan(scores), -np.inf, scores)
+    ranked = np.nan_to_num(filled, neginf=-1e9)
     alarm = filled >= threshold
     leads, septic = lead_times(p, alarm)
     y = p.label
-    out: dict[str, Any] = {
+    return {
         "threshold": threshold if np.isfinite(threshold) else None,
         "utility": p.utility.normalised(alarm),
-        "roc_auc": metrics.roc_auc(y, np.nan_to_num(filled, neginf=-1e9)),
-        "pr_auc": metrics.pr_auc(y, np.nan_to_num(filled, neginf=-1e9)),
+        "roc_auc": metrics.roc_auc(y, ranked),
+        "pr_auc": metrics.pr_auc(y, ranked),
         "lead_time_median_h": float(np.median(leads)) if leads.size else None,
         "detected": f"{leads.size}/{septic}",
         "alarms_per_patient_day": alarms_per_day(p, alarm),
         "alarm_hours_share": float(alarm.mean()),
         "brier": float(np.mean((scores - y) ** 2)) if probability else None,
+        "roc_auc_ci": boot.interval(boot.roc_auc(y, ranked)),
+        "pr_auc_ci": boot.interval(boot.pr_auc(y, ranked)),
     }
-    for name in ("roc_auc", "pr_auc"):
-        out[f"{name}_ci"] = metrics.bootstrap_ci(
-            name,
-            y,
-            np.nan_to_num(filled, neginf=-1e9),
-            groups=p.patient,
-            n_boot=n_boot,
-            seed=seed,
-        )
-    return out
 
 
 def paired_auc_difference(
-    y: NDArray[np.int8],
-    a: FloatArray,
-    b: FloatArray,
-    patient: NDArray[Any],
-    *,
-    n_boot: int,
-    seed: int,
+    y: NDArray[np.int8], a: FloatArray, b: FloatArray, boot: PatientBootstrap
 ) -> dict[str, Any]:
     """ROC-AUC of scores ``a`` minus that of ``b`` on the same hours, with a paired CI.
 
@@ -137,15 +127,11 @@ def paired_auc_difference(
     dict
         ``difference`` and ``ci`` (2.5th, 97.5th percentiles; None if not computable).
     """
-    draw = metrics._group_sampler(patient, y.size, np.random.default_rng(seed))
-    diffs = []
-    for _ in range(n_boot):
-        idx = draw()
-        try:
-            diffs.append(metrics.roc_auc(y[idx], a[idx]) - metrics.roc_auc(y[idx], b[idx]))
-        except metrics.NotComputableError:
-            continue
+    diffs = boot.roc_auc(y, a) - boot.roc_auc(y, b)
+    diffs = diffs[np.isfinite(diffs)]
     ci = (
-        None if len(diffs) < n_boot // 2 else [float(q) for q in np.quantile(diffs, [0.025, 0.975])]
+        None
+        if diffs.size < boot.n_boot // 2
+        else [float(q) for q in np.quantile(diffs, [0.025, 0.975])]
     )
     return {"difference": metrics.roc_auc(y, a) - metrics.roc_auc(y, b), "ci": ci}
