@@ -39,8 +39,9 @@ from vitalsentry.evaluation.baselines import (
     raw_iforest_scores,
     window_summary_features,
 )
-from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
+from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.risk.views import KNNDistance
+from vitalsentry.stages import fit_detector
 from vitalsentry.training.pretrain import pretrain
 
 CHANNELS = ("heart_rate", "spo2", "respiratory_rate", "temperature", "systolic_bp")

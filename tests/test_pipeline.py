@@ -22,8 +22,9 @@ from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.evaluation.evaluate import label_events, write_evaluation
-from vitalsentry.pipeline import VitalRiskPipeline, fit_detector, fit_fusion
+from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.risk.multiview import VIEW_NAMES
+from vitalsentry.stages import fit_detector, fit_fusion
 from vitalsentry.training.pretrain import pretrain
 
 WINDOW = WindowConfig(length=64, stride=32)

@@ -607,7 +607,7 @@ def fit_detector(
 ) -> None:
     """Fit the multi-view detector on normal training windows and calibrate the risk."""
     from vitalsentry.data.prepared import load_prepared
-    from vitalsentry.pipeline import fit_detector as run
+    from vitalsentry.stages import fit_detector as run
 
     config = DetectorConfig(
         n_estimators=n_estimators,
@@ -644,7 +644,7 @@ def fit_fusion(
 ) -> None:
     """Fit the fusion classifier on cardio + respiratory embeddings (+ static context)."""
     from vitalsentry.data.prepared import load_prepared
-    from vitalsentry.pipeline import fit_fusion as run
+    from vitalsentry.stages import fit_fusion as run
 
     summary = run(
         bundle,

@@ -40,7 +40,7 @@ from vitalsentry.data.readings import Readings
 from vitalsentry.data.sources import read_readings
 from vitalsentry.evaluation.evaluate import write_evaluation
 from vitalsentry.io import atomic_write_json
-from vitalsentry.pipeline import fit_detector, fit_fusion
+from vitalsentry.stages import fit_detector, fit_fusion
 from vitalsentry.training.finetune import finetune
 from vitalsentry.training.pretrain import pretrain
 
