@@ -39,9 +39,8 @@ from vitalsentry.evaluation.baselines import (
     raw_iforest_scores,
     window_summary_features,
 )
-from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
 from vitalsentry.risk.views import KNNDistance
-from vitalsentry.stages import fit_detector
 from vitalsentry.training.pretrain import pretrain
 
 CHANNELS = ("heart_rate", "spo2", "respiratory_rate", "temperature", "systolic_bp")

@@ -46,7 +46,7 @@ from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainCon
 from vitalsentry.data.prepared import prepare
 from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
-from vitalsentry.stages import fit_detector
+from vitalsentry.pipeline import fit_detector
 from vitalsentry.training.pretrain import pretrain
 
 

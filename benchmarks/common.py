@@ -107,8 +107,7 @@ def fit_and_score_detector(
     temporary folder and removed.
     """
     from vitalsentry.config import DetectorConfig, ModelConfig, TrainConfig
-    from vitalsentry.pipeline import VitalRiskPipeline
-    from vitalsentry.stages import fit_detector
+    from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
     from vitalsentry.training.pretrain import pretrain
 
     model = ModelConfig(

@@ -17,8 +17,7 @@ from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort, write_table
 from vitalsentry.data.sources import SAMPLE_DIR, read_readings
 from vitalsentry.errors import DataError, VitalSentryError
-from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.stages import fit_detector
+from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
 from vitalsentry.training.pretrain import pretrain
 
 KEYS = ["patient_id", "window_start"]

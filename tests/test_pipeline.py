@@ -22,9 +22,8 @@ from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.evaluation.evaluate import label_events, write_evaluation
-from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.pipeline import VitalRiskPipeline, fit_detector, fit_fusion
 from vitalsentry.risk.multiview import VIEW_NAMES
-from vitalsentry.stages import fit_detector, fit_fusion
 from vitalsentry.training.pretrain import pretrain
 
 WINDOW = WindowConfig(length=64, stride=32)
@@ -131,7 +130,7 @@ def test_pipeline_needs_a_detector(stages: dict[str, object]) -> None:
 def test_fit_detector_refuses_other_channels(stages: dict[str, object], tmp_path: Path) -> None:
     resp = stages["resp"]
     assert isinstance(resp, PreparedData)
-    with pytest.raises(BundleError, match="expects"):
+    with pytest.raises(BundleError, match="trained on features"):
         fit_detector(Path(str(stages["root"])) / "cardio", resp, tmp_path / "x", DetectorConfig())
 
 

@@ -4,11 +4,12 @@ Layout (DESIGN §6)::
 
     manifest.json        format, library versions, config, feature names, training data
                          fingerprint and notes, metrics, parent hash, sha256 of every file
-    encoder.safetensors  encoder weights
-    decoder.safetensors  decoder weights
-    scaler.json          per-channel scaler fitted on the training split
-    curve.json           training curve
-    ...                  later stages add files (detector, fusion) through BundleWriter(base=...)
+    <stage files>        each stage's own files (:data:`vitalsentry.stages.STAGES`: scaler,
+                         encoder/decoder weights and curve, detector, alarm policy, fusion)
+
+This module is the one place bundles are written (:func:`save_stages`, :class:`BundleWriter`)
+and verified (:func:`load_bundle`); what each file holds and how it is checked is declared by
+its stage.
 
 Nothing is ever loaded with pickle, joblib or a whole-object ``torch.load``: weights are
 safetensors, the rest JSON (or skops with an explicit trusted-types list, by its owner).
@@ -40,23 +41,17 @@ import torch
 from torch import Tensor
 
 from vitalsentry import __version__
-from vitalsentry.config import DataConfig, FusionConfig, ModelConfig, PipelineConfig
+from vitalsentry.config import ModelConfig, PipelineConfig
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.errors import BundleError, VitalSentryError
 from vitalsentry.io import atomic_dir, atomic_write_bytes, sha256_file
 from vitalsentry.models.autoencoder import Autoencoder
-from vitalsentry.risk.alarms import AlarmPolicy
-from vitalsentry.risk.calibrate import RiskCalibration
 from vitalsentry.signing import sign_manifest, verify_signature
+from vitalsentry.stages import CURVE as CURVE
+from vitalsentry.stages import DECODER, ENCODER, SCALER, STAGES, Stages, weight_configs
 
 FORMAT = "vitalsentry-bundle/1"
 MANIFEST = "manifest.json"
-ENCODER, DECODER, SCALER, CURVE = (
-    "encoder.safetensors",
-    "decoder.safetensors",
-    "scaler.json",
-    "curve.json",
-)
 SIGNATURE = "manifest.sig"
 """Optional Ed25519 signature of ``manifest.json`` (:mod:`vitalsentry.signing`)."""
 REQUIRED_FILES = (ENCODER, DECODER, SCALER)
@@ -408,53 +403,11 @@ def _manifest_config(manifest: dict[str, Any]) -> PipelineConfig:
     return config
 
 
-def _keys(obj: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()) -> Any:
-    """Return ``obj`` after checking it is an object with exactly the allowed keys."""
-    if not isinstance(obj, dict):
-        raise BundleError(f"{what}: expected an object")
-    missing, unknown = sorted(required - set(obj)), sorted(set(obj) - required - optional)
-    if missing or unknown:
-        raise BundleError(
-            f"{what}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}"
-        )
-    return obj
-
-
-def _alarm_policy(obj: Any) -> None:
-    policy = _keys(obj, "alarm policy", {"policy", "chosen_on"}, frozenset({"validation"}))
-    AlarmPolicy(**_keys(policy["policy"], "alarm policy", {"k", "n", "clear_after"}))
-
-
-def _fusion_meta(obj: Any) -> None:
-    meta = _keys(obj, "fusion", {"config", "respiratory", "summary"})
-    FusionConfig.from_dict(meta["config"])
-    resp = _keys(
-        meta["respiratory"],
-        "fusion respiratory",
-        {"data", "model", "feature_names", "bundle_manifest_sha256"},
-    )
-    data, model = DataConfig.from_dict(resp["data"]), ModelConfig.from_dict(resp["model"])
-    if resp["feature_names"] != list(data.feature_names) or len(data.feature_names) != (
-        model.input_channels
-    ):
-        raise BundleError("fusion respiratory: feature names disagree with its data or model")
-
-
-def _curve(obj: Any) -> None:
-    if not isinstance(obj, list) or not all(isinstance(row, dict) for row in obj):
-        raise BundleError("training curve: expected a list of objects")
-
-
 JSON_SCHEMAS: dict[str, Callable[[Any], object]] = {
-    SCALER: ChannelScaler.from_dict,
-    "resp_" + SCALER: ChannelScaler.from_dict,
-    CURVE: _curve,
-    "calibration.json": RiskCalibration.from_dict,
-    "alarm_policy.json": _alarm_policy,
-    "fusion.json": _fusion_meta,
+    name: check for kind in STAGES.values() for name, check in kind.json_checks.items()
 }
-"""Validator of each JSON file a bundle may hold (those of the pipeline stages included);
-another JSON file must still parse."""
+"""Validator of each JSON file a bundle may hold, from its stage; another JSON file must
+still parse."""
 
 
 def _strict_json(text: str) -> Any:
@@ -468,13 +421,9 @@ def _model_configs(
     root: Path, files: Mapping[str, str], config: PipelineConfig
 ) -> dict[str, ModelConfig]:
     """Architecture of each weights file the bundle must hold in a known shape."""
-    models = {ENCODER: config.model, DECODER: config.model}
-    if "fusion.json" in files:
-        meta = _strict_json((root / "fusion.json").read_text())
-        _fusion_meta(meta)
-        resp = ModelConfig.from_dict(meta["respiratory"]["model"])
-        models |= {"resp_" + ENCODER: resp, "resp_" + DECODER: resp}
-    return models
+    return weight_configs(
+        config, lambda name: name in files, lambda name: _strict_json((root / name).read_text())
+    )
 
 
 def _expected_shapes(config: ModelConfig, name: str) -> dict[str, tuple[int, ...]]:
@@ -539,7 +488,7 @@ def verify_content(root: Path, manifest: dict[str, Any], config: PipelineConfig)
     try:
         models = _model_configs(root, files, config)
     except (VitalSentryError, ValueError, TypeError, KeyError) as exc:
-        raise BundleError(f"bundle {root}: 'fusion.json' is malformed ({exc})") from None
+        raise BundleError(f"bundle {root}: {exc}") from None
     for name in files:
         try:
             _check_file(root, name, models)
@@ -569,3 +518,20 @@ def sign_bundle(path: str | Path, key: str | os.PathLike[str]) -> Path:
     out = bundle.path / SIGNATURE
     atomic_write_bytes(out, sign_manifest(raw, key))
     return out
+
+
+def save_stages(stages: Stages, out: str | Path) -> Path:
+    """Write a composition of stages as a bundle at ``out`` (atomically); return ``out``.
+
+    Each stage puts its own files; the manifest is the composition's record.
+    """
+    with BundleWriter(out) as writer:
+        writer.manifest.update(copy.deepcopy(stages.record))
+        for stage in stages.parts.values():
+            stage.save(writer)
+    return Path(out)
+
+
+def load_stages(path: str | Path, *, trusted_keys: Sequence[Path] | None = None) -> Stages:
+    """Verify a bundle (see :func:`load_bundle`) and load every stage it holds."""
+    return Stages.load(load_bundle(path, trusted_keys=trusted_keys))

@@ -607,7 +607,7 @@ def fit_detector(
 ) -> None:
     """Fit the multi-view detector on normal training windows and calibrate the risk."""
     from vitalsentry.data.prepared import load_prepared
-    from vitalsentry.stages import fit_detector as run
+    from vitalsentry.pipeline import fit_detector as run
 
     config = DetectorConfig(
         n_estimators=n_estimators,
@@ -644,7 +644,7 @@ def fit_fusion(
 ) -> None:
     """Fit the fusion classifier on cardio + respiratory embeddings (+ static context)."""
     from vitalsentry.data.prepared import load_prepared
-    from vitalsentry.stages import fit_fusion as run
+    from vitalsentry.pipeline import fit_fusion as run
 
     summary = run(
         bundle,
@@ -799,6 +799,12 @@ def demo(
         Path | None, typer.Option("--iot-csv", help="Real Healthcare IoT file")
     ] = None,
     seed: SeedOpt = 0,
+    keep_intermediate: Annotated[
+        bool,
+        typer.Option(
+            "--keep-intermediate", help="Also write each intermediate bundle under OUT/bundles"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole seed pipeline on embedded default data and print the headline table."""
     from vitalsentry.demo import DemoSettings, run_demo
@@ -808,7 +814,14 @@ def demo(
         if given is not None and not given.is_file():
             raise VitalSentryError(f"{given}: no such file")
     result = run_demo(
-        DemoSettings(out=out, quick=quick, vitals_csv=vitals_csv, iot_csv=iot_csv, seed=seed),
+        DemoSettings(
+            out=out,
+            quick=quick,
+            vitals_csv=vitals_csv,
+            iot_csv=iot_csv,
+            seed=seed,
+            keep_intermediate=keep_intermediate,
+        ),
         lambda line: console.print(line, highlight=False),
     )
     for name, section in result.report_json["datasets"].items():

@@ -11,34 +11,31 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.calibration import CalibratedClassifierCV
 
-from vitalsentry.bundle import SCALER, Bundle, load_bundle
-from vitalsentry.config import DataConfig, FusionConfig, ModelConfig
+from vitalsentry.bundle import Bundle, load_bundle, load_stages, save_stages
+from vitalsentry.config import DataConfig, DetectorConfig, FusionConfig
 from vitalsentry.data.gaps import describe_limits
 from vitalsentry.data.prepared import PreparedData, WindowSet, stream_feeds, window_frame
-from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.models.autoencoder import Autoencoder
-from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.inference import encode, encode_with_error, mc_dropout_encode
-from vitalsentry.persist import load_skops
 from vitalsentry.risk.alarms import AlarmPolicy
-from vitalsentry.risk.calibrate import RiskCalibration, channel_contributions, mc_summary
-from vitalsentry.risk.detector import load_detector
-from vitalsentry.risk.multiview import DETECTOR_FILE, VIEWS_FILE, MultiViewDetector, ViewInputs
+from vitalsentry.risk.calibrate import channel_contributions, mc_summary
+from vitalsentry.risk.multiview import DETECTOR_FILE, ViewInputs, view_inputs
 from vitalsentry.stages import (
-    ALARM_FILE,
     CALIBRATION_FILE,
-    FUSION_FILE,
-    FUSION_META,
-    RESP_PREFIX,
+    AlarmStage,
+    DetectorStage,
+    EncoderStage,
+    FitInputs,
     FusionInputs,
-    _view_inputs,
+    FusionStage,
+    Stages,
     fusion_inputs,
 )
 
@@ -81,6 +78,29 @@ class WindowScores:
     views: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
+def _view_inputs(
+    embedding: np.ndarray,
+    errors: np.ndarray,
+    windows: np.ndarray,
+    feature_names: tuple[str, ...],
+    span_s: float,
+    lookback: int,
+    where: tuple[np.ndarray, np.ndarray] | None,
+) -> ViewInputs:
+    """Every view's inputs; ``where`` = (patient, start_s) of each window, or None."""
+    patient, start = (None, None) if where is None else where
+    return view_inputs(
+        embedding,
+        errors,
+        windows,
+        feature_names,
+        patient=patient,
+        start_s=start,
+        span_s=span_s,
+        lookback=lookback,
+    )
+
+
 class VitalRiskPipeline:
     """A verified bundle ready to score readings: grid → windows → encoder → risk.
 
@@ -97,22 +117,18 @@ class VitalRiskPipeline:
                     f"{bundle.path}: no {name}; run `vitalsentry fit-detector` on this bundle first"
                 )
         self.bundle = bundle
-        self.model: Autoencoder = bundle.autoencoder()
-        self.detector = load_detector(bundle.path_of(DETECTOR_FILE))
-        self.views = (
-            MultiViewDetector.load(bundle.read_json(VIEWS_FILE), bundle.path_of)
-            if bundle.has(VIEWS_FILE)
-            else None
-        )
-        self.calibration = RiskCalibration.from_dict(bundle.read_json(CALIBRATION_FILE))
-        self.alarm_policy = (
-            AlarmPolicy(**bundle.read_json(ALARM_FILE)["policy"])
-            if bundle.has(ALARM_FILE)
-            else AlarmPolicy()
-        )
+        self.stages = Stages.load(bundle)
+        self.model: Autoencoder = self.stages.get(EncoderStage).model
+        detector = self.stages.get(DetectorStage)
+        self.detector = detector.detector
+        self.views = detector.views
+        self.calibration = detector.calibration
+        alarm = self.stages.parts.get(AlarmStage.name)
+        self.alarm_policy = alarm.policy if isinstance(alarm, AlarmStage) else AlarmPolicy()
         self.data_config = bundle.config.data
         self.window_config = bundle.config.window
-        self.fusion = FusionHead(bundle) if bundle.has(FUSION_FILE) else None
+        fusion = self.stages.parts.get(FusionStage.name)
+        self.fusion = FusionHead(fusion) if isinstance(fusion, FusionStage) else None
 
     @classmethod
     def from_bundle(
@@ -120,6 +136,10 @@ class VitalRiskPipeline:
     ) -> VitalRiskPipeline:
         """Load and verify a bundle (signed by a trusted key, if given), then build the pipeline."""
         return cls(load_bundle(path, trusted_keys=trusted_keys))
+
+    def save(self, out: str | Path) -> Path:
+        """Write this pipeline's stages as a new bundle at ``out`` (atomically)."""
+        return save_stages(self.stages, out)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -274,28 +294,22 @@ class VitalRiskPipeline:
 
 
 class FusionHead:
-    """The fusion stage of a bundle: respiratory encoder, scaler and classifier.
+    """The fusion stage of a bundle, for scoring: respiratory encoder, scaler and classifier.
 
     Parameters
     ----------
-    bundle : Bundle
-        A bundle holding ``fusion.skops``, ``fusion.json`` and the ``resp_*`` encoder files.
+    stage : FusionStage
+        The loaded (or fitted) fusion stage.
     """
 
-    def __init__(self, bundle: Bundle) -> None:
-        meta = bundle.read_json(FUSION_META)
+    def __init__(self, stage: FusionStage) -> None:
+        meta = stage.meta
         self.config = FusionConfig.from_dict(meta["config"])
         self.respiratory_data = DataConfig.from_dict(meta["respiratory"]["data"])
         self.respiratory_features = tuple(meta["respiratory"]["feature_names"])
-        self.model = load_skops(
-            bundle.path_of(FUSION_FILE), FUSION_TRUSTED_TYPES, CalibratedClassifierCV
-        )
-        self.respiratory = bundle.autoencoder(
-            ModelConfig.from_dict(meta["respiratory"]["model"]), prefix=RESP_PREFIX
-        )
-        self.respiratory_scaler = ChannelScaler.from_dict(
-            bundle.read_json(f"{RESP_PREFIX}{SCALER}")
-        )
+        self.model = stage.model
+        self.respiratory = stage.respiratory
+        self.respiratory_scaler = stage.respiratory_scaler
 
     def inputs(
         self, pipe: VitalRiskPipeline, cardio: PreparedData, resp: PreparedData
@@ -317,3 +331,48 @@ class FusionHead:
         """(M,) calibrated probability of the abnormal class."""
         proba: np.ndarray = self.model.predict_proba(x)[:, 1]
         return proba
+
+
+def fit_detector(
+    bundle_path: str | Path, prepared: PreparedData, out: str | Path, config: DetectorConfig
+) -> dict[str, Any]:
+    """Fit the detector and alarm stages on a bundle's encoder; write the result at ``out``.
+
+    See :class:`vitalsentry.stages.DetectorStage` and :class:`~vitalsentry.stages.AlarmStage`.
+
+    Returns
+    -------
+    dict
+        Summary: windows used, chosen views, validation FPR and recall, fold FPRs, alarm policy.
+    """
+    stages = load_stages(bundle_path).fit(
+        ("detector", "alarm"), FitInputs(prepared, detector=config)
+    )
+    save_stages(stages, out)
+    summary: dict[str, Any] = stages.record["metrics"]["detector"]
+    return summary
+
+
+def fit_fusion(
+    bundle_path: str | Path,
+    resp_bundle_path: str | Path,
+    cardio: PreparedData,
+    resp: PreparedData,
+    out: str | Path,
+    config: FusionConfig,
+) -> dict[str, Any]:
+    """Fit the fusion stage on a cardio and a respiratory bundle; write the result at ``out``.
+
+    See :class:`vitalsentry.stages.FusionStage`.
+
+    Returns
+    -------
+    dict
+        Summary: training windows and class counts.
+    """
+    respiratory = (load_stages(resp_bundle_path), resp)
+    inputs = FitInputs(cardio, fusion=config, respiratory=respiratory)
+    stages = load_stages(bundle_path).fit(("fusion",), inputs)
+    save_stages(stages, out)
+    summary: dict[str, Any] = stages.record["metrics"]["fusion"]
+    return summary

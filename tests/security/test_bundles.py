@@ -22,9 +22,9 @@ from conftest import make_readings
 from vitalsentry import cli
 from vitalsentry.bundle import MANIFEST, BundleWriter, load_bundle, sign_bundle
 from vitalsentry.io import sha256_file
-from vitalsentry.pipeline import ALARM_FILE, CALIBRATION_FILE, FUSION_META
 from vitalsentry.serve import app as app_module
 from vitalsentry.signing import generate_signing_key
+from vitalsentry.stages import ALARM_FILE, CALIBRATION_FILE, FUSION_META
 
 Edit = Callable[[Path], None]
 

@@ -1,0 +1,133 @@
+"""The stage contract: ownership of bundle files, composition, and bundles of the older layout."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitalsentry.bundle import MANIFEST, load_bundle, load_stages, save_stages
+from vitalsentry.config import DataConfig, DetectorConfig, TrainConfig, WindowConfig
+from vitalsentry.data.prepared import PreparedData, prepare
+from vitalsentry.data.readings import Readings, validate_frame
+from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
+from vitalsentry.errors import TrainingError
+from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.stages import (
+    STAGES,
+    AlarmStage,
+    DetectorStage,
+    EncoderStage,
+    FitInputs,
+    TrainOptions,
+    stage_order,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bundle_v1.tar.gz"
+"""A bundle written by the layout before the stage contract (commit 9a304a8, by
+``fixtures/make_bundle_v1.py``), with the scores that code gave (``expected.npz``)."""
+
+
+@pytest.fixture(scope="module")
+def v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("v1")
+    with tarfile.open(FIXTURE) as archive:
+        archive.extractall(root, filter="data")
+    return root
+
+
+def _scores(pipe: VitalRiskPipeline, expected: np.lib.npyio.NpzFile) -> dict[str, np.ndarray]:
+    s = pipe.score_windows(expected["windows"], where=(expected["patient"], expected["start_s"]))
+    return {"anomaly_score": s.anomaly_score, "risk": s.risk, "embedding": s.embedding}
+
+
+def test_a_bundle_of_the_older_layout_scores_as_it_did(v1: Path) -> None:
+    expected = np.load(v1 / "expected.npz")
+    pipe = VitalRiskPipeline.from_bundle(v1 / "bundle")
+    for name, values in _scores(pipe, expected).items():
+        np.testing.assert_array_equal(values, expected[name], err_msg=name)
+    assert pipe.fusion is not None and set(pipe.stages.parts) == set(STAGES)
+
+
+def test_saving_loaded_stages_gives_the_same_files_and_scores(v1: Path, tmp_path: Path) -> None:
+    expected = np.load(v1 / "expected.npz")
+    saved = save_stages(load_stages(v1 / "bundle"), tmp_path / "again")
+    old, new = load_bundle(v1 / "bundle"), load_bundle(saved)
+    assert set(old.manifest["files"]) == set(new.manifest["files"])
+    same = {"config", "feature_names", "data", "training", "metrics", "parent", "detector_data"}
+    assert {k: new.manifest[k] for k in same} == {k: old.manifest[k] for k in same}
+    for name, values in _scores(VitalRiskPipeline(new), expected).items():
+        np.testing.assert_array_equal(values, expected[name], err_msg=name)
+
+
+def test_every_file_has_exactly_one_owner(v1: Path) -> None:
+    files = [*load_bundle(v1 / "bundle").manifest["files"]]
+    for name in files:
+        owners = [kind.name for kind in STAGES.values() if kind.owns(name)]
+        assert len(owners) == 1, (name, owners)
+    fixed = [name for kind in STAGES.values() for name in kind.files]
+    assert len(fixed) == len(set(fixed)) and MANIFEST not in fixed
+
+
+def test_stage_names_are_checked_and_ordered() -> None:
+    assert stage_order(["fusion", "scaler", "detector"]) == ("scaler", "detector", "fusion")
+    with pytest.raises(TrainingError, match="unknown stage 'calibration'"):
+        stage_order(["calibration"])
+
+
+@pytest.fixture(scope="module")
+def cardio() -> PreparedData:
+    """The fixture bundle's training data (as ``fixtures/make_bundle_v1.py`` prepared it)."""
+    frame, events = simulate_cohort(SimulationConfig(patients=8, hours=1.0, seed=5))
+    static = frame.groupby("patient_id")[["age", "sex", "bmi"]].first()
+    frame = frame.drop(columns=["age", "sex", "bmi"])
+    readings = Readings(
+        validate_frame(frame, "cohort"), static, "tidy", False, "cohort", events=events
+    )
+    window = WindowConfig(length=32, stride=32)
+    return prepare(readings, DataConfig(channels=("heart_rate", "spo2")), window)
+
+
+def test_refitting_the_detector_in_memory_gives_the_old_scores(
+    v1: Path, cardio: PreparedData
+) -> None:
+    loaded = load_stages(v1 / "bundle")
+    config = DetectorConfig(n_estimators=5, cv_folds=2)
+    refitted = loaded.fit(("detector", "alarm"), FitInputs(cardio, detector=config))
+    assert refitted.origin is None and set(refitted.parts) == set(STAGES)
+    assert refitted.parts["fusion"] is loaded.parts["fusion"]
+    old, new = loaded.get(DetectorStage), refitted.get(DetectorStage)
+    assert new.calibration == old.calibration
+    assert refitted.get(AlarmStage).record == loaded.get(AlarmStage).record
+    assert refitted.record["metrics"] == loaded.record["metrics"]
+
+
+def test_the_alarm_policy_needs_a_detector_fitted_in_the_same_run(
+    v1: Path, cardio: PreparedData
+) -> None:
+    with pytest.raises(TrainingError, match="fit both together"):
+        load_stages(v1 / "bundle").fit(("alarm",), FitInputs(cardio))
+
+
+def test_partial_fit_freezes_conv_records_the_parent_and_drops_later_stages(
+    v1: Path, cardio: PreparedData, tmp_path: Path
+) -> None:
+    parent = load_stages(v1 / "bundle")
+    with pytest.raises(TrainingError, match="TrainOptions"):
+        parent.partial_fit(FitInputs(cardio, train=TrainConfig.finetune()))
+    options = TrainOptions(tmp_path / "ckpt", accelerator="cpu", progress=False)
+    train = TrainConfig.finetune().replace(max_epochs=1)
+    tuned = parent.partial_fit(FitInputs(cardio, train=train, options=options))
+    assert list(tuned.parts) == ["scaler", "encoder"]
+    assert tuned.record["parent"]["manifest_sha256"] == load_bundle(v1 / "bundle").manifest_sha256
+    assert tuned.record["parent"]["weights_sha256"] == parent.identity()["weights_sha256"]
+    assert tuned.config.detector == parent.config.detector
+    before, after = (s.get(EncoderStage).model for s in (parent, tuned))
+    for a, b in zip(before.conv_modules(), after.conv_modules(), strict=True):
+        for x, y in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(x, y)
+    assert not torch.equal(before.encoder.head.weight, after.encoder.head.weight)
+    assert not (tmp_path / "ckpt").exists()
