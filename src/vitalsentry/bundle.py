@@ -44,7 +44,13 @@ from vitalsentry import __version__
 from vitalsentry.config import ModelConfig, PipelineConfig
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.errors import BundleError, VitalSentryError
-from vitalsentry.io import atomic_dir, atomic_write_bytes, sha256_file
+from vitalsentry.io import (
+    ManifestError,
+    atomic_dir,
+    atomic_write_bytes,
+    sha256_file,
+    verify_listed_files,
+)
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.signing import sign_manifest, verify_signature
 from vitalsentry.stages import CURVE as CURVE
@@ -272,24 +278,13 @@ class Bundle:
 
 
 def _verify_files(root: Path, files: Any) -> None:
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"bundle {root}: {MANIFEST} lists no files")
-    for name, digest in files.items():
-        file = root / name
-        if name != Path(name).name or not file.is_file():
-            raise BundleError(f"bundle {root}: file '{name}' listed in {MANIFEST} is missing")
-        if sha256_file(file) != digest:
-            raise BundleError(
-                f"bundle {root}: file '{name}' does not match its sha256 (altered or corrupt)"
-            )
+    try:
+        verify_listed_files(root, files, UNLISTED)
+    except ManifestError as exc:
+        raise BundleError(f"bundle {root}: {exc}") from None
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"bundle {root}: required file '{name}' is not listed in {MANIFEST}")
-    extra = sorted(p.name for p in root.iterdir() if p.name not in files and p.name not in UNLISTED)
-    if extra:
-        raise BundleError(
-            f"bundle {root}: file '{extra[0]}' is not listed in {MANIFEST} (foreign or tampered)"
-        )
 
 
 def _verify_versions(root: Path, manifest: dict[str, Any]) -> None:
