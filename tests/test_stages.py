@@ -10,17 +10,16 @@ import pytest
 import torch
 
 from vitalsentry.bundle import MANIFEST, load_bundle, load_stages, save_stages
-from vitalsentry.config import DataConfig, DetectorConfig, TrainConfig, WindowConfig
+from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig, WindowConfig
 from vitalsentry.data.prepared import PreparedData, prepare
 from vitalsentry.data.readings import Readings, validate_frame
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
-from vitalsentry.errors import TrainingError
+from vitalsentry.errors import BundleError, TrainingError
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.stages import (
     STAGES,
     AlarmStage,
     DetectorStage,
-    EncoderStage,
     FitInputs,
     TrainOptions,
     stage_order,
@@ -112,22 +111,42 @@ def test_the_alarm_policy_needs_a_detector_fitted_in_the_same_run(
         load_stages(v1 / "bundle").fit(("alarm",), FitInputs(cardio))
 
 
-def test_partial_fit_freezes_conv_records_the_parent_and_drops_later_stages(
+def test_partial_fit_freezes_conv_records_the_parent_and_refits_later_stages(
     v1: Path, cardio: PreparedData, tmp_path: Path
 ) -> None:
-    parent = load_stages(v1 / "bundle")
+    pipe = VitalRiskPipeline.from_bundle(v1 / "bundle")
     with pytest.raises(TrainingError, match="TrainOptions"):
-        parent.partial_fit(FitInputs(cardio, train=TrainConfig.finetune()))
+        pipe.stages.partial_fit(FitInputs(cardio, train=TrainConfig.finetune()))
     options = TrainOptions(tmp_path / "ckpt", accelerator="cpu", progress=False)
     train = TrainConfig.finetune().replace(max_epochs=1)
-    tuned = parent.partial_fit(FitInputs(cardio, train=train, options=options))
-    assert list(tuned.parts) == ["scaler", "encoder"]
-    assert tuned.record["parent"]["manifest_sha256"] == load_bundle(v1 / "bundle").manifest_sha256
-    assert tuned.record["parent"]["weights_sha256"] == parent.identity()["weights_sha256"]
-    assert tuned.config.detector == parent.config.detector
-    before, after = (s.get(EncoderStage).model for s in (parent, tuned))
-    for a, b in zip(before.conv_modules(), after.conv_modules(), strict=True):
+    detector = DetectorConfig(n_estimators=5, cv_folds=2)
+    inputs = FitInputs(cardio, train=train, detector=detector, options=options)
+    tuned = pipe.partial_fit(inputs, tmp_path / "tuned")
+    assert list(tuned.stages.parts) == ["scaler", "encoder", "detector", "alarm"]
+    assert tuned.fusion is None and not (tmp_path / "ckpt").exists()
+    parent = tuned.bundle.manifest["parent"]
+    assert parent["manifest_sha256"] == pipe.bundle.manifest_sha256
+    assert parent["weights_sha256"] == pipe.stages.identity()["weights_sha256"]
+    assert tuned.bundle.manifest["training"]["phase"] == "finetune"
+    for a, b in zip(pipe.model.conv_modules(), tuned.model.conv_modules(), strict=True):
         for x, y in zip(a.parameters(), b.parameters(), strict=True):
             assert torch.equal(x, y)
-    assert not torch.equal(before.encoder.head.weight, after.encoder.head.weight)
-    assert not (tmp_path / "ckpt").exists()
+    assert not torch.equal(pipe.model.encoder.head.weight, tuned.model.encoder.head.weight)
+    assert np.isfinite(tuned.score_windows(cardio.windows[:4]).risk).all()
+
+
+def test_a_pipeline_fits_from_scratch_in_one_call(cardio: PreparedData, tmp_path: Path) -> None:
+    model = ModelConfig(input_channels=4, seq_len=32, lstm_hidden=4, latent_dim=3, lstm_layers=1)
+    inputs = FitInputs(
+        cardio,
+        model=model,
+        train=TrainConfig(max_epochs=1, batch_size=64),
+        detector=DetectorConfig(n_estimators=5, cv_folds=2),
+        options=TrainOptions(tmp_path / "ckpt", accelerator="cpu", progress=False),
+    )
+    with pytest.raises(BundleError, match="no encoder stage"):
+        VitalRiskPipeline.fit(("detector",), inputs, tmp_path / "x")
+    pipe = VitalRiskPipeline.fit(("scaler", "encoder", "detector", "alarm"), inputs, tmp_path / "b")
+    assert pipe.bundle.manifest["training"]["phase"] == "pretrain"
+    assert pipe.bundle.manifest["parent"] is None and not (tmp_path / "x").exists()
+    assert np.isfinite(pipe.score_windows(cardio.windows[:4]).risk).all()

@@ -8,7 +8,7 @@ readings give the same risk everywhere. The stages it loads are fitted in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,33 @@ class VitalRiskPipeline:
     ) -> VitalRiskPipeline:
         """Load and verify a bundle (signed by a trusted key, if given), then build the pipeline."""
         return cls(load_bundle(path, trusted_keys=trusted_keys))
+
+    @classmethod
+    def fit(
+        cls,
+        stages: Iterable[str],
+        inputs: FitInputs,
+        out: str | Path,
+        *,
+        base: Stages | None = None,
+    ) -> VitalRiskPipeline:
+        """Fit the named stages (on top of ``base``'s), save them at ``out`` and load the result.
+
+        E.g. ``("scaler", "encoder", "detector", "alarm")`` on prepared data; the bundle
+        must end up with a detector to score.
+        """
+        fitted = (Stages() if base is None else base).fit(stages, inputs)
+        return cls(load_bundle(save_stages(fitted, out)))
+
+    def partial_fit(
+        self, inputs: FitInputs, out: str | Path, *, refit: Iterable[str] = ("detector", "alarm")
+    ) -> VitalRiskPipeline:
+        """Fine-tune the encoder on new data (conv frozen by ``TrainConfig.finetune()``).
+
+        The stages after the encoder are stale once it changes: ``refit`` fits them again
+        on ``inputs.data`` (add ``"fusion"`` with ``inputs.respiratory``). Saved at ``out``.
+        """
+        return VitalRiskPipeline.fit(refit, inputs, out, base=self.stages.partial_fit(inputs))
 
     def save(self, out: str | Path) -> Path:
         """Write this pipeline's stages as a new bundle at ``out`` (atomically)."""
