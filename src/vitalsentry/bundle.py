@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,7 +102,7 @@ def manifest_sha256(path: str | Path) -> str:
 
 
 class BundleWriter:
-    """Write a bundle atomically; optionally start from a copy of an existing one.
+    """Write a bundle atomically (:func:`save_stages` is the usual caller).
 
     Use as a context manager. Files are written into a temporary folder; on a clean exit
     the manifest (with the sha256 of every file) is written and the folder replaces
@@ -113,10 +112,6 @@ class BundleWriter:
     ----------
     out : path
         Bundle directory to create or replace.
-    base : path, optional
-        Existing bundle (verified first) whose files and manifest are copied in, so a
-        later stage can add files (a detector, a fusion head) and produce a new bundle.
-        ``out`` may equal ``base``.
 
     Attributes
     ----------
@@ -125,13 +120,9 @@ class BundleWriter:
         ``format``, ``versions``, ``created`` and ``files`` are set on exit.
     """
 
-    def __init__(self, out: str | Path, *, base: str | Path | None = None) -> None:
+    def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
-        self.base = None if base is None else load_bundle(base)
-        self.manifest: dict[str, Any] = (
-            {} if self.base is None else copy.deepcopy(self.base.manifest)
-        )
-        self.manifest.pop("files", None)
+        self.manifest: dict[str, Any] = {}
         self._stack = contextlib.ExitStack()
         self._dir: Path | None = None
 
@@ -146,9 +137,6 @@ class BundleWriter:
 
     def __enter__(self) -> Self:
         self._dir = self._stack.enter_context(atomic_dir(self.out))
-        if self.base is not None:
-            for name in self.base.manifest["files"]:
-                shutil.copy2(self.base.path / name, self._dir / name)
         return self
 
     def __exit__(
