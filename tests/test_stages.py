@@ -22,6 +22,7 @@ from vitalsentry.stages import (
     DetectorStage,
     FitInputs,
     TrainOptions,
+    owns,
     stage_order,
 )
 
@@ -65,7 +66,7 @@ def test_saving_loaded_stages_gives_the_same_files_and_scores(v1: Path, tmp_path
 def test_every_file_has_exactly_one_owner(v1: Path) -> None:
     files = [*load_bundle(v1 / "bundle").manifest["files"]]
     for name in files:
-        owners = [kind.name for kind in STAGES.values() if kind.owns(name)]
+        owners = [kind.name for kind in STAGES.values() if owns(kind, name)]
         assert len(owners) == 1, (name, owners)
     fixed = [name for kind in STAGES.values() for name in kind.files]
     assert len(fixed) == len(set(fixed)) and MANIFEST not in fixed

@@ -1,8 +1,8 @@
 """The pipeline's stages: scaler, encoder, detector (with its calibration), alarm policy, fusion.
 
 Each stage fits on prepared data (given the stages before it), saves its files into a
-bundle and loads itself back from one. The stages that take data (scaler, encoder) check
-that it fits them (``check``); the later ones take the encoder's output. It owns its bundle file
+bundle and loads itself back from one. The encoder checks that data fits it (``check``:
+channels, window length); the later stages take its output. It owns its bundle file
 names (:attr:`Stage.files`) and the validators of its JSON files; :mod:`vitalsentry.bundle`
 writes and verifies bundles from these declarations only. :class:`Stages` composes them in
 the order of :data:`STAGES`: ``fit`` runs the named stages, ``partial_fit`` fine-tunes the
@@ -90,17 +90,15 @@ class Stage(Protocol):
         Validator of each of its JSON files (run by ``load_bundle`` on every load).
     invalidates : tuple of str
         Later stages a refit of this one makes stale (dropped from the composition).
+    prefixes : tuple of str
+        Name prefixes of files it owns besides ``files`` (e.g. one file per view).
     """
 
     name: ClassVar[str]
     files: ClassVar[tuple[str, ...]]
     json_checks: ClassVar[Mapping[str, JsonCheck]]
     invalidates: ClassVar[tuple[str, ...]]
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is one of this stage's files."""
-        ...
+    prefixes: ClassVar[tuple[str, ...]]
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -194,13 +192,9 @@ class ScalerStage:
     files: ClassVar[tuple[str, ...]] = (SCALER,)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {SCALER: ChannelScaler.from_dict}
     invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion")
+    prefixes: ClassVar[tuple[str, ...]] = ()
 
     scaler: ChannelScaler
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is ``scaler.json``."""
-        return file in cls.files
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -215,14 +209,6 @@ class ScalerStage:
     def save(self, writer: BundleWriter) -> None:
         """Write ``scaler.json``."""
         writer.put_json(SCALER, self.scaler.to_dict())
-
-    def check(self, data: PreparedData) -> None:
-        """Refuse data with other channels."""
-        if tuple(data.feature_names) != self.scaler.feature_names:
-            raise BundleError(
-                f"the scaler was fitted on features ({', '.join(self.scaler.feature_names)}) but "
-                f"the data has ({', '.join(data.feature_names)})"
-            )
 
 
 def _curve(obj: Any) -> None:
@@ -259,16 +245,12 @@ class EncoderStage:
     files: ClassVar[tuple[str, ...]] = (ENCODER, DECODER, CURVE)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {CURVE: _curve}
     invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion")
+    prefixes: ClassVar[tuple[str, ...]] = ()
 
     model: Autoencoder
     feature_names: tuple[str, ...]
     curve: list[dict[str, float]]
     result: TrainResult | None = None
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is the encoder's, decoder's or curve's file."""
-        return file in cls.files
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -407,16 +389,12 @@ class DetectorStage:
     files: ClassVar[tuple[str, ...]] = (DETECTOR_FILE, VIEWS_FILE, CALIBRATION_FILE)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {CALIBRATION_FILE: RiskCalibration.from_dict}
     invalidates: ClassVar[tuple[str, ...]] = ("alarm",)
+    prefixes: ClassVar[tuple[str, ...]] = ("view_",)
 
     detector: EmbeddingIsolationForest
     views: MultiViewDetector | None
     calibration: RiskCalibration
     validation: _Validation | None = None
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is the forest's, a view's or the calibration's file."""
-        return file in cls.files or (file.startswith("view_") and file.endswith(".skops"))
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -545,14 +523,10 @@ class AlarmStage:
     files: ClassVar[tuple[str, ...]] = (ALARM_FILE,)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {ALARM_FILE: _alarm_record}
     invalidates: ClassVar[tuple[str, ...]] = ()
+    prefixes: ClassVar[tuple[str, ...]] = ()
 
     policy: AlarmPolicy
     record: dict[str, Any]
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is ``alarm_policy.json``."""
-        return file in cls.files
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -625,16 +599,12 @@ class FusionStage:
         RESP_PREFIX + SCALER: ChannelScaler.from_dict,
     }
     invalidates: ClassVar[tuple[str, ...]] = ()
+    prefixes: ClassVar[tuple[str, ...]] = ()
 
     model: CalibratedClassifierCV
     meta: dict[str, Any]
     respiratory: Autoencoder
     respiratory_scaler: ChannelScaler
-
-    @classmethod
-    def owns(cls, file: str) -> bool:
-        """Whether ``file`` is one of the fusion files."""
-        return file in cls.files
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
@@ -769,11 +739,6 @@ class Stages:
             "weights_sha256": weights_sha256(self.get(EncoderStage).model),
         }
 
-    def check(self, data: PreparedData) -> None:
-        """Refuse data the scaler or encoder cannot take."""
-        self.get(ScalerStage).check(data)
-        self.get(EncoderStage).check(data)
-
     def fit(self, names: Iterable[str], inputs: FitInputs) -> Stages:
         """Fit the named stages in :data:`STAGES` order; return the new composition.
 
@@ -785,6 +750,7 @@ class Stages:
             for later in kind.invalidates:
                 chain.parts.pop(later, None)
             chain.parts[name] = kind.fit(chain, inputs)
+        chain.parts = {name: chain.parts[name] for name in STAGES if name in chain.parts}
         return chain
 
     def partial_fit(self, inputs: FitInputs) -> Stages:
@@ -799,6 +765,11 @@ class Stages:
         chain.parts[ScalerStage.name] = ScalerStage.fit(chain, inputs)
         chain.parts[EncoderStage.name] = encoder.partial_fit(chain, inputs, parent)
         return chain
+
+
+def owns(kind: type[Stage], file: str) -> bool:
+    """Whether ``file`` is one of a stage's files (a fixed name or one of its prefixes)."""
+    return file in kind.files or file.startswith(kind.prefixes)
 
 
 def stage_order(names: Iterable[str]) -> tuple[str, ...]:
