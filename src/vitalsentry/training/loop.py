@@ -518,17 +518,65 @@ def fit_autoencoder(
     """
     started = time.perf_counter()
     notes: list[str] = []
-    train = spec.config.train
     check_compatible(model, data)
     accelerator = resolve_accelerator(accelerator)
+    train, precision = _run_recipe(spec.config.train, accelerator, devices * num_nodes, fast, notes)
+    datamodule, validation = _datamodule(data, train, spec.class_weights)
+    identity = _identity(spec, train, data)
+    ckpt_dir = Path(checkpoints)
+    ckpt_path = _resume_path(ckpt_dir, identity, resume, notes)
+    module = AutoencoderModule(model, train, data.feature_names, identity)
+    checkpoint, latest, early = _callbacks(ckpt_dir, train)
+    callbacks = [checkpoint, latest, early, *spec.callbacks]
+    with _quiet():
+        trainer = _trainer(
+            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, progress
+        )
+        _run_fit(trainer, module, datamodule, ckpt_path, train, accelerator)
+    if datamodule.resident and accelerator != "cpu":
+        notes.append(f"training windows were kept on the {accelerator} device")
+    if trainer.is_global_zero:
+        _keep_best(module, checkpoint.best_model_path, ckpt_dir)
+    best = checkpoint.best_model_score
+    return TrainResult(
+        epochs=len(module.curve),
+        best_val_loss=float("nan") if best is None else float(best),
+        stopped_early=early.stopped_epoch > 0,
+        curve=list(module.curve),
+        seconds=time.perf_counter() - started,
+        validation=validation,
+        phase=spec.phase,
+        config=spec.config.replace(train=train),
+        run={
+            "accelerator": accelerator,
+            "devices": devices,
+            "num_nodes": num_nodes,
+            "precision": precision,
+        },
+        notes=tuple(notes),
+        rank=trainer.global_rank,
+    )
+
+
+def _run_recipe(
+    train: TrainConfig, accelerator: str, processes: int, fast: bool, notes: list[str]
+) -> tuple[TrainConfig, str]:
+    """Return the recipe as run here (``fast``, precision fallback; noted) and Lightning's precision."""
     if fast:
-        train, note = fast_recipe(train, accelerator, devices * num_nodes)
+        train, note = fast_recipe(train, accelerator, processes)
         notes.append(note)
-    check_step_options(train, accelerator, devices * num_nodes)
+    check_step_options(train, accelerator, processes)
     precision, fallback = resolve_precision(train, accelerator)
     if fallback is not None:
         train = train.replace(precision="32")
         notes.append(fallback)
+    return train, precision
+
+
+def _datamodule(
+    data: PreparedData, train: TrainConfig, class_weights: tuple[float, float] | None
+) -> tuple[WindowDataModule, str]:
+    """Return the training and validation windows (scaled, weighted) and which validate."""
     parts = train_val_parts(data, train.seed)
     if len(parts.train) == 0 or len(parts.val) == 0:
         raise TrainingError(
@@ -538,15 +586,18 @@ def fit_autoencoder(
     datamodule = WindowDataModule(
         _scaled(parts.train),
         _scaled(parts.val),
-        loss_weights(train_labels, spec.class_weights),
+        loss_weights(train_labels, class_weights),
         sample_weights=balanced_sample_weights(train_labels) if train.weighted_sampling else None,
         batch_size=train.batch_size,
         seed=train.seed,
     )
-    identity = _identity(spec, train, data)
-    ckpt_dir = Path(checkpoints)
-    ckpt_path = _resume_path(ckpt_dir, identity, resume, notes)
-    module = AutoencoderModule(model, train, data.feature_names, identity)
+    return datamodule, parts.note
+
+
+def _callbacks(
+    ckpt_dir: Path, train: TrainConfig
+) -> tuple[ModelCheckpoint, ModelCheckpoint, EarlyStopping]:
+    """Return the best and last checkpoints (every epoch) and early stopping on the validation loss."""
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
@@ -570,41 +621,12 @@ def fit_autoencoder(
         min_delta=train.min_delta,
         check_on_train_epoch_end=False,
     )
-    callbacks = [checkpoint, latest, early, *spec.callbacks]
-    with _quiet():
-        trainer = _trainer(
-            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, progress
-        )
-        _run_fit(trainer, module, datamodule, ckpt_path, train, accelerator)
-    if datamodule.resident and accelerator != "cpu":
-        notes.append(f"training windows were kept on the {accelerator} device")
-    best = (
-        float(checkpoint.best_model_score)
-        if checkpoint.best_model_score is not None
-        else float("nan")
-    )
-    if trainer.is_global_zero:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)[
-            "state_dict"
-        ]
-        module.load_state_dict(state)
-        model.cpu()
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return TrainResult(
-        epochs=len(module.curve),
-        best_val_loss=best,
-        stopped_early=early.stopped_epoch > 0,
-        curve=list(module.curve),
-        seconds=time.perf_counter() - started,
-        validation=parts.note,
-        phase=spec.phase,
-        config=spec.config.replace(train=train),
-        run={
-            "accelerator": accelerator,
-            "devices": devices,
-            "num_nodes": num_nodes,
-            "precision": precision,
-        },
-        notes=tuple(notes),
-        rank=trainer.global_rank,
-    )
+    return checkpoint, latest, early
+
+
+def _keep_best(module: AutoencoderModule, best: str, ckpt_dir: Path) -> None:
+    """Load the best epoch's weights into the model (on the CPU); remove the checkpoints."""
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    module.model.cpu()
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
