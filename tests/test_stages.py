@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tarfile
 from pathlib import Path
 
@@ -10,10 +11,8 @@ import pytest
 import torch
 
 from vitalsentry.bundle import MANIFEST, load_bundle, load_stages, save_stages
-from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig, WindowConfig
-from vitalsentry.data.prepared import PreparedData, prepare
-from vitalsentry.data.readings import Readings, validate_frame
-from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
+from vitalsentry.config import DetectorConfig, ModelConfig, TrainConfig
+from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import BundleError, TrainingError
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.stages import (
@@ -25,6 +24,9 @@ from vitalsentry.stages import (
     owns,
     stage_order,
 )
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from make_bundle_v1 import cohort_data
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bundle_v1.tar.gz"
 """A bundle written by the layout before the stage contract (commit 9a304a8, by
@@ -80,15 +82,18 @@ def test_stage_names_are_checked_and_ordered() -> None:
 
 @pytest.fixture(scope="module")
 def cardio() -> PreparedData:
-    """The fixture bundle's training data (as ``fixtures/make_bundle_v1.py`` prepared it)."""
-    frame, events = simulate_cohort(SimulationConfig(patients=8, hours=1.0, seed=5))
-    static = frame.groupby("patient_id")[["age", "sex", "bmi"]].first()
-    frame = frame.drop(columns=["age", "sex", "bmi"])
-    readings = Readings(
-        validate_frame(frame, "cohort"), static, "tidy", False, "cohort", events=events
-    )
-    window = WindowConfig(length=32, stride=32)
-    return prepare(readings, DataConfig(channels=("heart_rate", "spo2")), window)
+    return cohort_data(("heart_rate", "spo2"))
+
+
+def test_the_older_layouts_fusion_head_gives_its_probabilities(
+    v1: Path, cardio: PreparedData
+) -> None:
+    pipe = VitalRiskPipeline.from_bundle(v1 / "bundle")
+    assert pipe.fusion is not None
+    resp = cohort_data(("respiratory_rate", "spo2"))
+    fused = pipe.fusion.inputs(pipe, cardio, resp).matrix(pipe.fusion.config.use_static)
+    expected = np.load(v1 / "expected.npz")["fusion"]
+    np.testing.assert_array_equal(pipe.fusion.predict_proba(fused[:6]), expected)
 
 
 def test_refitting_the_detector_in_memory_gives_the_old_scores(
