@@ -20,10 +20,10 @@ from vitalsentry.stages import (
     AlarmStage,
     DetectorStage,
     FitInputs,
-    TrainOptions,
     owns,
     stage_order,
 )
+from vitalsentry.training.loop import TrainOptions
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 from make_bundle_v1 import cohort_data

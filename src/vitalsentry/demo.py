@@ -44,8 +44,8 @@ from vitalsentry.data.readings import Readings
 from vitalsentry.data.sources import read_readings
 from vitalsentry.evaluation.evaluate import write_evaluation
 from vitalsentry.io import atomic_write_json
-from vitalsentry.stages import EncoderStage, FitInputs, Stages, TrainOptions
-from vitalsentry.training.loop import TrainResult, checkpoint_dir
+from vitalsentry.stages import EncoderStage, FitInputs, Stages
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
 
 CARDIO = ("heart_rate", "spo2")
 RESPIRATORY = ("respiratory_rate", "spo2")

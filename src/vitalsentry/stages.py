@@ -18,9 +18,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
@@ -60,10 +59,8 @@ from vitalsentry.risk.multiview import (
 )
 
 if TYPE_CHECKING:
-    from lightning.pytorch.callbacks import Callback
-
     from vitalsentry.bundle import Bundle, BundleWriter
-    from vitalsentry.training.loop import RunSpec, TrainResult
+    from vitalsentry.training.loop import RunSpec, TrainOptions, TrainResult
 
 ENCODER, DECODER = "encoder.safetensors", "decoder.safetensors"
 SCALER, CURVE = "scaler.json", "curve.json"
@@ -113,28 +110,6 @@ class Stage(Protocol):
     def save(self, writer: BundleWriter) -> None:
         """Put this stage's files into a bundle being written."""
         ...
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How the encoder is trained (hardware, resumption, display); not part of the recipe.
-
-    Attributes
-    ----------
-    checkpoints : Path
-        Folder of the run's checkpoints (removed after a successful run).
-    accelerator, devices, num_nodes, resume, progress, fast, callbacks
-        As for :func:`vitalsentry.training.loop.fit_autoencoder`.
-    """
-
-    checkpoints: Path
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    resume: bool = False
-    progress: bool = True
-    fast: bool = False
-    callbacks: Sequence[Callback] = ()
 
 
 @dataclass(frozen=True)
@@ -264,7 +239,7 @@ class EncoderStage:
             data=data.data, window=data.window, model=inputs.model, train=inputs.train
         )
         options = inputs.train_options()
-        spec = RunSpec(phase="pretrain", config=config, callbacks=tuple(options.callbacks))
+        spec = RunSpec(phase="pretrain", config=config)
         return cls._train(chain, init_model(inputs.model, inputs.train.seed), data, spec, options)
 
     def partial_fit(self, chain: Stages, inputs: FitInputs, parent: dict[str, Any]) -> Self:
@@ -286,7 +261,6 @@ class EncoderStage:
             config=config,
             class_weights=train.class_weights,
             parent=parent,
-            callbacks=tuple(options.callbacks),
         )
         return self._train(chain, _fresh(self.model), data, spec, options)
 
@@ -301,18 +275,7 @@ class EncoderStage:
     ) -> Self:
         from vitalsentry.training.loop import fit_autoencoder
 
-        result = fit_autoencoder(
-            model,
-            data,
-            spec,
-            options.checkpoints,
-            accelerator=options.accelerator,
-            devices=options.devices,
-            num_nodes=options.num_nodes,
-            resume=options.resume,
-            progress=options.progress,
-            fast=options.fast,
-        )
+        result = fit_autoencoder(model, data, spec, options)
         chain.record = {
             "config": result.config.to_dict(),
             "feature_names": list(data.feature_names),

@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from vitalsentry.bundle import load_stages
 from vitalsentry.config import TrainConfig
 from vitalsentry.data.prepared import PreparedData
-from vitalsentry.stages import FitInputs, TrainOptions
-from vitalsentry.training.loop import TrainResult, checkpoint_dir
+from vitalsentry.stages import FitInputs
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
 from vitalsentry.training.pretrain import save_trained
 
 

@@ -16,7 +16,7 @@ import signal
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,15 +132,45 @@ class RunSpec:
         Per-window loss weights by class (fine-tuning), or None for a plain mean.
     parent : dict, optional
         Parent bundle identity (fine-tuning), recorded in the manifest.
-    callbacks : sequence of Callback
-        Extra Lightning callbacks.
     """
 
     phase: str
     config: PipelineConfig
     class_weights: tuple[float, float] | None = None
     parent: dict[str, Any] | None = None
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run trains (hardware, resumption, display); not part of the recipe.
+
+    Attributes
+    ----------
+    checkpoints : Path
+        Folder of the run's checkpoints (:func:`checkpoint_dir` of a bundle); removed at the end.
+    accelerator : str
+        ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps`` or ``gpu``.
+    devices, num_nodes : int
+        Processes per node and nodes; more than one in total trains with DDP (gloo on CPU).
+    resume : bool
+        Continue from the last checkpoint of the same run (identical final weights).
+    progress : bool
+        Show Lightning's progress bar.
+    fast : bool
+        Batch 256 with the learning rate scaled linearly and bf16 autocast where it is
+        fast (a different recipe; see :func:`fast_recipe`).
+    callbacks : sequence of Callback
+        Extra Lightning callbacks.
+    """
+
+    checkpoints: Path
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    resume: bool = False
+    progress: bool = True
+    fast: bool = False
+    callbacks: Sequence[Callback] = ()
 
 
 def init_model(config: ModelConfig, seed: int) -> Autoencoder:
@@ -468,17 +498,7 @@ def _run_fit(
 
 
 def fit_autoencoder(
-    model: Autoencoder,
-    data: PreparedData,
-    spec: RunSpec,
-    checkpoints: str | Path,
-    *,
-    accelerator: str = "auto",
-    devices: int = 1,
-    num_nodes: int = 1,
-    resume: bool = False,
-    progress: bool = True,
-    fast: bool = False,
+    model: Autoencoder, data: PreparedData, spec: RunSpec, options: TrainOptions
 ) -> TrainResult:
     """Train ``model`` on ``data``; on rank 0 it ends holding the best epoch's weights (on the CPU).
 
@@ -490,19 +510,8 @@ def fit_autoencoder(
         Windows with split codes; the scaler is fitted on split 0.
     spec : RunSpec
         Phase, configs, loss weighting and provenance.
-    checkpoints : path
-        Folder of the run's checkpoints (:func:`checkpoint_dir` of a bundle); removed at the end.
-    accelerator : str
-        ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps`` or ``gpu``.
-    devices, num_nodes : int
-        Processes per node and nodes; more than one in total trains with DDP (gloo on CPU).
-    resume : bool
-        Continue from the last checkpoint of the same run (identical final weights).
-    progress : bool
-        Show Lightning's progress bar.
-    fast : bool
-        Batch 256 with the learning rate scaled linearly and bf16 autocast where it is
-        fast (a different recipe; see :func:`fast_recipe`).
+    options : TrainOptions
+        Checkpoint folder, hardware, resumption, display.
 
     Returns
     -------
@@ -519,18 +528,21 @@ def fit_autoencoder(
     started = time.perf_counter()
     notes: list[str] = []
     check_compatible(model, data)
-    accelerator = resolve_accelerator(accelerator)
-    train, precision = _run_recipe(spec.config.train, accelerator, devices * num_nodes, fast, notes)
+    accelerator = resolve_accelerator(options.accelerator)
+    devices, num_nodes = options.devices, options.num_nodes
+    train, precision = _run_recipe(
+        spec.config.train, accelerator, devices * num_nodes, options.fast, notes
+    )
     datamodule, validation = _datamodule(data, train, spec.class_weights)
     identity = _identity(spec, train, data)
-    ckpt_dir = Path(checkpoints)
-    ckpt_path = _resume_path(ckpt_dir, identity, resume, notes)
+    ckpt_dir = Path(options.checkpoints)
+    ckpt_path = _resume_path(ckpt_dir, identity, options.resume, notes)
     module = AutoencoderModule(model, train, data.feature_names, identity)
     checkpoint, latest, early = _callbacks(ckpt_dir, train)
-    callbacks = [checkpoint, latest, early, *spec.callbacks]
+    callbacks = [checkpoint, latest, early, *options.callbacks]
     with _quiet():
         trainer = _trainer(
-            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, progress
+            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, options.progress
         )
         _run_fit(trainer, module, datamodule, ckpt_path, train, accelerator)
     if datamodule.resident and accelerator != "cpu":

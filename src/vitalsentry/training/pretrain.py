@@ -15,8 +15,8 @@ from vitalsentry.bundle import save_stages
 from vitalsentry.config import ModelConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import TrainingError
-from vitalsentry.stages import EncoderStage, FitInputs, Stages, TrainOptions
-from vitalsentry.training.loop import TrainResult, checkpoint_dir
+from vitalsentry.stages import EncoderStage, FitInputs, Stages
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
 
 
 def save_trained(stages: Stages, out: Path) -> TrainResult:
