@@ -52,9 +52,9 @@ from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
 from vitalsentry.training.graphstep import StaticStep
-from vitalsentry.training.loop import LargeBatchRecipe, fast_recipe
+from vitalsentry.training.loop import LargeBatchRecipe, fast_recipe, init_model
 from vitalsentry.training.module import per_window_mse
-from vitalsentry.training.pretrain import init_model, pretrain
+from vitalsentry.training.pretrain import pretrain
 
 SEED_MODEL = ModelConfig()
 TARGET_MARGIN = 1.02

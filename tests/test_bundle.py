@@ -34,9 +34,11 @@ def _windows() -> np.ndarray:
     return np.random.default_rng(0).normal(size=(9, 4, 32)).astype(np.float32)
 
 
-def _write(out: Path, model: Autoencoder) -> None:
+def _write(out: Path, model: Autoencoder, extra: dict[str, bytes] | None = None) -> None:
     scaler = ChannelScaler(NAMES).fit(_windows() * 10 + 50)
     with BundleWriter(out) as writer:
+        for name, content in (extra or {}).items():
+            writer.put_file(name, lambda p, c=content: p.write_bytes(c))
         writer.put_tensors(ENCODER, model.encoder.state_dict())
         writer.put_tensors(DECODER, model.decoder.state_dict())
         writer.put_json(SCALER, scaler.to_dict())
@@ -129,9 +131,9 @@ def test_a_bundle_from_a_newer_vitalsentry_is_refused(bundle_dir: Path) -> None:
         load_bundle(bundle_dir)
 
 
-def test_skops_files_need_the_same_sklearn(bundle_dir: Path) -> None:
-    with BundleWriter(bundle_dir, base=bundle_dir) as writer:
-        writer.put_file("detector.skops", lambda p: p.write_bytes(b"not really skops"))
+def test_skops_files_need_the_same_sklearn(tmp_path: Path, model: Autoencoder) -> None:
+    bundle_dir = tmp_path / "with-skops"
+    _write(bundle_dir, model, {"detector.skops": b"not really skops"})
     manifest = json.loads((bundle_dir / MANIFEST).read_text())
     manifest["versions"]["sklearn"] = "0.1.0"
     (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
@@ -158,23 +160,11 @@ def test_weights_that_do_not_fit_the_config_are_refused(bundle_dir: Path) -> Non
         load_bundle(bundle_dir)
 
 
-def test_base_copies_every_file_and_adds_new_ones(bundle_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "with-detector"
-    with BundleWriter(out, base=bundle_dir) as writer:
-        writer.put_json("detector.json", {"threshold": 0.5})
-        writer.manifest["metrics"] = {"auc": 0.9}
-    bundle = load_bundle(out)
-    assert bundle.read_json("detector.json") == {"threshold": 0.5}
-    assert bundle.manifest["metrics"] == {"auc": 0.9}
-    assert (out / ENCODER).read_bytes() == (bundle_dir / ENCODER).read_bytes()
-    load_bundle(bundle_dir)  # the base is untouched
-
-
 def test_a_failed_write_leaves_the_old_bundle(bundle_dir: Path) -> None:
     before = (bundle_dir / MANIFEST).read_bytes()
     with (
         pytest.raises(RuntimeError, match="boom"),
-        BundleWriter(bundle_dir, base=bundle_dir) as writer,
+        BundleWriter(bundle_dir) as writer,
     ):
         writer.put_json("half.json", {})
         raise RuntimeError("boom")

@@ -26,7 +26,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    proc = cli("demo", "--quick", "--out", str(out))
+    proc = cli("demo", "--quick", "--out", str(out), "--keep-intermediate")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "seed metric table" in proc.stdout
     return out
@@ -44,6 +44,22 @@ def test_demo_writes_bundle_and_valid_report(demo_out: Path) -> None:
         assert {"encoder.safetensors", "detector.skops", "calibration.json", "fusion.skops"} <= set(
             files
         )
+    kept = {p.name for p in (demo_out / "bundles").iterdir()}
+    assert kept == {
+        "simulated_pretrained",
+        "simulated_respiratory",
+        "simulated_detector",
+        "vitals2024_pretrained",
+        "vitals2024_respiratory",
+        "iot_finetuned",
+        "vitals2024_detector",
+    }
+    parent = load_bundle(demo_out / "bundles" / "iot_finetuned").manifest["parent"]
+    assert (
+        parent["manifest_sha256"]
+        == load_bundle(demo_out / "bundles" / "vitals2024_pretrained").manifest_sha256
+    )
+    assert not list(demo_out.glob("*.ckpt"))
     vitals = report["datasets"]["vitals2024"]
     assert (
         vitals["alarms"]["per_patient_day"] is None

@@ -138,7 +138,7 @@ def test_pipeline_needs_a_detector(stages: dict[str, object]) -> None:
 def test_fit_detector_refuses_other_channels(stages: dict[str, object], tmp_path: Path) -> None:
     resp = stages["resp"]
     assert isinstance(resp, PreparedData)
-    with pytest.raises(BundleError, match="expects"):
+    with pytest.raises(BundleError, match="trained on features"):
         fit_detector(Path(str(stages["root"])) / "cardio", resp, tmp_path / "x", DetectorConfig())
 
 

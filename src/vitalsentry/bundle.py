@@ -4,11 +4,12 @@ Layout (DESIGN §6)::
 
     manifest.json        format, library versions, config, feature names, training data
                          fingerprint and notes, metrics, parent hash, sha256 of every file
-    encoder.safetensors  encoder weights
-    decoder.safetensors  decoder weights
-    scaler.json          per-channel scaler fitted on the training split
-    curve.json           training curve
-    ...                  later stages add files (detector, fusion) through BundleWriter(base=...)
+    <stage files>        each stage's own files (:data:`vitalsentry.stages.STAGES`: scaler,
+                         encoder/decoder weights and curve, detector, alarm policy, fusion)
+
+This module is the one place bundles are written (:func:`save_stages`, :class:`BundleWriter`)
+and verified (:func:`load_bundle`); what each file holds and how it is checked is declared by
+its stage.
 
 Nothing is ever loaded with pickle, joblib or a whole-object ``torch.load``: weights are
 safetensors, the rest JSON (or skops with an explicit trusted-types list, by its owner).
@@ -23,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,23 +40,23 @@ import torch
 from torch import Tensor
 
 from vitalsentry import __version__
-from vitalsentry.config import DataConfig, FusionConfig, ModelConfig, PipelineConfig
+from vitalsentry.config import ModelConfig, PipelineConfig
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.errors import BundleError, VitalSentryError
-from vitalsentry.io import atomic_dir, atomic_write_bytes, sha256_file
+from vitalsentry.io import (
+    ManifestError,
+    atomic_dir,
+    atomic_write_bytes,
+    sha256_file,
+    verify_listed_files,
+)
 from vitalsentry.models.autoencoder import Autoencoder
-from vitalsentry.risk.alarms import AlarmPolicy
-from vitalsentry.risk.calibrate import RiskCalibration
 from vitalsentry.signing import sign_manifest, verify_signature
+from vitalsentry.stages import CURVE as CURVE
+from vitalsentry.stages import DECODER, ENCODER, SCALER, STAGES, Stages, weight_configs
 
 FORMAT = "vitalsentry-bundle/1"
 MANIFEST = "manifest.json"
-ENCODER, DECODER, SCALER, CURVE = (
-    "encoder.safetensors",
-    "decoder.safetensors",
-    "scaler.json",
-    "curve.json",
-)
 SIGNATURE = "manifest.sig"
 """Optional Ed25519 signature of ``manifest.json`` (:mod:`vitalsentry.signing`)."""
 REQUIRED_FILES = (ENCODER, DECODER, SCALER)
@@ -102,7 +102,7 @@ def manifest_sha256(path: str | Path) -> str:
 
 
 class BundleWriter:
-    """Write a bundle atomically; optionally start from a copy of an existing one.
+    """Write a bundle atomically (:func:`save_stages` is the usual caller).
 
     Use as a context manager. Files are written into a temporary folder; on a clean exit
     the manifest (with the sha256 of every file) is written and the folder replaces
@@ -112,10 +112,6 @@ class BundleWriter:
     ----------
     out : path
         Bundle directory to create or replace.
-    base : path, optional
-        Existing bundle (verified first) whose files and manifest are copied in, so a
-        later stage can add files (a detector, a fusion head) and produce a new bundle.
-        ``out`` may equal ``base``.
 
     Attributes
     ----------
@@ -124,13 +120,9 @@ class BundleWriter:
         ``format``, ``versions``, ``created`` and ``files`` are set on exit.
     """
 
-    def __init__(self, out: str | Path, *, base: str | Path | None = None) -> None:
+    def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
-        self.base = None if base is None else load_bundle(base)
-        self.manifest: dict[str, Any] = (
-            {} if self.base is None else copy.deepcopy(self.base.manifest)
-        )
-        self.manifest.pop("files", None)
+        self.manifest: dict[str, Any] = {}
         self._stack = contextlib.ExitStack()
         self._dir: Path | None = None
 
@@ -145,9 +137,6 @@ class BundleWriter:
 
     def __enter__(self) -> Self:
         self._dir = self._stack.enter_context(atomic_dir(self.out))
-        if self.base is not None:
-            for name in self.base.manifest["files"]:
-                shutil.copy2(self.base.path / name, self._dir / name)
         return self
 
     def __exit__(
@@ -277,24 +266,13 @@ class Bundle:
 
 
 def _verify_files(root: Path, files: Any) -> None:
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"bundle {root}: {MANIFEST} lists no files")
-    for name, digest in files.items():
-        file = root / name
-        if name != Path(name).name or not file.is_file():
-            raise BundleError(f"bundle {root}: file '{name}' listed in {MANIFEST} is missing")
-        if sha256_file(file) != digest:
-            raise BundleError(
-                f"bundle {root}: file '{name}' does not match its sha256 (altered or corrupt)"
-            )
+    try:
+        verify_listed_files(root, files, UNLISTED)
+    except ManifestError as exc:
+        raise BundleError(f"bundle {root}: {exc}") from None
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"bundle {root}: required file '{name}' is not listed in {MANIFEST}")
-    extra = sorted(p.name for p in root.iterdir() if p.name not in files and p.name not in UNLISTED)
-    if extra:
-        raise BundleError(
-            f"bundle {root}: file '{extra[0]}' is not listed in {MANIFEST} (foreign or tampered)"
-        )
 
 
 def _verify_versions(root: Path, manifest: dict[str, Any]) -> None:
@@ -408,53 +386,11 @@ def _manifest_config(manifest: dict[str, Any]) -> PipelineConfig:
     return config
 
 
-def _keys(obj: Any, what: str, required: set[str], optional: frozenset[str] = frozenset()) -> Any:
-    """Return ``obj`` after checking it is an object with exactly the allowed keys."""
-    if not isinstance(obj, dict):
-        raise BundleError(f"{what}: expected an object")
-    missing, unknown = sorted(required - set(obj)), sorted(set(obj) - required - optional)
-    if missing or unknown:
-        raise BundleError(
-            f"{what}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}"
-        )
-    return obj
-
-
-def _alarm_policy(obj: Any) -> None:
-    policy = _keys(obj, "alarm policy", {"policy", "chosen_on"}, frozenset({"validation"}))
-    AlarmPolicy(**_keys(policy["policy"], "alarm policy", {"k", "n", "clear_after"}))
-
-
-def _fusion_meta(obj: Any) -> None:
-    meta = _keys(obj, "fusion", {"config", "respiratory", "summary"})
-    FusionConfig.from_dict(meta["config"])
-    resp = _keys(
-        meta["respiratory"],
-        "fusion respiratory",
-        {"data", "model", "feature_names", "bundle_manifest_sha256"},
-    )
-    data, model = DataConfig.from_dict(resp["data"]), ModelConfig.from_dict(resp["model"])
-    if resp["feature_names"] != list(data.feature_names) or len(data.feature_names) != (
-        model.input_channels
-    ):
-        raise BundleError("fusion respiratory: feature names disagree with its data or model")
-
-
-def _curve(obj: Any) -> None:
-    if not isinstance(obj, list) or not all(isinstance(row, dict) for row in obj):
-        raise BundleError("training curve: expected a list of objects")
-
-
 JSON_SCHEMAS: dict[str, Callable[[Any], object]] = {
-    SCALER: ChannelScaler.from_dict,
-    "resp_" + SCALER: ChannelScaler.from_dict,
-    CURVE: _curve,
-    "calibration.json": RiskCalibration.from_dict,
-    "alarm_policy.json": _alarm_policy,
-    "fusion.json": _fusion_meta,
+    name: check for kind in STAGES.values() for name, check in kind.json_checks.items()
 }
-"""Validator of each JSON file a bundle may hold (those of the pipeline stages included);
-another JSON file must still parse."""
+"""Validator of each JSON file a bundle may hold, from its stage; another JSON file must
+still parse."""
 
 
 def _strict_json(text: str) -> Any:
@@ -468,13 +404,9 @@ def _model_configs(
     root: Path, files: Mapping[str, str], config: PipelineConfig
 ) -> dict[str, ModelConfig]:
     """Architecture of each weights file the bundle must hold in a known shape."""
-    models = {ENCODER: config.model, DECODER: config.model}
-    if "fusion.json" in files:
-        meta = _strict_json((root / "fusion.json").read_text())
-        _fusion_meta(meta)
-        resp = ModelConfig.from_dict(meta["respiratory"]["model"])
-        models |= {"resp_" + ENCODER: resp, "resp_" + DECODER: resp}
-    return models
+    return weight_configs(
+        config, lambda name: name in files, lambda name: _strict_json((root / name).read_text())
+    )
 
 
 def _expected_shapes(config: ModelConfig, name: str) -> dict[str, tuple[int, ...]]:
@@ -539,7 +471,7 @@ def verify_content(root: Path, manifest: dict[str, Any], config: PipelineConfig)
     try:
         models = _model_configs(root, files, config)
     except (VitalSentryError, ValueError, TypeError, KeyError) as exc:
-        raise BundleError(f"bundle {root}: 'fusion.json' is malformed ({exc})") from None
+        raise BundleError(f"bundle {root}: {exc}") from None
     for name in files:
         try:
             _check_file(root, name, models)
@@ -569,3 +501,20 @@ def sign_bundle(path: str | Path, key: str | os.PathLike[str]) -> Path:
     out = bundle.path / SIGNATURE
     atomic_write_bytes(out, sign_manifest(raw, key))
     return out
+
+
+def save_stages(stages: Stages, out: str | Path) -> Path:
+    """Write a composition of stages as a bundle at ``out`` (atomically); return ``out``.
+
+    Each stage puts its own files; the manifest is the composition's record.
+    """
+    with BundleWriter(out) as writer:
+        writer.manifest.update(copy.deepcopy(stages.record))
+        for stage in stages.parts.values():
+            stage.save(writer)
+    return Path(out)
+
+
+def load_stages(path: str | Path, *, trusted_keys: Sequence[Path] | None = None) -> Stages:
+    """Verify a bundle (see :func:`load_bundle`) and load every stage it holds."""
+    return Stages.load(load_bundle(path, trusted_keys=trusted_keys))

@@ -801,6 +801,12 @@ def demo(
         Path | None, typer.Option("--iot-csv", help="Real Healthcare IoT file")
     ] = None,
     seed: SeedOpt = 0,
+    keep_intermediate: Annotated[
+        bool,
+        typer.Option(
+            "--keep-intermediate", help="Also write each intermediate bundle under OUT/bundles"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole seed pipeline on embedded default data and print the headline table."""
     from vitalsentry.demo import DemoSettings, run_demo
@@ -810,7 +816,14 @@ def demo(
         if given is not None and not given.is_file():
             raise VitalSentryError(f"{given}: no such file")
     result = run_demo(
-        DemoSettings(out=out, quick=quick, vitals_csv=vitals_csv, iot_csv=iot_csv, seed=seed),
+        DemoSettings(
+            out=out,
+            quick=quick,
+            vitals_csv=vitals_csv,
+            iot_csv=iot_csv,
+            seed=seed,
+            keep_intermediate=keep_intermediate,
+        ),
         lambda line: console.print(line, highlight=False),
     )
     for name, section in result.report_json["datasets"].items():

@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
+from vitalsentry.channels import CHANNELS, STAY_FEATURE, resolve_limits
 from vitalsentry.errors import VitalSentryError
 
 LabelMode = Literal["last", "any", "majority"]
@@ -136,9 +137,6 @@ class DataConfig(ConfigMixin):
     time_features: TimeFeatures = "clock"
 
     def __post_init__(self) -> None:
-        from vitalsentry.data.gaps import resolve_limits
-        from vitalsentry.data.schema import CHANNELS
-
         _check(len(self.channels) > 0, "channels: at least one channel is needed")
         for name in self.channels:
             _check(
@@ -187,8 +185,6 @@ class DataConfig(ConfigMixin):
     @property
     def time_feature_names(self) -> tuple[str, ...]:
         """Names of the time features (``time_features`` must be resolved, not ``auto``)."""
-        from vitalsentry.data.schema import STAY_FEATURE
-
         _check(self.time_features != "auto", "time_features: 'auto' is resolved by prepare")
         if self.time_features == "stay":
             return (STAY_FEATURE,)

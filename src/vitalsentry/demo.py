@@ -12,8 +12,11 @@ for two datasets:
   Vitals 2024 training patients, evaluated on its held-out patients. The real files are
   used when given; otherwise files in the same schemas are simulated.
 
-Training epochs are capped (``DemoSettings.pretrain_epochs``) so the demo fits its time
-budget on a 2-core CPU; the caps are recorded in every bundle and in the report.
+Each dataset's stages are composed in memory (:class:`vitalsentry.stages.Stages`) and only
+the two final bundles are written; ``keep_intermediate`` also writes each intermediate
+composition under ``bundles/``. Training epochs are capped (``DemoSettings.pretrain_epochs``)
+so the demo fits its time budget on a 2-core CPU; the caps are recorded in every bundle and
+in the report.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vitalsentry.bundle import load_stages, save_stages
 from vitalsentry.config import (
     DataConfig,
     DetectorConfig,
@@ -40,9 +44,8 @@ from vitalsentry.data.readings import Readings
 from vitalsentry.data.sources import read_readings
 from vitalsentry.evaluation.evaluate import write_evaluation
 from vitalsentry.io import atomic_write_json
-from vitalsentry.pipeline import fit_detector, fit_fusion
-from vitalsentry.training.finetune import finetune
-from vitalsentry.training.pretrain import pretrain
+from vitalsentry.stages import EncoderStage, FitInputs, Stages
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
 
 CARDIO = ("heart_rate", "spo2")
 RESPIRATORY = ("respiratory_rate", "spo2")
@@ -57,6 +60,7 @@ class DemoSettings:
     vitals_csv: Path | None = None
     iot_csv: Path | None = None
     seed: int = 0
+    keep_intermediate: bool = False
 
     @property
     def patients(self) -> int:
@@ -131,17 +135,33 @@ class _Run:
         )
         return data
 
-    def pretrain(self, data: PreparedData, name: str, pooling: Pooling = "last") -> Path:
-        out = self.path("bundles", name)
+    def options(self, name: str) -> TrainOptions:
+        """CPU training with checkpoints in ``<out>/<name>.ckpt`` (removed after the run)."""
+        return TrainOptions(checkpoint_dir(self.path(name)), accelerator="cpu", progress=True)
+
+    def keep(self, stages: Stages, name: str) -> Stages:
+        """Write an intermediate composition under ``bundles/`` when asked to; return it."""
+        if not self.s.keep_intermediate:
+            return stages
+        return load_stages(save_stages(stages, self.path("bundles", name)))
+
+    def trained(self, stages: Stages, name: str, what: str) -> Stages:
+        """Log a training run's outcome (``what``: e.g. "pre-trained x"); keep it if asked to."""
+        result: TrainResult | None = stages.get(EncoderStage).result
+        if result is not None:
+            self.step(
+                f"{what}: {result.epochs} epochs, best validation loss {result.best_val_loss:.4f}"
+            )
+        return self.keep(stages, name)
+
+    def pretrain(self, data: PreparedData, name: str, pooling: Pooling = "last") -> Stages:
         model = ModelConfig(
             input_channels=data.windows.shape[1], seq_len=data.window.length, pooling=pooling
         )
         train = TrainConfig(max_epochs=self.s.pretrain_epochs, seed=self.s.seed)
-        result = pretrain(data, model, train, out, accelerator="cpu", progress=True)
-        self.step(
-            f"pre-trained {name}: {result.epochs} epochs, best validation loss {result.best_val_loss:.4f}"
-        )
-        return out
+        inputs = FitInputs(data, model=model, train=train, options=self.options(name))
+        stages = Stages().fit(("scaler", "encoder"), inputs)
+        return self.trained(stages, name, f"pre-trained {name}")
 
 
 def _audit(run: _Run, readings: Readings, name: str) -> tuple[str, ...]:
@@ -193,7 +213,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None]) -> DemoResult:
     sim_cardio = run.prepared(cohort, "simulated_cardio", CARDIO, three)
     sim_resp = run.prepared(cohort, "simulated_resp", RESPIRATORY, three)
     vit_cardio = run.prepared(vitals, "vitals2024_cardio", CARDIO, three)
-    vit_resp = run.prepared(vitals, "vitals2024_resp", RESPIRATORY, three)
+    vit_resp_data = run.prepared(vitals, "vitals2024_resp", RESPIRATORY, three)
     iot_cardio = run.prepared(iot, "iot_cardio", CARDIO, two)
 
     detector = DetectorConfig(random_state=settings.seed)
@@ -201,35 +221,28 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None]) -> DemoResult:
     bundle = run.path("bundle")
     pre = run.pretrain(sim_cardio, "simulated_pretrained")
     resp = run.pretrain(sim_resp, "simulated_respiratory")
-    fit_detector(pre, sim_cardio, run.path("bundles", "simulated_detector"), detector)
-    run.step("fitted the detector on simulated training embeddings")
-    fit_fusion(
-        run.path("bundles", "simulated_detector"), resp, sim_cardio, sim_resp, bundle, fusion
+    fitted = run.keep(
+        pre.fit(("detector", "alarm"), FitInputs(sim_cardio, detector=detector)),
+        "simulated_detector",
     )
+    run.step("fitted the detector on simulated training embeddings")
+    fused = FitInputs(sim_cardio, fusion=fusion, respiratory=(resp, sim_resp))
+    save_stages(fitted.fit(("fusion",), fused), bundle)
     run.step(f"fitted the fusion model; final bundle: {bundle}")
 
     vit_bundle = run.path("vitals2024_bundle")
     # Attention pooling here, so the report shows the seed's attention plot for a real model.
     vit_pre = run.pretrain(vit_cardio, "vitals2024_pretrained", pooling="attention")
-    vit_resp_bundle = run.pretrain(vit_resp, "vitals2024_respiratory")
-    ft = finetune(
-        vit_pre,
-        iot_cardio,
-        TrainConfig.finetune().replace(max_epochs=settings.finetune_epochs, seed=settings.seed),
-        run.path("bundles", "iot_finetuned"),
-        accelerator="cpu",
-        progress=True,
+    vit_resp = run.pretrain(vit_resp_data, "vitals2024_respiratory")
+    train = TrainConfig.finetune().replace(max_epochs=settings.finetune_epochs, seed=settings.seed)
+    tuned = vit_pre.partial_fit(FitInputs(iot_cardio, train=train, options=run.options("iot")))
+    ft = run.trained(tuned, "iot_finetuned", "fine-tuned on IoT")
+    vit_fitted = run.keep(
+        ft.fit(("detector", "alarm"), FitInputs(vit_cardio, detector=detector)),
+        "vitals2024_detector",
     )
-    run.step(f"fine-tuned on IoT: {ft.epochs} epochs, best validation loss {ft.best_val_loss:.4f}")
-    fit_detector(ft.bundle, vit_cardio, run.path("bundles", "vitals2024_detector"), detector)
-    fit_fusion(
-        run.path("bundles", "vitals2024_detector"),
-        vit_resp_bundle,
-        vit_cardio,
-        vit_resp,
-        vit_bundle,
-        fusion,
-    )
+    vit_fused = FitInputs(vit_cardio, fusion=fusion, respiratory=(vit_resp, vit_resp_data))
+    save_stages(vit_fitted.fit(("fusion",), vit_fused), vit_bundle)
     run.step(f"fitted detector and fusion for Vitals 2024; bundle: {vit_bundle}")
 
     report_dir = run.path("report")

@@ -8,9 +8,15 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
+
+from vitalsentry.errors import VitalSentryError
+
+
+class ManifestError(VitalSentryError):
+    """A folder's files disagree with the sha256 list of its ``manifest.json``."""
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -20,6 +26,32 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def verify_listed_files(root: Path, files: Any, unlisted: Collection[str]) -> None:
+    """Check a folder against its manifest's ``files`` (name → sha256): one rule for all.
+
+    Every listed file must be a plain name present with that sha256, and the folder may hold
+    no other entry than those in ``unlisted`` (the manifest itself, a signature).
+
+    Raises
+    ------
+    ManifestError
+        One line naming the first file that is missing, altered or not listed.
+    """
+    if not isinstance(files, dict) or not files:
+        raise ManifestError("manifest.json lists no files")
+    for name, digest in files.items():
+        file = root / name
+        if name != Path(name).name or not file.is_file():
+            raise ManifestError(f"file '{name}' listed in manifest.json is missing")
+        if sha256_file(file) != digest:
+            raise ManifestError(f"file '{name}' does not match its sha256 (altered or corrupt)")
+    extra = sorted(p.name for p in root.iterdir() if p.name not in files and p.name not in unlisted)
+    if extra:
+        raise ManifestError(
+            f"file '{extra[0]}' is not listed in manifest.json (foreign or tampered)"
+        )
 
 
 def _umask_mode() -> int:

@@ -118,6 +118,14 @@ def test_save_load_round_trip_and_tamper(tmp_path: Path) -> None:
         load_prepared(tmp_path / "p")
 
 
+def test_load_refuses_unlisted_files_as_bundles_do(tmp_path: Path) -> None:
+    prepared = prepare(cohort(n_patients=6, seconds=1200), DataConfig(), WindowConfig())
+    save_prepared(prepared, tmp_path / "p")
+    (tmp_path / "p" / "extra.npy").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"'extra\.npy' is not listed in manifest\.json"):
+        load_prepared(tmp_path / "p")
+
+
 def test_load_refuses_non_prepared_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a prepared data folder"):
         load_prepared(tmp_path)

@@ -15,83 +15,20 @@ missing between two cuff readings. Each channel therefore has its own two limits
 A default interpolation limit is never shorter than two grid steps, so one missed sample
 is always bridged (hourly data with a missing hour stays usable with the defaults).
 
-Labs (hours to days apart) are context columns of the readers, not gridded channels.
+Labs (hours to days apart) are context columns of the readers, not gridded channels. The
+default limits of each channel (``default_limits``, ``resolve_limits``) live in
+:mod:`vitalsentry.channels`, where the configs read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pandas as pd
 
+from vitalsentry.channels import default_limits as default_limits
+from vitalsentry.channels import resolve_limits as resolve_limits
 from vitalsentry.errors import VitalSentryError
-
-
-@dataclass(frozen=True)
-class GapLimits:
-    """Gap limits of one channel (seconds).
-
-    Attributes
-    ----------
-    interpolate_s : float
-        Longest gap between two readings bridged by linear interpolation.
-    carry_s : float
-        How long a reading is carried forward past a longer gap or the last reading.
-    """
-
-    interpolate_s: float
-    carry_s: float
-
-
-MEASUREMENT: dict[str, str] = {
-    "heart_rate": "continuous",
-    "spo2": "continuous",
-    "respiratory_rate": "continuous",
-    "etco2": "continuous",
-    "systolic_bp": "cuff",
-    "diastolic_bp": "cuff",
-    "map": "cuff",
-    "temperature": "spot check",
-}
-"""How each channel is measured at the bedside (channels not listed count as continuous).
-
-``map`` and ``etco2`` are listed for the readers that provide them (PhysioNet 2019)."""
-
-DEFAULT_LIMITS: dict[str, GapLimits] = {
-    "continuous": GapLimits(interpolate_s=300.0, carry_s=0.0),
-    "cuff": GapLimits(interpolate_s=5400.0, carry_s=3600.0),
-    "spot check": GapLimits(interpolate_s=21600.0, carry_s=14400.0),
-}
-"""Default limits per kind of measurement.
-
-Continuous: a monitor drop-out up to 5 min is interpolated; a longer one means the sensor
-is off, and nothing is carried (the seed's behaviour, unchanged).
-Cuff (NIBP, cycled every 15-60 min): up to 90 min interpolated, carried for 1 h.
-Spot check (temperature every 4-6 h): up to 6 h interpolated, carried for 4 h."""
-
-
-def default_limits(channel: str, continuous_interpolate_s: float, step_s: float) -> GapLimits:
-    """Default gap limits of a channel.
-
-    Parameters
-    ----------
-    channel : str
-        Canonical channel name.
-    continuous_interpolate_s : float
-        Interpolation limit of continuous channels (``DataConfig.max_gap_s``, ``--max-gap``).
-    step_s : float
-        Grid step; the interpolation limit is at least two steps.
-
-    Returns
-    -------
-    GapLimits
-        The limits of the channel's kind of measurement.
-    """
-    kind = MEASUREMENT.get(channel, "continuous")
-    limits = DEFAULT_LIMITS[kind]
-    interp = continuous_interpolate_s if kind == "continuous" else limits.interpolate_s
-    return GapLimits(max(interp, 2.0 * step_s), limits.carry_s)
 
 
 def duration_s(text: str, what: str) -> float:
@@ -156,22 +93,6 @@ def parse_gap_options(
         for channel in channels if name == "all" else (name,):
             out[channel] = limits
     return out
-
-
-def resolve_limits(
-    channels: Sequence[str],
-    overrides: Mapping[str, tuple[float, float | None]],
-    continuous_interpolate_s: float,
-    step_s: float,
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (interpolate_s, carry_s) tuples: overrides (as parsed) over the defaults."""
-    interp, carry = [], []
-    for channel in channels:
-        base = default_limits(channel, continuous_interpolate_s, step_s)
-        given = overrides.get(channel)
-        interp.append(base.interpolate_s if given is None else given[0])
-        carry.append(base.carry_s if given is None or given[1] is None else given[1])
-    return tuple(interp), tuple(carry)
 
 
 def describe_limits(

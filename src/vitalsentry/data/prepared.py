@@ -36,7 +36,7 @@ from vitalsentry.data.windows import (
     window_starts,
 )
 from vitalsentry.errors import DataError, in_file
-from vitalsentry.io import atomic_dir, sha256_file
+from vitalsentry.io import ManifestError, atomic_dir, sha256_file, verify_listed_files
 
 FORMAT = "vitalsentry-prepared/1"
 _ARRAYS = ("windows", "labels", "split", "patient", "start_s")
@@ -639,7 +639,8 @@ def load_prepared(path: str | Path) -> PreparedData:
     Raises
     ------
     DataError
-        Not a prepared folder, another format version, a missing or altered file.
+        Not a prepared folder, another format version, a missing, altered or unlisted file
+        (the rule bundles follow: :func:`vitalsentry.io.verify_listed_files`).
     """
     root = Path(path)
     manifest_path = root / "manifest.json"
@@ -657,15 +658,10 @@ def load_prepared(path: str | Path) -> PreparedData:
             f"prepared with format {manifest.get('format')!r}, this version reads {FORMAT!r}; run prepare again",
             file=str(root),
         )
-    for name, digest in manifest["files"].items():
-        file = root / name
-        if not file.is_file():
-            raise DataError("file listed in the manifest is missing", file=str(file))
-        if sha256_file(file) != digest:
-            raise DataError(
-                "file does not match its sha256 in the manifest (altered or corrupt)",
-                file=str(file),
-            )
+    try:
+        verify_listed_files(root, manifest.get("files"), ("manifest.json",))
+    except ManifestError as exc:
+        raise DataError(str(exc), file=str(root)) from None
     arrays = {
         name: np.load(root / f"{name}.npy", allow_pickle=False)
         for name in _ARRAYS + _OPTIONAL_ARRAYS

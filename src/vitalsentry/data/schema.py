@@ -1,54 +1,14 @@
 """Canonical vital-sign channels: names, units, plausible ranges and LOINC codes.
 
-One table, :data:`CHANNELS`, is the single source of truth used by the readers, the
-audit, the simulator, NEWS2 and the HTTP schemas.
+One table, :data:`CHANNELS` (defined in :mod:`vitalsentry.channels`, below the configs), is
+the single source of truth used by the readers, the audit, the simulator, NEWS2 and the
+HTTP schemas.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class ChannelSpec:
-    """Description of one canonical vital-sign channel.
-
-    Attributes
-    ----------
-    name : str
-        Canonical column name.
-    unit : str
-        UCUM unit of the stored values.
-    low, high : float
-        Plausible physiological range (inclusive); values outside are rejected.
-    loinc : tuple of str
-        LOINC codes that map to this channel.
-    label : str
-        Human-readable name.
-    """
-
-    name: str
-    unit: str
-    low: float
-    high: float
-    loinc: tuple[str, ...]
-    label: str
-
-
-CHANNELS: dict[str, ChannelSpec] = {
-    spec.name: spec
-    for spec in (
-        ChannelSpec("heart_rate", "/min", 20.0, 300.0, ("8867-4",), "heart rate"),
-        ChannelSpec("spo2", "%", 50.0, 100.0, ("2708-6", "59408-5"), "SpO2"),
-        ChannelSpec("respiratory_rate", "/min", 2.0, 80.0, ("9279-1",), "respiratory rate"),
-        ChannelSpec("temperature", "Cel", 30.0, 45.0, ("8310-5",), "body temperature"),
-        ChannelSpec("systolic_bp", "mm[Hg]", 40.0, 300.0, ("8480-6",), "systolic blood pressure"),
-        ChannelSpec("diastolic_bp", "mm[Hg]", 20.0, 200.0, ("8462-4",), "diastolic blood pressure"),
-        ChannelSpec("map", "mm[Hg]", 20.0, 250.0, ("8478-0",), "mean arterial pressure"),
-        ChannelSpec("etco2", "mm[Hg]", 5.0, 100.0, ("19889-5",), "end-tidal CO2"),
-    )
-}
-"""Canonical channels in their canonical order."""
+from vitalsentry.channels import CHANNELS as CHANNELS
+from vitalsentry.channels import STAY_FEATURE
 
 VITAL_CHANNELS: tuple[str, ...] = tuple(CHANNELS)
 """Names of all canonical vital channels, in canonical order."""
@@ -186,9 +146,6 @@ def is_time_feature(name: str) -> bool:
     """Return whether a feature name is a cyclical time feature (never scaled)."""
     return name in TIME_FEATURES
 
-
-STAY_FEATURE = "stay_log_hours"
-"""Time feature of ``time_features="stay"``: ``log1p`` of hours since the series' first reading."""
 
 GAP_FEATURE_SUFFIXES: tuple[str, ...] = ("_observed", "_since")
 """Suffixes of the per-channel observed-mask and time-since inputs (``<channel>_observed``)."""

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from vitalsentry.bundle import load_bundle
+from vitalsentry.bundle import load_stages
 from vitalsentry.config import TrainConfig
 from vitalsentry.data.prepared import PreparedData
-from vitalsentry.errors import BundleError
-from vitalsentry.training.loop import RunSpec, TrainResult, fit_autoencoder
+from vitalsentry.stages import FitInputs
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
+from vitalsentry.training.pretrain import save_trained
 
 
 def finetune(
@@ -60,40 +61,17 @@ def finetune(
     BundleError
         The parent bundle is invalid or expects other features or window length.
     """
-    parent = load_bundle(parent_bundle)
-    train = TrainConfig.finetune() if train_config is None else train_config
-    if tuple(data.feature_names) != parent.feature_names:
-        raise BundleError(
-            f"bundle {parent.path} was trained on features ({', '.join(parent.feature_names)}) "
-            f"but the data has ({', '.join(data.feature_names)}); prepare it with the same channels "
-            "and time encoding"
-        )
-    if data.window.length != parent.config.model.seq_len:
-        raise BundleError(
-            f"bundle {parent.path} takes windows of {parent.config.model.seq_len} steps "
-            f"but the data's have {data.window.length}"
-        )
-    config = parent.config.replace(data=data.data, window=data.window, train=train)
-    spec = RunSpec(
-        phase="finetune",
-        config=config,
-        class_weights=train.class_weights,
-        parent={
-            "manifest_sha256": parent.manifest_sha256,
-            "path": str(parent.path),
-            "data_fingerprint": parent.manifest.get("data", {}).get("fingerprint"),
-        },
-        callbacks=tuple(callbacks),
-    )
-    return fit_autoencoder(
-        parent.autoencoder(),
-        data,
-        spec,
-        out,
+    out = Path(out)
+    options = TrainOptions(
+        checkpoint_dir(out),
         accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
         resume=resume,
         progress=progress,
         fast=fast,
+        callbacks=tuple(callbacks),
     )
+    train = TrainConfig.finetune() if train_config is None else train_config
+    inputs = FitInputs(data, train=train, options=options)
+    return save_trained(load_stages(parent_bundle).partial_fit(inputs), out)

@@ -1,9 +1,10 @@
 """The training run shared by pre-training and fine-tuning: Lightning trainer, checkpoints, bundle.
 
 A run trains on the training windows, validates on held-out patients, stops early on the
-validation loss, keeps ``last`` and ``best`` checkpoints in ``<out>.ckpt/`` (so an
-interrupted run resumes exactly where it stopped) and finally writes the best weights as a
-model bundle at ``out``, atomically, then removes the checkpoints.
+validation loss, keeps ``last`` and ``best`` checkpoints in a folder (``<out>.ckpt/`` beside
+the bundle; so an interrupted run resumes exactly where it stopped) and finally loads the best
+weights into the model, then removes the checkpoints. The encoder stage
+(:class:`vitalsentry.stages.EncoderStage`) calls it and records the run in the manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +27,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 
-from vitalsentry.bundle import CURVE, DECODER, ENCODER, SCALER, BundleWriter
-from vitalsentry.config import LrSchedule, PipelineConfig, TrainConfig
+from vitalsentry.config import LrSchedule, ModelConfig, PipelineConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.errors import DataError, TrainingError
 from vitalsentry.models.autoencoder import Autoencoder, count_parameters
@@ -35,9 +35,12 @@ from vitalsentry.training.data import (
     WindowDataModule,
     balanced_sample_weights,
     loss_weights,
+    stream_seed,
     train_val_parts,
 )
 from vitalsentry.training.module import CHECKPOINT_KEY, AutoencoderModule, NonFiniteLossError
+
+_INIT_STREAM = 0
 
 FAST_BATCH = 256
 """Batch size of the ``fast`` option (the learning rate is scaled linearly with it)."""
@@ -60,8 +63,6 @@ class TrainResult:
 
     Attributes
     ----------
-    bundle : Path
-        The bundle written (only by the process of global rank 0).
     epochs : int
         Epochs trained in total (including those before a resume).
     best_val_loss : float
@@ -74,21 +75,47 @@ class TrainResult:
         Wall time of this call.
     validation : str
         Which windows validated (held-out patients or a carved-out part).
+    phase : {"pretrain", "finetune"}
+        Training phase.
     notes : tuple of str
         Deviations from the requested settings (fast recipe, float32 fallback, resume).
+    config : PipelineConfig
+        The configs trained with (``train`` as run: ``fast`` and fallbacks applied).
+    run : dict
+        Accelerator, devices, nodes and precision.
     rank : int
         Global rank of this process (bundles are written by rank 0 only).
+    bundle : Path, optional
+        The bundle written, once one is (only by the process of global rank 0).
     """
 
-    bundle: Path
     epochs: int
     best_val_loss: float
     stopped_early: bool
     curve: list[dict[str, float]]
     seconds: float
     validation: str
+    phase: str
+    config: PipelineConfig
+    run: dict[str, Any]
     notes: tuple[str, ...] = ()
     rank: int = 0
+    bundle: Path | None = None
+
+    def record(self, model: Autoencoder) -> dict[str, Any]:
+        """Return the manifest's ``training`` section: phase, validation, epochs, timing, notes, run."""
+        return {
+            "phase": self.phase,
+            "validation": self.validation,
+            "epochs": self.epochs,
+            "stopped_early": self.stopped_early,
+            "best_val_loss": self.best_val_loss,
+            "seconds": round(self.seconds, 3),
+            "parameters": count_parameters(model),
+            "trainable_parameters": count_parameters(model, trainable_only=True),
+            "notes": list(self.notes),
+            **self.run,
+        }
 
 
 @dataclass(frozen=True)
@@ -105,15 +132,52 @@ class RunSpec:
         Per-window loss weights by class (fine-tuning), or None for a plain mean.
     parent : dict, optional
         Parent bundle identity (fine-tuning), recorded in the manifest.
-    callbacks : sequence of Callback
-        Extra Lightning callbacks.
     """
 
     phase: str
     config: PipelineConfig
     class_weights: tuple[float, float] | None = None
     parent: dict[str, Any] | None = None
-    callbacks: Sequence[Callback] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run trains (hardware, resumption, display); not part of the recipe.
+
+    Attributes
+    ----------
+    checkpoints : Path
+        Folder of the run's checkpoints (:func:`checkpoint_dir` of a bundle); removed at the end.
+    accelerator : str
+        ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps`` or ``gpu``.
+    devices, num_nodes : int
+        Processes per node and nodes; more than one in total trains with DDP (gloo on CPU).
+    resume : bool
+        Continue from the last checkpoint of the same run (identical final weights).
+    progress : bool
+        Show Lightning's progress bar.
+    fast : bool
+        Batch 256 with the learning rate scaled linearly and bf16 autocast where it is
+        fast (a different recipe; see :func:`fast_recipe`).
+    callbacks : sequence of Callback
+        Extra Lightning callbacks.
+    """
+
+    checkpoints: Path
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    resume: bool = False
+    progress: bool = True
+    fast: bool = False
+    callbacks: Sequence[Callback] = ()
+
+
+def init_model(config: ModelConfig, seed: int) -> Autoencoder:
+    """Build an autoencoder whose initial weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, _INIT_STREAM))
+        return Autoencoder(config)
 
 
 def checkpoint_dir(out: str | Path) -> Path:
@@ -302,7 +366,7 @@ def _identity(spec: RunSpec, train: TrainConfig, data: PreparedData) -> dict[str
             if k != "max_epochs" or train.lr_schedule != "constant"
         },
         "data": data.fingerprint,
-        "parent": None if spec.parent is None else spec.parent["manifest_sha256"],
+        "parent": None if spec.parent is None else spec.parent["weights_sha256"],
     }
 
 
@@ -434,19 +498,9 @@ def _run_fit(
 
 
 def fit_autoencoder(
-    model: Autoencoder,
-    data: PreparedData,
-    spec: RunSpec,
-    out: str | Path,
-    *,
-    accelerator: str = "auto",
-    devices: int = 1,
-    num_nodes: int = 1,
-    resume: bool = False,
-    progress: bool = True,
-    fast: bool = False,
+    model: Autoencoder, data: PreparedData, spec: RunSpec, options: TrainOptions
 ) -> TrainResult:
-    """Train ``model`` on ``data`` and write the best weights as a bundle at ``out``.
+    """Train ``model`` on ``data``; on rank 0 it ends holding the best epoch's weights (on the CPU).
 
     Parameters
     ----------
@@ -456,19 +510,8 @@ def fit_autoencoder(
         Windows with split codes; the scaler is fitted on split 0.
     spec : RunSpec
         Phase, configs, loss weighting and provenance.
-    out : path
-        Bundle directory; checkpoints go to :func:`checkpoint_dir` of it.
-    accelerator : str
-        ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``mps`` or ``gpu``.
-    devices, num_nodes : int
-        Processes per node and nodes; more than one in total trains with DDP (gloo on CPU).
-    resume : bool
-        Continue from the last checkpoint of the same run (identical final weights).
-    progress : bool
-        Show Lightning's progress bar.
-    fast : bool
-        Batch 256 with the learning rate scaled linearly and bf16 autocast where it is
-        fast (a different recipe; see :func:`fast_recipe`).
+    options : TrainOptions
+        Checkpoint folder, hardware, resumption, display.
 
     Returns
     -------
@@ -483,19 +526,69 @@ def fit_autoencoder(
         Non-finite windows.
     """
     started = time.perf_counter()
-    out = Path(out)
     notes: list[str] = []
-    train = spec.config.train
     check_compatible(model, data)
-    accelerator = resolve_accelerator(accelerator)
+    accelerator = resolve_accelerator(options.accelerator)
+    devices, num_nodes = options.devices, options.num_nodes
+    train, precision = _run_recipe(
+        spec.config.train, accelerator, devices * num_nodes, options.fast, notes
+    )
+    datamodule, validation = _datamodule(data, train, spec.class_weights)
+    identity = _identity(spec, train, data)
+    ckpt_dir = Path(options.checkpoints)
+    ckpt_path = _resume_path(ckpt_dir, identity, options.resume, notes)
+    module = AutoencoderModule(model, train, data.feature_names, identity)
+    checkpoint, latest, early = _callbacks(ckpt_dir, train)
+    callbacks = [checkpoint, latest, early, *options.callbacks]
+    with _quiet():
+        trainer = _trainer(
+            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, options.progress
+        )
+        _run_fit(trainer, module, datamodule, ckpt_path, train, accelerator)
+    if datamodule.resident and accelerator != "cpu":
+        notes.append(f"training windows were kept on the {accelerator} device")
+    if trainer.is_global_zero:
+        _keep_best(module, checkpoint.best_model_path, ckpt_dir)
+    best = checkpoint.best_model_score
+    return TrainResult(
+        epochs=len(module.curve),
+        best_val_loss=float("nan") if best is None else float(best),
+        stopped_early=early.stopped_epoch > 0,
+        curve=list(module.curve),
+        seconds=time.perf_counter() - started,
+        validation=validation,
+        phase=spec.phase,
+        config=spec.config.replace(train=train),
+        run={
+            "accelerator": accelerator,
+            "devices": devices,
+            "num_nodes": num_nodes,
+            "precision": precision,
+        },
+        notes=tuple(notes),
+        rank=trainer.global_rank,
+    )
+
+
+def _run_recipe(
+    train: TrainConfig, accelerator: str, processes: int, fast: bool, notes: list[str]
+) -> tuple[TrainConfig, str]:
+    """Return the recipe as run here (``fast``, precision fallback; noted) and Lightning's precision."""
     if fast:
-        train, note = fast_recipe(train, accelerator, devices * num_nodes)
+        train, note = fast_recipe(train, accelerator, processes)
         notes.append(note)
-    check_step_options(train, accelerator, devices * num_nodes)
+    check_step_options(train, accelerator, processes)
     precision, fallback = resolve_precision(train, accelerator)
     if fallback is not None:
         train = train.replace(precision="32")
         notes.append(fallback)
+    return train, precision
+
+
+def _datamodule(
+    data: PreparedData, train: TrainConfig, class_weights: tuple[float, float] | None
+) -> tuple[WindowDataModule, str]:
+    """Return the training and validation windows (scaled, weighted) and which validate."""
     parts = train_val_parts(data, train.seed)
     if len(parts.train) == 0 or len(parts.val) == 0:
         raise TrainingError(
@@ -505,15 +598,18 @@ def fit_autoencoder(
     datamodule = WindowDataModule(
         _scaled(parts.train),
         _scaled(parts.val),
-        loss_weights(train_labels, spec.class_weights),
+        loss_weights(train_labels, class_weights),
         sample_weights=balanced_sample_weights(train_labels) if train.weighted_sampling else None,
         batch_size=train.batch_size,
         seed=train.seed,
     )
-    identity = _identity(spec, train, data)
-    ckpt_dir = checkpoint_dir(out)
-    ckpt_path = _resume_path(ckpt_dir, identity, resume, notes)
-    module = AutoencoderModule(model, train, data.feature_names, identity)
+    return datamodule, parts.note
+
+
+def _callbacks(
+    ckpt_dir: Path, train: TrainConfig
+) -> tuple[ModelCheckpoint, ModelCheckpoint, EarlyStopping]:
+    """Return the best and last checkpoints (every epoch) and early stopping on the validation loss."""
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
@@ -537,85 +633,12 @@ def fit_autoencoder(
         min_delta=train.min_delta,
         check_on_train_epoch_end=False,
     )
-    callbacks = [checkpoint, latest, early, *spec.callbacks]
-    with _quiet():
-        trainer = _trainer(
-            accelerator, devices, num_nodes, precision, train, callbacks, ckpt_dir, progress
-        )
-        _run_fit(trainer, module, datamodule, ckpt_path, train, accelerator)
-    if datamodule.resident and accelerator != "cpu":
-        notes.append(f"training windows were kept on the {accelerator} device")
-    best = (
-        float(checkpoint.best_model_score)
-        if checkpoint.best_model_score is not None
-        else float("nan")
-    )
-    result = TrainResult(
-        bundle=out,
-        epochs=len(module.curve),
-        best_val_loss=best,
-        stopped_early=early.stopped_epoch > 0,
-        curve=list(module.curve),
-        seconds=time.perf_counter() - started,
-        validation=parts.note,
-        notes=tuple(notes),
-        rank=trainer.global_rank,
-    )
-    if trainer.is_global_zero:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)[
-            "state_dict"
-        ]
-        module.load_state_dict(state)
-        config = spec.config.replace(train=train)
-        meta = {
-            "accelerator": accelerator,
-            "devices": devices,
-            "num_nodes": num_nodes,
-            "precision": precision,
-        }
-        write_model_bundle(out, model.cpu(), data, config, result, spec, meta)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return result
+    return checkpoint, latest, early
 
 
-def write_model_bundle(
-    out: Path,
-    model: Autoencoder,
-    data: PreparedData,
-    config: PipelineConfig,
-    result: TrainResult,
-    spec: RunSpec,
-    meta: dict[str, Any],
-) -> None:
-    """Write the trained model, its scaler, curve and provenance as a bundle at ``out``."""
-    with BundleWriter(out) as writer:
-        writer.put_tensors(ENCODER, model.encoder.state_dict())
-        writer.put_tensors(DECODER, model.decoder.state_dict())
-        writer.put_json(SCALER, data.scaler.to_dict())
-        writer.put_json(CURVE, result.curve)
-        writer.manifest.update(
-            config=config.to_dict(),
-            feature_names=list(data.feature_names),
-            data={
-                "fingerprint": data.fingerprint,
-                "source": data.source,
-                "stream": data.stream,
-                "input_sha256": data.input_sha256,
-                "notes": list(data.notes),
-                "counts": data.counts(),
-            },
-            training={
-                "phase": spec.phase,
-                "validation": result.validation,
-                "epochs": result.epochs,
-                "stopped_early": result.stopped_early,
-                "best_val_loss": result.best_val_loss,
-                "seconds": round(result.seconds, 3),
-                "parameters": count_parameters(model),
-                "trainable_parameters": count_parameters(model, trainable_only=True),
-                "notes": list(result.notes),
-                **meta,
-            },
-            metrics={},
-            parent=spec.parent,
-        )
+def _keep_best(module: AutoencoderModule, best: str, ckpt_dir: Path) -> None:
+    """Load the best epoch's weights into the model (on the CPU); remove the checkpoints."""
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    module.model.cpu()
+    shutil.rmtree(ckpt_dir, ignore_errors=True)

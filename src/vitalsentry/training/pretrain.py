@@ -1,27 +1,33 @@
-"""Pre-training: the seed's phase 1 (reconstruction on the large vitals dataset)."""
+"""Pre-training: the seed's phase 1 (reconstruction on the large vitals dataset).
+
+The scaler and encoder stages (:mod:`vitalsentry.stages`) fitted and saved as a bundle.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from lightning.pytorch.callbacks import Callback
 
-from vitalsentry.config import ModelConfig, PipelineConfig, TrainConfig
+from vitalsentry.bundle import save_stages
+from vitalsentry.config import ModelConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
-from vitalsentry.models.autoencoder import Autoencoder
-from vitalsentry.training.data import stream_seed
-from vitalsentry.training.loop import RunSpec, TrainResult, fit_autoencoder
-
-_INIT_STREAM = 0
+from vitalsentry.errors import TrainingError
+from vitalsentry.stages import EncoderStage, FitInputs, Stages
+from vitalsentry.training.loop import TrainOptions, TrainResult, checkpoint_dir
 
 
-def init_model(config: ModelConfig, seed: int) -> Autoencoder:
-    """Build an autoencoder whose initial weights depend only on ``seed`` (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(seed, _INIT_STREAM))
-        return Autoencoder(config)
+def save_trained(stages: Stages, out: Path) -> TrainResult:
+    """Write a freshly trained composition as a bundle at ``out`` (rank 0 only); return its run."""
+    result = stages.get(EncoderStage).result
+    if result is None:
+        raise TrainingError("the encoder was not trained in this process")
+    if result.rank != 0:
+        return result
+    save_stages(stages, out)
+    return dataclasses.replace(result, bundle=out)
 
 
 def pretrain(
@@ -74,20 +80,16 @@ def pretrain(
     TrainResult
         Bundle path, epochs, best validation loss, curve, timing and notes.
     """
-    model = init_model(model_config, train_config.seed)
-    config = PipelineConfig(
-        data=data.data, window=data.window, model=model_config, train=train_config
-    )
-    spec = RunSpec(phase="pretrain", config=config, callbacks=tuple(callbacks))
-    return fit_autoencoder(
-        model,
-        data,
-        spec,
-        out,
+    out = Path(out)
+    options = TrainOptions(
+        checkpoint_dir(out),
         accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
         resume=resume,
         progress=progress,
         fast=fast,
+        callbacks=tuple(callbacks),
     )
+    inputs = FitInputs(data, model=model_config, train=train_config, options=options)
+    return save_trained(Stages().fit(("scaler", "encoder"), inputs), out)
