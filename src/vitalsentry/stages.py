@@ -43,7 +43,12 @@ from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, s
 from vitalsentry.models.inference import encode, encode_with_error
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
-from vitalsentry.risk.calibrate import RiskCalibration, fit_calibration, fold_fpr
+from vitalsentry.risk.calibrate import (
+    RiskCalibration,
+    fit_calibration,
+    fold_fpr,
+    fold_patients,
+)
 from vitalsentry.risk.detector import EmbeddingIsolationForest, load_detector, save_detector
 from vitalsentry.risk.multiview import (
     DETECTOR_FILE,
@@ -835,6 +840,10 @@ def _cross_fitted_calibration(
         fpr_confidence=config.fpr_confidence,
         seed=config.random_state,
         per_patient=config.per_patient_threshold,
+        cohort_patients=fold_patients(fitted.fold[normal], groups[normal]),
+        val_normal_scorer=np.concatenate(
+            [fitted.fold[normal].astype(str), np.full(val_normal.sum(), "validation")]
+        ),
     )
     folds = fold_fpr(
         fitted.fit_scores[normal],

@@ -282,3 +282,100 @@ def test_per_patient_bound_keeps_most_patients_within_the_target() -> None:
     assert guarded.threshold_high >= pooled.threshold_high
     per_patient_fpr = [np.mean(scores[groups == g] > guarded.threshold_high) for g in range(20)]
     assert np.mean(np.asarray(per_patient_fpr) <= 0.03) >= 0.9
+
+
+def _new_cohort_fpr(threshold: float, rng: np.random.Generator, spread: float, m: int) -> float:
+    """Exact FPR of a fresh cohort of m patients (offsets ~ N(0, spread²), noise N(0, 1))."""
+    from scipy.stats import norm
+
+    offsets = rng.normal(0.0, spread, m)
+    return float(norm.sf(threshold - offsets).mean())
+
+
+@pytest.mark.parametrize("spread", [0.3, 1.0])
+def test_cohort_threshold_keeps_most_new_cohorts_within_the_target(spread: float) -> None:
+    # between-patient spread is known, so each new cohort's FPR is exact: the cohort rule
+    # keeps about `confidence` of new cohorts within the target (a little less with 40
+    # patients and a wide spread: the bootstrap is optimistic in the tail), the pooled
+    # quantile about half of them
+    from vitalsentry.risk.calibrate import cohort_threshold
+
+    rng = np.random.default_rng(3)
+    within: dict[str, list[bool]] = {"cohort": [], "plain": []}
+    for _ in range(30):
+        scores, groups = _cohort_with_spread(rng, 40, 50, spread)
+        rules = {
+            "cohort": cohort_threshold(
+                scores, groups, target_fpr=0.03, confidence=0.9, cohort_patients=8, seed=1
+            ),
+            "plain": float(np.quantile(scores, 0.97, method="higher")),
+        }
+        for name, threshold in rules.items():
+            within[name] += [_new_cohort_fpr(threshold, rng, spread, 8) <= 0.03 for _ in range(20)]
+    assert np.mean(within["cohort"]) >= 0.8
+    assert np.mean(within["plain"]) <= 0.7
+    assert np.mean(within["cohort"]) - np.mean(within["plain"]) >= 0.2
+
+
+def _cohort_with_spread(
+    rng: np.random.Generator, patients: int, windows: int, spread: float
+) -> tuple[np.ndarray, np.ndarray]:
+    offsets = rng.normal(0.0, spread, patients)
+    scores = (offsets[:, None] + rng.normal(0.0, 1.0, (patients, windows))).ravel()
+    return scores, np.repeat(np.arange(patients), windows)
+
+
+def test_cohort_threshold_rises_with_spread_smaller_cohorts_and_scorer_shifts() -> None:
+    from vitalsentry.risk.calibrate import cohort_threshold
+
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(60, 40))
+    offsets = rng.normal(size=60)
+    groups = np.repeat(np.arange(60), 40)
+
+    def rule(spread: float, m: int | None, scorer: np.ndarray | None = None) -> float:
+        scores = (spread * offsets[:, None] + base).ravel()
+        return cohort_threshold(
+            scores, groups, target_fpr=0.03, confidence=0.9, cohort_patients=m, scorer=scorer
+        )
+
+    assert rule(0.2, 10) < rule(1.0, 10)
+    assert rule(1.0, None) < rule(1.0, 10) < rule(1.0, 2)
+    # three scorers, one of them shifted up: drawing within scorers sees the shift
+    scorer = np.repeat(np.arange(60) % 3, 40)
+    shifted = (0.5 * offsets[:, None] + base).ravel() + (scorer == 0) * 0.8
+    pooled = cohort_threshold(shifted, groups, target_fpr=0.03, confidence=0.9, cohort_patients=10)
+    by_scorer = cohort_threshold(
+        shifted, groups, target_fpr=0.03, confidence=0.9, cohort_patients=10, scorer=scorer
+    )
+    assert by_scorer > pooled
+
+
+def test_cohort_threshold_edge_cases() -> None:
+    from vitalsentry.risk.calibrate import cohort_threshold
+
+    scores = np.arange(100.0)
+    one = cohort_threshold(scores, np.zeros(100), target_fpr=0.03, confidence=0.9)
+    assert one == np.quantile(scores, 0.97, method="higher")
+    groups = np.arange(100) % 4
+    threshold = cohort_threshold(scores, groups, target_fpr=0.03, confidence=0.9, seed=2)
+    assert threshold in scores
+    assert threshold == cohort_threshold(scores, groups, target_fpr=0.03, confidence=0.9, seed=2)
+    with pytest.raises(VitalSentryError, match="cohort_patients"):
+        cohort_threshold(scores, groups, target_fpr=0.03, confidence=0.9, cohort_patients=0)
+    with pytest.raises(VitalSentryError, match="scorer"):
+        cohort_threshold(scores, groups, target_fpr=0.03, confidence=0.9, scorer=np.zeros(3))
+
+
+def test_fold_fpr_reports_the_cohort_size_it_guards() -> None:
+    from vitalsentry.risk.calibrate import fold_fpr, fold_patients
+
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(30), 60)
+    scores = rng.normal(size=groups.size) + rng.normal(scale=0.7, size=30)[groups]
+    fold = groups % 5
+    assert fold_patients(fold, groups) == 6
+    report = fold_fpr(scores, fold, groups, target_fpr=0.03, fpr_confidence=0.9)
+    assert report["cohort_patients"] == 6
+    plain = fold_fpr(scores, fold, groups, target_fpr=0.03, fpr_confidence=0.0)
+    assert all(g <= p for g, p in zip(report["fpr"], plain["fpr"], strict=True))

@@ -13,20 +13,30 @@ the maximum normal score plus the normal interquartile range; the calibration re
 which bound was used (``upper_bound_source``).
 
 Thresholds (rule): chosen on validation patients' normal windows, never on training
-scores. A window is "high" when its score is strictly above ``threshold_high``, the
-``1 - target_fpr`` quantile of the validation normal scores taken as an observed value
+scores. A window is "high" when its score is strictly above ``threshold_high``, at least
+the ``1 - target_fpr`` quantile of the validation normal scores taken as an observed value
 (numpy's ``"higher"`` method), so at most ``target_fpr`` of those windows are "high".
-That quantile estimates the threshold from a few patients and misses the target on new
-ones about half the time; with ``fpr_confidence`` c > 0 and the validation windows'
-patients given, ``threshold_high`` is raised to the c-quantile of the same quantile over
-:data:`BOOTSTRAP_RESAMPLES` resamples of the validation patients (with replacement,
-seeded): an upper confidence bound on the threshold that gives ``target_fpr`` over
-patients like these. The bootstrap is optimistic with few patients, so the bound holds
-less often than c (simulated, 5 patients: new cohorts exceed the target about 20-30% of
-the time instead of about 50%). With ``per_patient`` as well, ``threshold_high`` is at
-least the c-quantile, over patients, of each patient's own ``1 - target_fpr`` score
-quantile: a threshold that at most a share 1 - c of these patients exceed the target at,
-one by one, which is what holds on new patients whose scores sit apart from the others.
+That pooled quantile controls the FPR of the windows it saw, not of new patients: patients
+differ in their own level, so the FPR of a cohort of new patients scatters around the
+target and exceeds it about half the time. With ``fpr_confidence`` c > 0 and the
+validation windows' patients given, ``threshold_high`` is raised to the smallest observed
+score at which a share c of random cohorts of new patients keep their FPR (windows above
+it / windows) within ``target_fpr`` (:func:`cohort_threshold`): cohorts of
+``cohort_patients`` patients (default: all the validation patients; the detector stage
+passes the size of a cross-fitting fold) are drawn with replacement from the validation
+patients, :data:`BOOTSTRAP_RESAMPLES` times (seeded). Because the validation patients are
+themselves a sample, a cohort of m patients is drawn as ``m n / (m + n)`` of the n
+validation patients, whose cohort FPR has the variance of m new patients' plus that of
+the estimate (the prediction-interval correction). The bootstrap is still optimistic in
+the tail with few patients and a wide between-patient spread (simulated: 40 patients whose
+levels spread as much as their own noise, c = 0.9, 8-patient cohorts: 83% of new cohorts
+within the target; 200 patients: 90%; the pooled quantile: about 50%). When different fitted models scored
+the validation windows (``val_normal_scorer``: the detector stage's cross-fitting folds
+and its final views), a cohort is drawn from one model's windows, so the spread between
+models counts too. With ``per_patient`` as well,
+``threshold_high`` is at least the c-quantile, over patients, of each patient's own
+``1 - target_fpr`` score quantile: a threshold that at most a share 1 - c of these
+patients exceed the target at, one by one.
 "medium" is strictly above ``threshold_medium``, the ``1 - 3 * target_fpr`` quantile
 (:data:`MEDIUM_FPR_FACTOR`), capped at ``threshold_high``. Both thresholds are stored
 in score and in risk units; levels are decided in score units (the risk is clipped).
@@ -57,8 +67,8 @@ HIGH_PERCENTILE: Final = 95.0
 MEDIUM_FPR_FACTOR: Final = 3.0
 """The "medium" threshold allows this many times ``target_fpr`` on validation normals."""
 
-BOOTSTRAP_RESAMPLES: Final = 200
-"""Patient-level resamples behind the guarded ``threshold_high``."""
+BOOTSTRAP_RESAMPLES: Final = 1000
+"""Cohorts of patients drawn for the guarded ``threshold_high``."""
 
 UpperBoundSource = Literal["abnormal", "normal"]
 
@@ -217,6 +227,8 @@ def fit_calibration(
     fpr_confidence: float = 0.0,
     seed: int = 0,
     per_patient: bool = False,
+    cohort_patients: int | None = None,
+    val_normal_scorer: ArrayLike | None = None,
 ) -> RiskCalibration:
     """Fit the risk bounds and the thresholds (rules in the module docstring).
 
@@ -235,13 +247,20 @@ def fit_calibration(
     val_normal_groups : array_like of shape (n_val_normal,), optional
         Patient of each validation normal window (for the guarded threshold).
     fpr_confidence : float, default 0.0
-        Confidence, in [0, 1), of the patient-bootstrap bound on the threshold;
-        0 (or fewer than two patients) keeps the plain validation quantile.
+        Share, in [0, 1), of new-patient cohorts whose FPR must stay within the target
+        (:func:`cohort_threshold`); 0 (or fewer than two patients) keeps the plain
+        validation quantile.
     seed : int, default 0
-        Seed of the patient resampling.
+        Seed of the cohort draws.
     per_patient : bool, default False
         Also bound ``threshold_high`` below by the ``fpr_confidence``-quantile over
         patients of each patient's own ``1 - target_fpr`` quantile (needs the groups).
+    cohort_patients : int, optional
+        Patients in a new cohort; default: as many as the validation patients (of one
+        scorer).
+    val_normal_scorer : array_like of shape (n_val_normal,), optional
+        Fitted model that scored each validation normal window (e.g. its cross-fitting
+        fold): cohorts are drawn within one scorer (:func:`cohort_threshold`).
 
     Returns
     -------
@@ -254,8 +273,8 @@ def fit_calibration(
         An input is empty, not 1-D or not finite, or the normal scores are constant
         when the normal-only upper bound is needed.
     VitalSentryError
-        ``target_fpr`` is not in (0, 1), ``fpr_confidence`` not in [0, 1), or the groups
-        do not match the validation scores.
+        ``target_fpr`` is not in (0, 1), ``fpr_confidence`` not in [0, 1),
+        ``cohort_patients`` is below 1, or the groups do not match the validation scores.
 
     """
     if not 0.0 < target_fpr < 1.0:
@@ -270,8 +289,14 @@ def fit_calibration(
     if fpr_confidence > 0 and val_normal_groups is not None:
         threshold_high = max(
             threshold_high,
-            _guarded_quantile(
-                val_normal, val_normal_groups, 1.0 - target_fpr, fpr_confidence, seed
+            cohort_threshold(
+                val_normal,
+                val_normal_groups,
+                target_fpr=target_fpr,
+                confidence=fpr_confidence,
+                cohort_patients=cohort_patients,
+                scorer=val_normal_scorer,
+                seed=seed,
             ),
         )
         if per_patient:
@@ -302,14 +327,22 @@ def fit_calibration(
     )
 
 
-def _groups_of(scores: FloatArray, groups: ArrayLike) -> list[FloatArray]:
-    """Split ``scores`` by their group (patient), in sorted group order."""
+def _group_codes(
+    scores: FloatArray, groups: ArrayLike, name: str = "val_normal_groups"
+) -> NDArray[np.int64]:
+    """Code 0..G-1 of each score's group (patient), in sorted group order."""
     keys = np.asarray(groups)
     if keys.shape != scores.shape:
         raise VitalSentryError(
-            f"val_normal_groups: shape {keys.shape} does not match the scores {scores.shape}"
+            f"{name}: shape {keys.shape} does not match the scores {scores.shape}"
         )
-    codes = np.unique(keys, return_inverse=True)[1].ravel()
+    codes: NDArray[np.int64] = np.unique(keys, return_inverse=True)[1].ravel().astype(np.int64)
+    return codes
+
+
+def _groups_of(scores: FloatArray, groups: ArrayLike) -> list[FloatArray]:
+    """Split ``scores`` by their group (patient), in sorted group order."""
+    codes = _group_codes(scores, groups)
     order = np.argsort(codes, kind="stable")
     return np.split(scores[order], np.cumsum(np.bincount(codes))[:-1])
 
@@ -323,24 +356,90 @@ def _patient_quantile(
     return float(np.quantile(own, confidence, method="higher"))
 
 
-def _guarded_quantile(
-    scores: FloatArray, groups: ArrayLike, level: float, confidence: float, seed: int
+def cohort_threshold(
+    scores: ArrayLike,
+    groups: ArrayLike,
+    *,
+    target_fpr: float,
+    confidence: float,
+    cohort_patients: int | None = None,
+    scorer: ArrayLike | None = None,
+    seed: int = 0,
 ) -> float:
-    """``confidence``-quantile of the ``level`` score quantile over patient resamples."""
-    per_group = _groups_of(scores, groups)
-    n_groups = len(per_group)
-    if n_groups < 2:
-        return float(np.quantile(scores, level, method="higher"))
+    """Smallest observed score at which a share ``confidence`` of new cohorts meet the target.
+
+    A cohort's FPR is the fraction of its normal windows strictly above the threshold. A
+    cohort is drawn from the patients of one scorer (``scorer``: the fitted model that
+    scored a window, e.g. its cross-fitting fold; scorers take turns), as
+    ``m n / (m + n)`` of its ``n`` patients with replacement (``m = cohort_patients``;
+    rounded, at least 1); :data:`BOOTSTRAP_RESAMPLES` cohorts in all, seeded. The
+    ``confidence``-quantile (``"higher"``) of their FPR is non-increasing in the
+    threshold, so the smallest observed score meeting the target is found by bisection.
+
+    Parameters
+    ----------
+    scores, groups : array_like of shape (n_windows,)
+        Normal windows' scores and their patient.
+    target_fpr : float
+        Largest FPR allowed to a cohort, in (0, 1).
+    confidence : float
+        Share of cohorts within the target, in [0, 1).
+    cohort_patients : int, optional
+        Patients of a new cohort; default: as many as one scorer's.
+    scorer : array_like of shape (n_windows,), optional
+        Scorer of each window; cohorts never mix scorers, so the spread between fitted
+        models counts as well as the spread between patients. Default: one scorer.
+    seed : int, default 0
+
+    Returns
+    -------
+    float
+        The threshold (the plain ``1 - target_fpr`` quantile with fewer than two patients).
+
+    Raises
+    ------
+    VitalSentryError
+        The groups or scorers do not match the scores, or ``cohort_patients`` < 1.
+    """
+    values = _scores("scores", scores)
+    patient = _group_codes(values, groups, "val_normal_groups")
+    if patient.max() < 1:
+        return float(np.quantile(values, 1.0 - target_fpr, method="higher"))
+    if cohort_patients is not None and cohort_patients < 1:
+        raise VitalSentryError(f"cohort_patients: must be ≥ 1, got {cohort_patients!r}")
+    model = np.zeros_like(patient) if scorer is None else _group_codes(values, scorer, "scorer")
+    pairs, unit = np.unique(model * (patient.max() + 1) + patient, return_inverse=True)
+    unit = unit.ravel()
+    cohorts = _draw_cohorts(pairs // (patient.max() + 1), cohort_patients, seed)
+    windows = np.bincount(unit)
+    candidates = np.unique(values)
+
+    def meets(threshold: float) -> bool:
+        above = np.bincount(unit, weights=values > threshold, minlength=windows.size)
+        fpr = np.concatenate([above[c].sum(axis=1) / windows[c].sum(axis=1) for c in cohorts])
+        return bool(np.quantile(fpr, confidence, method="higher") <= target_fpr)
+
+    lo, hi = 0, candidates.size - 1  # the largest score always meets it (no window above)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if meets(candidates[mid]) else (mid + 1, hi)
+    return float(candidates[lo])
+
+
+def _draw_cohorts(
+    unit_model: NDArray[np.int64], cohort_patients: int | None, seed: int
+) -> list[NDArray[np.int64]]:
+    """Per scorer, cohorts (rows) of unit indices drawn with replacement (sizes above)."""
     rng = np.random.default_rng(seed)
-    draws = [
-        np.quantile(
-            np.concatenate([per_group[g] for g in rng.integers(0, n_groups, n_groups)]),
-            level,
-            method="higher",
-        )
-        for _ in range(BOOTSTRAP_RESAMPLES)
-    ]
-    return float(np.quantile(draws, confidence))
+    models = np.unique(unit_model)
+    per_model = max(1, BOOTSTRAP_RESAMPLES // models.size)
+    out = []
+    for k in models:
+        members = np.flatnonzero(unit_model == k)
+        m = members.size if cohort_patients is None else cohort_patients
+        size = max(1, round(m * members.size / (m + members.size)))
+        out.append(rng.choice(members, (per_model, size)))
+    return out
 
 
 def _upper_bound(
@@ -464,11 +563,15 @@ def fold_fpr(
     extra: tuple[ArrayLike, ArrayLike] | None = None,
     seed: int = 0,
     per_patient: bool = False,
+    cohort_patients: int | None = None,
 ) -> dict[str, Any]:
     """False-positive rate on unseen patients, fold by fold (leave-patients-out).
 
     For each fold, ``threshold_high`` is fitted by :func:`fit_calibration`'s rule on the
     normal scores of the other folds (and ``extra``), then applied to the fold's normals.
+    The rule's new cohorts have ``cohort_patients`` patients: by default the patients of
+    a fold (:func:`fold_patients`), the cohorts these folds are; each fold's windows (and
+    ``extra``'s) count as one scorer, since different fitted views scored them.
 
     Parameters
     ----------
@@ -479,13 +582,15 @@ def fold_fpr(
     extra : (scores, groups), optional
         Further normal windows (validation patients) always in the threshold pool.
     seed : int, default 0
-        Seed of the patient bootstrap.
+        Seed of the cohort draws.
+    cohort_patients : int, optional
+        As in :func:`fit_calibration`; default: the patients of a fold.
 
     Returns
     -------
     dict
-        ``fpr`` per fold, ``exceeded`` (folds above the target), ``folds`` and
-        ``share_within_target``.
+        ``fpr`` per fold, ``exceeded`` (folds above the target), ``folds``,
+        ``share_within_target``, ``target_fpr`` and ``cohort_patients``.
     """
     values = _scores("scores", scores)
     folds, keys = np.asarray(fold), np.asarray(groups)
@@ -497,11 +602,14 @@ def fold_fpr(
             np.asarray(extra[1]),
         )
     )
+    if cohort_patients is None:
+        cohort_patients = fold_patients(folds, keys)
     rates = []
     for k in np.unique(folds):
         held = folds == k
         pool = np.concatenate([values[~held], more])
         pool_keys = np.concatenate([keys[~held].astype(str), more_keys.astype(str)])
+        pool_scorer = np.concatenate([folds[~held].astype(str), np.full(more.size, "extra")])
         threshold = fit_calibration(
             pool,
             val_normal_scores=pool,
@@ -510,6 +618,8 @@ def fold_fpr(
             fpr_confidence=fpr_confidence,
             seed=seed,
             per_patient=per_patient,
+            cohort_patients=cohort_patients,
+            val_normal_scorer=pool_scorer,
         ).threshold_high
         rates.append(float(np.mean(values[held] > threshold)))
     exceeded = int(sum(rate > target_fpr for rate in rates))
@@ -519,4 +629,12 @@ def fold_fpr(
         "exceeded": exceeded,
         "share_within_target": 1.0 - exceeded / len(rates),
         "target_fpr": target_fpr,
+        "cohort_patients": cohort_patients,
     }
+
+
+def fold_patients(fold: ArrayLike, groups: ArrayLike) -> int:
+    """Mean number of patients (``groups``) per fold, rounded, at least 1."""
+    folds, keys = np.asarray(fold), np.asarray(groups)
+    per_fold = [np.unique(keys[folds == k]).size for k in np.unique(folds)]
+    return max(1, round(float(np.mean(per_fold))))
