@@ -1,9 +1,9 @@
 """MonitorStore: typed access to the monitoring database (what the routes and the web view read).
 
 Reads (:meth:`MonitorStore.ward`, :meth:`~MonitorStore.timeline`, …) return frozen
-dataclasses, never ORM rows. Writes of one patient's stream happen in a
-:class:`PatientTransaction` (:meth:`MonitorStore.patient_transaction`): it locks the
-patient's state row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction
+dataclasses, never ORM rows. Writes of patients' streams happen in a
+:class:`WriteTransaction` (:meth:`MonitorStore.transaction`), one :class:`PatientTransaction`
+per patient: it locks the patient's state row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction
 takes the write lock with ``BEGIN IMMEDIATE``), so any number of workers sharing the
 database see one order of appends per patient, and everything it writes is committed
 together or not at all. Every method turns database failures into
@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, Select, case, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.errors import VitalSentryError
 from vitalsentry.monitor import db
 from vitalsentry.monitor.db import (
@@ -223,7 +221,7 @@ class PatientTransaction:
         if readings:
             pid = self.state.patient_id
             self.session.execute(
-                insert(ReadingRow),
+                insert(ReadingRow.metadata.tables[ReadingRow.__tablename__]),  # Core: no ORM bulk
                 [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
             )
 
@@ -269,11 +267,15 @@ class PatientTransaction:
         )
         return {c: None if v is None else float(v) for c, v in found.items()}
 
-    def frame(self, lo_us: int, channels: Sequence[str]) -> pd.DataFrame:
-        """Return the readings of ``channels`` from ``lo_us`` on as a readings frame.
+    def series(self, lo_us: int, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return the readings of ``channels`` from ``lo_us`` on, one row per distinct time.
 
-        The frame has one row per distinct reading time, sorted, and always a row at
-        ``lo_us`` (all missing when nothing was read then), so its grid starts there.
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            (n,) sorted µs times, always starting with ``lo_us`` (all missing when nothing
+            was read then, so a grid of them starts there), and (n, C) values, NaN where
+            a channel was not read.
         """
         rows = self.session.execute(
             select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
@@ -287,9 +289,7 @@ class PatientTransaction:
         times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)
         values[row_of[:-1], [column[r[1]] for r in rows]] = [r[2] for r in rows]
-        return wide_frame(
-            self.state.patient_id, times, pd.DataFrame(values, columns=list(channels))
-        )
+        return times, values
 
     def add_score(self, score: WindowScore) -> WindowScoreRow:
         """Store a scored window."""
@@ -317,8 +317,7 @@ class PatientTransaction:
 
 
 def patient_summary(tx: PatientTransaction) -> PatientSummary:
-    """Return the state of the transaction's patient as it stands (pending writes flushed)."""
-    tx.session.flush()
+    """Return the state of the transaction's patient as it stands."""
     state = tx.state
     score = None if state.score_id is None else tx.session.get(WindowScoreRow, state.score_id)
     alarm = None if state.alarm_id is None else tx.session.get(AlarmEpisodeRow, state.alarm_id)
@@ -336,13 +335,58 @@ def _summary(
     )
 
 
-def wide_frame(patient_id: str, t_us: np.ndarray, values: pd.DataFrame) -> pd.DataFrame:
-    """Build a readings frame (patient, UTC timestamp, channels) from µs times and values."""
-    out = values.reset_index(drop=True)
-    out.insert(0, TIMESTAMP_COLUMN, pd.to_datetime(t_us, unit="us", utc=True))
-    out.insert(0, PATIENT_COLUMN, patient_id)
-    out.columns.name = None
-    return out
+class WriteTransaction:
+    """A write transaction of :meth:`MonitorStore.transaction`: lock patients, set savepoints.
+
+    Parameters
+    ----------
+    session : Session
+        The open session.
+    dialect : str
+        ``"sqlite"`` or ``"postgresql"`` (how a new patient's state row is created).
+    """
+
+    def __init__(self, session: Session, dialect: str) -> None:
+        self.session = session
+        self.dialect = dialect
+
+    def patient(self, patient_id: str) -> PatientTransaction:
+        """Lock (creating it if new) the patient's state row for the rest of the transaction.
+
+        Several workers may append to one database: a transaction that locks several
+        patients locks them in one order (sorted ids), so no two wait on each other.
+        """
+        state = _locked_state(self.session, patient_id)
+        if state is None:  # a new patient (another worker may be creating it too)
+            self.session.execute(self._new_state(patient_id))
+            state = _locked_state(self.session, patient_id)
+        assert state is not None
+        state.updated_s = time.time()
+        return PatientTransaction(self.session, state)
+
+    def discard(self, tx: PatientTransaction) -> None:
+        """Drop the pending changes to a patient's state (its append was refused)."""
+        self.session.expire(tx.state)
+
+    def _new_state(self, patient_id: str) -> Any:
+        """Return the statement that creates a patient's state row unless it exists."""
+        upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return (
+            upsert(PatientStateRow)
+            .values(
+                patient_id=patient_id,
+                next_window=0,
+                sealed={},
+                latest={},
+                on_oxygen=False,
+                consciousness_alert=True,
+                alarm_on=False,
+                alarm_quiet=0,
+                alarm_recent="",
+                updated_s=time.time(),
+            )
+            .on_conflict_do_nothing(index_elements=["patient_id"])
+        )
 
 
 class MonitorStore:
@@ -381,7 +425,11 @@ class MonitorStore:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=db.WAIT_S):
             raise DatabaseUnavailableError("the database is busy: too many writers waiting")
         try:
-            with unavailable(), Session(self._writer) as session, session.begin():
+            with (
+                unavailable(),
+                Session(self._writer, autoflush=False) as session,
+                session.begin(),
+            ):
                 yield session
         finally:
             if self._write_lock is not None:
@@ -397,8 +445,8 @@ class MonitorStore:
             yield session
 
     @contextlib.contextmanager
-    def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
-        """Lock (creating it if new) the patient's state and commit what the block writes.
+    def transaction(self) -> Iterator[WriteTransaction]:
+        """Open a write transaction for one or more patients' streams; commit what it writes.
 
         Raises
         ------
@@ -406,33 +454,13 @@ class MonitorStore:
             The database is unreachable or stayed locked for too long.
         """
         with self._write() as session:
-            state = _locked_state(session, patient_id)
-            if state is None:  # a new patient (another worker may be creating it too)
-                session.execute(self._new_state(patient_id))
-                state = _locked_state(session, patient_id)
-            assert state is not None
-            yield PatientTransaction(session, state)
-            state.updated_s = time.time()
+            yield WriteTransaction(session, self.engine.dialect.name)
 
-    def _new_state(self, patient_id: str) -> Any:
-        """Return the statement that creates a patient's state row unless it exists."""
-        upsert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        return (
-            upsert(PatientStateRow)
-            .values(
-                patient_id=patient_id,
-                next_window=0,
-                sealed={},
-                latest={},
-                on_oxygen=False,
-                consciousness_alert=True,
-                alarm_on=False,
-                alarm_quiet=0,
-                alarm_recent="",
-                updated_s=time.time(),
-            )
-            .on_conflict_do_nothing(index_elements=["patient_id"])
-        )
+    @contextlib.contextmanager
+    def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
+        """Lock (creating it if new) one patient's state and commit what the block writes."""
+        with self.transaction() as tx:
+            yield tx.patient(patient_id)
 
     def ping(self) -> float:
         """Round trip of a trivial query, in seconds."""
@@ -585,10 +613,18 @@ class MonitorStore:
 
 
 def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
-    """Return the patient's state row, locked for this transaction (None if unknown)."""
-    return session.scalars(
-        select(PatientStateRow).where(PatientStateRow.patient_id == patient_id).with_for_update()
+    """Return the patient's state row, locked for this transaction (None if unknown).
+
+    Its latest score and active alarm episode are loaded with it (no query later).
+    """
+    found = session.execute(
+        select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
+        .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
+        .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
+        .where(PatientStateRow.patient_id == patient_id)
+        .with_for_update(of=PatientStateRow)
     ).one_or_none()
+    return None if found is None else found[0]
 
 
 def _rowcount(result: Any) -> int:
