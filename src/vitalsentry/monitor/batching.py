@@ -61,6 +61,12 @@ class GroupCommit(Generic[I, R]):
         self._running = False
         self._changed = threading.Condition()
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch (not counting the running one)."""
+        with self._changed:
+            return len(self._queue)
+
     def submit(self, item: I) -> R:
         """Run ``item`` in a batch and return its result (raise its error).
 
