@@ -244,16 +244,6 @@ class PatientTransaction:
         )
         return None if value is None else int(value)
 
-    def next_times(self, channels: Sequence[str], t_us: int) -> dict[str, int | None]:
-        """Time (µs) of each channel's first reading at or after ``t_us`` (None: no such)."""
-        found = self._per_channel(
-            channels,
-            lambda c: select(func.min(ReadingRow.t_us)).where(
-                *self._of(c), ReadingRow.t_us >= t_us
-            ),
-        )
-        return {c: None if t is None else int(t) for c, t in found.items()}
-
     def values_at(self, channels: Sequence[str], t_us: int) -> dict[str, float | None]:
         """Value of each channel's latest reading at or before ``t_us`` (None: no such)."""
         found = self._per_channel(
@@ -277,13 +267,12 @@ class PatientTransaction:
             was read then, so a grid of them starts there), and (n, C) values, NaN where
             a channel was not read.
         """
-        rows = self.session.execute(
-            select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.channel.in_(list(channels)),
-                ReadingRow.t_us >= lo_us,
-            )
-        ).all()
+        query = select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+            ReadingRow.patient_id == self.state.patient_id,
+            ReadingRow.channel.in_(list(channels)),
+            ReadingRow.t_us >= lo_us,
+        )
+        rows = self.session.connection().execute(query).all()  # Core: a third faster than ORM
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)

@@ -302,7 +302,8 @@ class StreamMonitor:
         """Record an append's scored windows and return its answer."""
         if isinstance(opened, StreamError):
             return opened
-        scored = self._advance(opened.tx, opened.last_k, windows) if opened.todo else []
+        todo = opened.todo
+        scored = self._advance(opened.tx, opened.last_k, todo, windows) if todo else []
         summary = patient_summary(opened.tx)
         return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 
@@ -380,14 +381,22 @@ class StreamMonitor:
         return last_k if last_k >= state.next_window else -1
 
     def _advance(
-        self, tx: PatientTransaction, last_k: int, windows: list[ScoredWindow]
+        self, tx: PatientTransaction, last_k: int, piece: StreamSlice, windows: list[ScoredWindow]
     ) -> list[WindowScore]:
-        """Record the scored windows up to ``last_k`` in time order, step the alarm, seal."""
-        state, channels = tx.state, self.pipeline.channels
+        """Record the scored windows up to ``last_k`` in time order, step the alarm, seal.
+
+        Each channel is sealed up to its first reading at or after the end of window
+        ``last_k`` (the slice holds every reading since its start).
+        """
+        state = tx.state
         assert state.origin_us is not None
         scored = [self._record(tx, w) for w in windows if state.next_window <= w.k <= last_k]
         end_us = state.origin_us + last_k * self.stride_us + self.span_us
-        state.sealed = {c: t or end_us for c, t in tx.next_times(channels, end_us).items()}
+        later = piece.t_us >= end_us
+        state.sealed = {
+            c: int(piece.t_us[later & ~np.isnan(piece.values[:, j])].min(initial=end_us))
+            for j, c in enumerate(self.pipeline.channels)
+        }
         state.next_window = last_k + 1
         return scored
 
