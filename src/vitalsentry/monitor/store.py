@@ -200,15 +200,19 @@ class PatientTransaction:
     state : PatientStateRow
         The locked state row (created on the patient's first append); changes to it are
         written at commit.
+    core : Connection
+        The session's connection: Core statements run on it, past the ORM's layers (a
+        third faster).
     """
 
     def __init__(self, session: Session, state: PatientStateRow) -> None:
         self.session = session
         self.state = state
+        self.core = session.connection()
 
     def stored(self, lo_us: int, hi_us: int) -> dict[ReadingKey, float]:
         """Return the stored readings with ``lo_us ≤ t_us ≤ hi_us``: ``{(channel, t_us): value}``."""
-        rows = self.session.execute(
+        rows = self.core.execute(
             select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
                 ReadingRow.patient_id == self.state.patient_id,
                 ReadingRow.t_us.between(lo_us, hi_us),
@@ -220,7 +224,7 @@ class PatientTransaction:
         """Insert new readings ``(channel, t_us, value)`` (keys not stored yet)."""
         if readings:
             pid = self.state.patient_id
-            self.session.execute(
+            self.core.execute(
                 insert(ReadingRow.metadata.tables[ReadingRow.__tablename__]),  # Core: no ORM bulk
                 [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
             )
@@ -231,7 +235,7 @@ class PatientTransaction:
         """Run ``query(channel)`` for each channel in one round trip (scalar subqueries)."""
         if not channels:
             return {}
-        row = self.session.execute(select(*(query(c).scalar_subquery() for c in channels))).one()
+        row = self.core.execute(select(*(query(c).scalar_subquery() for c in channels))).one()
         return dict(zip(channels, row, strict=True))
 
     def _of(self, channel: str) -> tuple[Any, Any]:
@@ -239,7 +243,7 @@ class PatientTransaction:
 
     def first_time(self) -> int | None:
         """Oldest stored reading time (µs) of the patient, any channel."""
-        value = self.session.scalar(
+        value = self.core.scalar(
             select(func.min(ReadingRow.t_us)).where(ReadingRow.patient_id == self.state.patient_id)
         )
         return None if value is None else int(value)
@@ -272,7 +276,7 @@ class PatientTransaction:
             ReadingRow.channel.in_(list(channels)),
             ReadingRow.t_us >= lo_us,
         )
-        rows = self.session.connection().execute(query).all()  # Core: a third faster than ORM
+        rows = self.core.execute(query).all()
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)
@@ -280,14 +284,15 @@ class PatientTransaction:
         values[row_of[:-1], [column[r[1]] for r in rows]] = [r[2] for r in rows]
         return times, values
 
-    def add_score(self, score: WindowScore) -> WindowScoreRow:
-        """Store a scored window."""
-        row = WindowScoreRow(
-            patient_id=self.state.patient_id, scored_at_s=time.time(), **score.__dict__
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
+    def add_score(self, score: WindowScore) -> int:
+        """Store a scored window; return its id."""
+        table = WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__]
+        values = {"patient_id": self.state.patient_id, "scored_at_s": time.time()}
+        key = self.core.execute(
+            insert(table).values(**values, **score.__dict__)
+        ).inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
     def alarm(self, alarm_id: int) -> AlarmEpisodeRow:
         """Return the patient's alarm episode of this id."""
@@ -305,21 +310,26 @@ class PatientTransaction:
         return row
 
 
-def patient_summary(tx: PatientTransaction) -> PatientSummary:
-    """Return the state of the transaction's patient as it stands."""
-    state = tx.state
-    score = None if state.score_id is None else tx.session.get(WindowScoreRow, state.score_id)
-    alarm = None if state.alarm_id is None else tx.session.get(AlarmEpisodeRow, state.alarm_id)
-    return _summary(state, score, alarm)
+def patient_summary(tx: PatientTransaction, newest: WindowScore | None = None) -> PatientSummary:
+    """Return the state of the transaction's patient as it stands.
+
+    ``newest``: the window the state points to, when the transaction stored it.
+    """
+    state, session = tx.state, tx.session
+    if newest is None and state.score_id is not None:
+        row = session.get(WindowScoreRow, state.score_id)
+        newest = None if row is None else _score(row)
+    alarm = None if state.alarm_id is None else session.get(AlarmEpisodeRow, state.alarm_id)
+    return _summary(state, newest, alarm)
 
 
 def _summary(
-    state: PatientStateRow, score: WindowScoreRow | None, alarm: AlarmEpisodeRow | None
+    state: PatientStateRow, score: WindowScore | None, alarm: AlarmEpisodeRow | None
 ) -> PatientSummary:
     return PatientSummary(
         patient_id=state.patient_id,
         last_reading_s=None if state.last_reading_us is None else state.last_reading_us / US,
-        latest=None if score is None else _score(score),
+        latest=score,
         alarm=None if alarm is None else _episode(alarm),
     )
 
@@ -482,7 +492,10 @@ class MonitorStore:
         if where is not None:
             query = query.where(where)
         with self._read() as session:
-            return [_summary(state, score, alarm) for state, score, alarm in session.execute(query)]
+            return [
+                _summary(state, None if score is None else _score(score), alarm)
+                for state, score, alarm in session.execute(query)
+            ]
 
     def active_alarms(self) -> int:
         """Count the active alarm episodes."""

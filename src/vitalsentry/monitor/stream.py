@@ -304,7 +304,7 @@ class StreamMonitor:
             return opened
         todo = opened.todo
         scored = self._advance(opened.tx, opened.last_k, todo, windows) if todo else []
-        summary = patient_summary(opened.tx)
+        summary = patient_summary(opened.tx, scored[-1] if scored else None)
         return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 
     def _check_request(self, readings: Sequence[Measurement]) -> list[Measurement]:
@@ -441,7 +441,7 @@ class StreamMonitor:
             alarm_on=after.on,
             model_version=self.pipeline.model_version,
         )
-        state.score_id = tx.add_score(score).id
+        state.score_id = tx.add_score(score)
         self._alarm(tx, before.on, after, score)
         return score
 
