@@ -13,14 +13,15 @@ together or not at all. Every method turns database failures into
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import Engine, Select, case, delete, func, insert, select, text
+from sqlalchemy import Engine, Select, bindparam, case, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -190,6 +191,48 @@ def _score(row: WindowScoreRow) -> WindowScore:
     )
 
 
+# The hot statements of an append, built once: building a statement and its cache key
+# costs ten times what SQLite takes to run these (pid, lo, hi, t are bound per call).
+_READINGS = ReadingRow.metadata.tables[ReadingRow.__tablename__]
+_OF_PATIENT = ReadingRow.patient_id == bindparam("pid")
+_STORED = select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
+    _OF_PATIENT, ReadingRow.t_us.between(bindparam("lo"), bindparam("hi"))
+)
+_INSERT_READINGS = insert(_READINGS)
+_FIRST_TIME = select(func.min(ReadingRow.t_us)).where(_OF_PATIENT)
+_LOCK_STATE = (
+    select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
+    .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
+    .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
+    .where(PatientStateRow.patient_id == bindparam("pid"))
+    .with_for_update(of=PatientStateRow)
+)
+_INSERT_SCORE = insert(WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__])
+
+
+@functools.cache
+def _values_at(channels: tuple[str, ...]) -> Select[Any]:
+    """Return the statement of each channel's latest value at or before ``t`` (one row)."""
+    return select(
+        *(
+            select(ReadingRow.value)
+            .where(_OF_PATIENT, ReadingRow.channel == c, ReadingRow.t_us <= bindparam("t"))
+            .order_by(ReadingRow.t_us.desc())
+            .limit(1)
+            .scalar_subquery()
+            for c in channels
+        )
+    )
+
+
+@functools.cache
+def _series(channels: tuple[str, ...]) -> Select[int, str, float]:
+    """Return the statement that reads the readings of ``channels`` from ``lo`` on."""
+    return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+        _OF_PATIENT, ReadingRow.channel.in_(channels), ReadingRow.t_us >= bindparam("lo")
+    )
+
+
 class PatientTransaction:
     """One patient's write transaction, its state row locked (see the module docstring).
 
@@ -212,12 +255,7 @@ class PatientTransaction:
 
     def stored(self, lo_us: int, hi_us: int) -> dict[ReadingKey, float]:
         """Return the stored readings with ``lo_us ≤ t_us ≤ hi_us``: ``{(channel, t_us): value}``."""
-        rows = self.core.execute(
-            select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.t_us.between(lo_us, hi_us),
-            )
-        )
+        rows = self.core.execute(_STORED, {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us})
         return {(channel, t_us): value for channel, t_us, value in rows}
 
     def insert(self, readings: Sequence[tuple[str, int, float]]) -> None:
@@ -225,41 +263,20 @@ class PatientTransaction:
         if readings:
             pid = self.state.patient_id
             self.core.execute(
-                insert(ReadingRow.metadata.tables[ReadingRow.__tablename__]),  # Core: no ORM bulk
+                _INSERT_READINGS,
                 [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
             )
 
-    def _per_channel(
-        self, channels: Sequence[str], query: Callable[[str], Select[Any]]
-    ) -> dict[str, Any]:
-        """Run ``query(channel)`` for each channel in one round trip (scalar subqueries)."""
-        if not channels:
-            return {}
-        row = self.core.execute(select(*(query(c).scalar_subquery() for c in channels))).one()
-        return dict(zip(channels, row, strict=True))
-
-    def _of(self, channel: str) -> tuple[Any, Any]:
-        return ReadingRow.patient_id == self.state.patient_id, ReadingRow.channel == channel
-
     def first_time(self) -> int | None:
         """Oldest stored reading time (µs) of the patient, any channel."""
-        value = self.core.scalar(
-            select(func.min(ReadingRow.t_us)).where(ReadingRow.patient_id == self.state.patient_id)
-        )
+        value = self.core.scalar(_FIRST_TIME, {"pid": self.state.patient_id})
         return None if value is None else int(value)
 
     def values_at(self, channels: Sequence[str], t_us: int) -> dict[str, float | None]:
         """Value of each channel's latest reading at or before ``t_us`` (None: no such)."""
-        found = self._per_channel(
-            channels,
-            lambda c: (
-                select(ReadingRow.value)
-                .where(*self._of(c), ReadingRow.t_us <= t_us)
-                .order_by(ReadingRow.t_us.desc())
-                .limit(1)
-            ),
-        )
-        return {c: None if v is None else float(v) for c, v in found.items()}
+        query = _values_at(tuple(channels))
+        row = self.core.execute(query, {"pid": self.state.patient_id, "t": t_us}).one()
+        return {c: None if v is None else float(v) for c, v in zip(channels, row, strict=True)}
 
     def series(self, lo_us: int, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return the readings of ``channels`` from ``lo_us`` on, one row per distinct time.
@@ -271,12 +288,8 @@ class PatientTransaction:
             was read then, so a grid of them starts there), and (n, C) values, NaN where
             a channel was not read.
         """
-        query = select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
-            ReadingRow.patient_id == self.state.patient_id,
-            ReadingRow.channel.in_(list(channels)),
-            ReadingRow.t_us >= lo_us,
-        )
-        rows = self.core.execute(query).all()
+        query = _series(tuple(channels))
+        rows = self.core.execute(query, {"pid": self.state.patient_id, "lo": lo_us}).all()
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         times, row_of = np.unique(np.append(t_us, lo_us), return_inverse=True)
@@ -286,11 +299,8 @@ class PatientTransaction:
 
     def add_score(self, score: WindowScore) -> int:
         """Store a scored window; return its id."""
-        table = WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__]
         values = {"patient_id": self.state.patient_id, "scored_at_s": time.time()}
-        key = self.core.execute(
-            insert(table).values(**values, **score.__dict__)
-        ).inserted_primary_key
+        key = self.core.execute(_INSERT_SCORE, values | score.__dict__).inserted_primary_key
         assert key is not None
         return int(key[0])
 
@@ -619,13 +629,7 @@ def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
 
     Its latest score and active alarm episode are loaded with it (no query later).
     """
-    found = session.execute(
-        select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
-        .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
-        .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
-        .where(PatientStateRow.patient_id == patient_id)
-        .with_for_update(of=PatientStateRow)
-    ).one_or_none()
+    found = session.execute(_LOCK_STATE, {"pid": patient_id}).one_or_none()
     return None if found is None else found[0]
 
 
