@@ -2,12 +2,12 @@
 
 Reads (:meth:`MonitorStore.ward`, :meth:`~MonitorStore.timeline`, …) return frozen
 dataclasses, never ORM rows. Writes of patients' streams happen in a
-:class:`WriteTransaction` (:meth:`MonitorStore.transaction`), one :class:`PatientTransaction`
-per patient: it locks the patient's state row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction
-takes the write lock with ``BEGIN IMMEDIATE``), so any number of workers sharing the
-database see one order of appends per patient, and everything it writes is committed
-together or not at all. Every method turns database failures into
-:class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
+:class:`WriteTransaction` (:meth:`MonitorStore.transaction`), through one
+:class:`PatientTransaction` per patient: it locks the patient's state row (``SELECT …
+FOR UPDATE`` on PostgreSQL; on SQLite the transaction takes the write lock with ``BEGIN
+IMMEDIATE``), so any number of workers sharing the database see one order of appends per
+patient, and everything the transaction writes is committed together or not at all. Every
+method turns database failures into :class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
 """
 
 from __future__ import annotations
@@ -345,7 +345,7 @@ def _summary(
 
 
 class WriteTransaction:
-    """A write transaction of :meth:`MonitorStore.transaction`: lock patients, set savepoints.
+    """A write transaction of :meth:`MonitorStore.transaction`: lock patients, drop refused changes.
 
     Parameters
     ----------

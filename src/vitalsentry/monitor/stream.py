@@ -6,10 +6,11 @@ reading (``origin``, any channel) and window ``k`` covers ``origin + k·stride·
 ``+ (length - 1)·step``. Window ``k`` is *decided* once every model channel has a
 reading at or after its end: later readings can no longer change its values, except a
 reading inside it or between its end and a channel's next reading, which is refused
-(:class:`StreamConflictError`). Decided windows are cut and scored by ``score_frame``
-itself, on the stored readings from a whole number of strides before the first
-undecided window (enough for interpolation across a gap of ``max_gap_s``), so streaming
-and offline scoring share one window-cutting and scoring path. The alarm policy of the
+(:class:`StreamConflictError`). Decided windows are cut from the stored readings from a
+whole number of strides before the first undecided window (enough for interpolation
+across a gap of ``max_gap_s``) with the functions ``score_frame`` grids and cuts with
+(:func:`score_slices`), and scored by ``score_windows``, so streaming and offline
+scoring share one window-cutting and scoring path. The alarm policy of the
 bundle (:class:`~vitalsentry.risk.alarms.AlarmState`) then steps once per scored window
 in time order, as :func:`~vitalsentry.risk.alarms.apply_alarm_policy` does offline.
 
