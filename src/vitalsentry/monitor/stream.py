@@ -512,7 +512,7 @@ def score_slices(
 
 def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid | None:
     """Grid a slice as ``score_frame`` grids a frame's patient (None: nothing to grid)."""
-    times = pd.DatetimeIndex(pd.to_datetime(piece.t_us, unit="us", utc=True))
+    times = pd.DatetimeIndex(piece.t_us.astype("datetime64[us]"))  # naive = UTC, 3× cheaper
     try:
         return grid_series(
             epoch_seconds(times),
