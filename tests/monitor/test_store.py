@@ -34,9 +34,7 @@ def score(start_s: float, risk: float, level: str = "low") -> WindowScore:
 def add_patient(store: MonitorStore, pid: str, risk: float, alarm: bool = False) -> None:
     with store.patient_transaction(pid) as tx:
         tx.insert([("heart_rate", T0 + k * US, 70.0 + k % 7) for k in range(100)])
-        row = tx.add_score(score(T0 / US, risk))
-        tx.session.flush()
-        tx.state.score_id = row.id
+        tx.state.score_id = tx.add_score(score(T0 / US, risk))
         tx.state.last_reading_us = T0 + 99 * US
         if alarm:
             tx.state.alarm_id = tx.open_alarm(T0 / US + 63, risk).id

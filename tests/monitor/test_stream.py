@@ -1,9 +1,10 @@
-"""StreamMonitor on its own: slices bounded across long gaps, and still equal to offline scoring."""
-
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,19 +14,116 @@ import pandas as pd
 import pytest
 
 from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
+from vitalsentry.monitor import stream
 from vitalsentry.monitor.store import US, MonitorStore
-from vitalsentry.monitor.stream import Measurement, StreamConfig, StreamMonitor
+from vitalsentry.monitor.stream import (
+    Measurement,
+    StreamConfig,
+    StreamConflictError,
+    StreamMonitor,
+    StreamSlice,
+)
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.risk.multiview import ViewInputs, ViewSettings
 
-_spec = importlib.util.spec_from_file_location(  # no conftest here: it would shadow serve's
-    "serve_fixtures", Path(__file__).parents[1] / "serve" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-serve_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(serve_fixtures)
-bundle_dir = serve_fixtures.bundle_dir  # the service tests' untrained bundle
-pipeline = serve_fixtures.pipeline
+T0 = 1_714_550_400  # 2024-05-01T08:00:00Z
+PATIENTS, APPENDS, SECONDS = 6, 5, 40  # window 64 s, stride 32 s: most appends complete one
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> VitalRiskPipeline:
+    """The service tests' bundle (tests/serve/conftest.py builds it without training)."""
+    spec = importlib.util.spec_from_file_location(
+        "serve_fixtures", Path(__file__).parents[1] / "serve" / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    return VitalRiskPipeline.from_bundle(fixtures.build_bundle(tmp_path_factory.mktemp("bundle")))
+
+
+def chunk(patient: int, k: int) -> list[Measurement]:
+    """Append ``k`` of a patient: 1 Hz heart rate and SpO2 every 10 s, drifting up for patient 0."""
+    rng = np.random.default_rng(patient * 100 + k)
+    out = []
+    for s in range(k * SECONDS, (k + 1) * SECONDS):
+        t_us = (T0 + s) * US
+        drift = 0.4 * s if patient == 0 else 0.0
+        out.append(Measurement("heart_rate", t_us, round(72 + drift + rng.normal(0, 3), 1), (), ()))
+        if s % 10 == 0:
+            out.append(Measurement("spo2", t_us, round(min(100, 97 + rng.normal(0, 1)), 1), (), ()))
+    return out
+
+
+def history(store: MonitorStore, patient: str) -> tuple[list[tuple[Any, ...]], list[float]]:
+    """Windows, levels, alarm states and episodes; and the risks (batched calls round apart)."""
+    found = store.timeline(patient, 0, 4e9)
+    exact = [(s.start_s, s.end_s, s.level, s.alarm_on) for s in found.scores] + [
+        (a.started_s, a.last_on_s, a.cleared_s) for a in found.alarms
+    ]
+    return exact, [s.risk for s in found.scores]
+
+
+def test_concurrent_appends_are_batched_and_score_as_appends_one_by_one(
+    pipeline: VitalRiskPipeline, store: MonitorStore
+) -> None:
+    calls: list[int] = []
+    held = threading.Event()
+
+    def run_model(fn: Callable[[VitalRiskPipeline], Any]) -> Any:
+        if not calls:  # hold the first batch until every other patient's append waits
+            held.set()
+            deadline = time.monotonic() + 10
+            while monitor._batches.queued < PATIENTS - 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        found = fn(pipeline)
+        calls.append(len(found))
+        return found
+
+    monitor = StreamMonitor(store, pipeline, run_model=run_model)
+    for p in range(PATIENTS):  # one by one
+        for k in range(APPENDS):
+            monitor.append(f"one-{p}", chunk(p, k))
+    calls.clear()
+    for p in range(PATIENTS):
+        monitor.append(f"many-{p}", chunk(p, 0))  # no window yet: nothing to hold
+    with ThreadPoolExecutor(PATIENTS) as pool:
+        first = pool.submit(monitor.append, "many-0", chunk(0, 1))
+        assert held.wait(10)
+        rest = [
+            pool.submit(
+                lambda p: [monitor.append(f"many-{p}", chunk(p, k)) for k in (1, 2, 3, 4)], p
+            )
+            for p in range(1, PATIENTS)
+        ]
+        first.result()
+        for k in (2, 3, 4):
+            monitor.append("many-0", chunk(0, k))
+        assert all(f.exception() is None for f in rest)
+    assert max(calls) >= PATIENTS - 1  # the appends queued behind the first batch: one call
+    for p in range(PATIENTS):
+        (expected, risks), (found, found_risks) = (
+            history(store, f"{how}-{p}") for how in ("one", "many")
+        )
+        assert len(risks) >= APPENDS - 1 and found == expected
+        assert np.allclose(found_risks, risks, rtol=0, atol=1e-6)
+
+
+def test_a_refused_append_in_a_batch_writes_nothing_and_others_commit(
+    pipeline: VitalRiskPipeline, store: MonitorStore
+) -> None:
+    monitor = StreamMonitor(store, pipeline)
+    for k in range(3):
+        monitor.append("a", chunk(1, k))
+    before = history(store, "a")
+    stale = chunk(1, 0)[:1]
+    changed = [Measurement(m.channel, m.t_us, m.value + 1, ("readings", 0), ()) for m in stale]
+    with pytest.raises(StreamConflictError, match="differs from the stored"):
+        monitor.append("a", changed)
+    assert history(store, "a") == before
+    result = monitor.append("a", chunk(1, 3))
+    assert result.accepted == len(chunk(1, 3)) and history(store, "a") != before
+
 
 T1971 = 36_633_600  # 1971-03-01T00:00:00Z
 STRIDE_S = 32  # the test bundle: 64-step windows of 1 s, stride 32
@@ -56,17 +154,18 @@ def measurements(frame: pd.DataFrame) -> list[Measurement]:
 
 
 @pytest.fixture
-def slices(pipeline: VitalRiskPipeline, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Seconds spanned by each frame the pipeline scores (its grid has that many steps + 1)."""
+def slices(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Seconds spanned by each slice the stream scores (its grid has that many steps + 1)."""
     spans: list[float] = []
-    score_frame: Callable[..., pd.DataFrame] = pipeline.score_frame
+    score_slices = stream.score_slices
 
-    def spy(frame: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
-        times = frame[TIMESTAMP_COLUMN]
-        spans.append((times.max() - times.min()).total_seconds())
-        return score_frame(frame, **kwargs)
+    def spy(
+        pipe: VitalRiskPipeline, pieces: Sequence[StreamSlice], mc_passes: int
+    ) -> list[list[stream.ScoredWindow]]:
+        spans.extend(float(p.t_us.max() - p.t_us.min()) / US for p in pieces)
+        return score_slices(pipe, pieces, mc_passes)
 
-    monkeypatch.setattr(pipeline, "score_frame", spy)
+    monkeypatch.setattr(stream, "score_slices", spy)
     return spans
 
 

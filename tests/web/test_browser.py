@@ -242,6 +242,43 @@ def test_a_new_alarm_appears_without_reload(site: Site, record_property: Any) ->
     assert _ward_order(d) == [p["patient_id"] for p in site.get("/v1/patients")["patients"]]
 
 
+def test_a_patient_page_follows_new_scores_without_reload(site: Site, record_property: Any) -> None:
+    """Stream a simulated patient; its open page shows each new score and its charts follow."""
+    d = site.driver
+    frame, _ = simulate_cohort(
+        SimulationConfig(
+            patients=1, hours=0.5, seed=5, start=_iso(T0 + COHORT_WINDOWS * WINDOW_S - 1800)
+        )
+    )
+    frame = frame.drop(columns=["label", "age", "sex", "bmi"]).assign(patient_id="followed")
+    batches = iter(arrival_batches(frame, 60.0))
+
+    def append_until_scored() -> float:
+        for batch in batches:
+            answer = site.api.post(
+                f"/v1/patients/{batch.patient_id}/readings",
+                json={"readings": batch.readings},
+                headers={"X-API-Key": site.score_key},
+            )
+            assert answer.status_code == 200, answer.text
+            if answer.json()["windows_scored"]:
+                return time.time()
+        raise AssertionError("the stream ended without a scored window")
+
+    append_until_scored()
+    d.get(site.url + "/patients/followed")
+    wait_for(d, "window.vitalsentryPatient && window.vitalsentryPatient.loads >= 1")
+    d.execute_script("window.notReloaded = true;")
+    shown = "document.querySelector('#patient-live time').getAttribute('datetime')"
+    before = d.execute_script(f"return {shown};")
+    appended = append_until_scored()
+    wait_for(d, f"{shown} !== {before!r} && window.vitalsentryPatient.loads >= 2")
+    assert d.execute_script("return window.notReloaded === true;")
+    delay = d.execute_script("return window.vitalsentryPatient.lastChange;") / 1000 - appended
+    site.metrics["patient_live_update_delay_s"] = round(delay, 3)
+    record_property("patient_live_update_delay_s", delay)
+
+
 @pytest.mark.parametrize("width,height", [(1366, 768), (768, 1024)])
 def test_accessible_and_fits_the_screen(site: Site, width: int, height: int) -> None:
     d = site.driver

@@ -26,6 +26,7 @@ def test_pages_need_a_session(make_web_client, store: MonitorStore, database_url
     assert client.get("/").headers["location"].endswith("/login")
     assert client.get("/patients/p1").headers["location"].endswith("/login")
     assert client.get("/ward/rows").status_code == 401
+    assert client.get("/patients/p1/live").status_code == 401
     data = client.get("/patients/p1/data", params={"start": T0, "end": T0 + 60})
     assert data.status_code == 401
     assert "p1" not in client.get("/login").text
@@ -77,6 +78,28 @@ def test_acknowledging_an_alarm_records_the_key(
 
 def test_unknown_patient_is_404(web_client: TestClient) -> None:
     assert web_client.get("/patients/nobody").status_code == 404
+    assert web_client.get("/patients/nobody/live").status_code == 404
+
+
+def test_the_patient_page_polls_its_state_and_alarms_revalidated_by_etag(
+    web_client: TestClient, store: MonitorStore
+) -> None:
+    seed_patient(store, "p1", [0.5, 0.8, 0.9], alarm_from=1)
+    page = web_client.get("/patients/p1")
+    live = web_client.get("/patients/p1/live")
+    assert live.status_code == 200 and live.headers["cache-control"] == "private, no-cache"
+    assert 'id="patient-live"' in page.text and live.text.strip() in page.text
+    etag = live.headers["etag"]
+    assert web_client.get("/patients/p1/live", headers={"If-None-Match": etag}).status_code == 304
+    alarm_id = re.search(r'action="[^"]*/alarms/(\d+)/ack"', live.text).group(1)
+    web_client.post(f"/alarms/{alarm_id}/ack", data={"csrf_token": _csrf(page.text)})
+    acked = web_client.get("/patients/p1/live", headers={"If-None-Match": etag})
+    assert acked.status_code == 200 and "by key <code>" in acked.text
+    seed_patient(store, "p1", [0.2], start=T0 + 3 * 64)  # one more window: a newer reading
+    later = web_client.get("/patients/p1/live", headers={"If-None-Match": acked.headers["etag"]})
+    assert later.status_code == 200
+    last = [float(m) for m in re.findall(r'data-last="([^"]+)"', live.text + later.text)]
+    assert last[1] > last[0]
 
 
 def test_a_day_of_1hz_heart_rate_is_sent_as_min_max_per_column(
@@ -139,10 +162,11 @@ def test_no_patient_id_reaches_a_client_without_a_session(
         client.get(f"/patients/{SECRET_ID}/data", params={"start": T0, "end": T0 + 60}),
         client.get(f"/patients/{SECRET_ID}?x=1"),
         client.get("/ward/rows"),
+        client.get(f"/patients/{SECRET_ID}/live"),
         client.post("/alarms/1/ack", data={"csrf_token": "x", "patient_id": SECRET_ID}),
         client.get("/login"),
     ]
-    assert [a.status_code for a in answers] == [303, 303, 401, 422, 401, 303, 200]
+    assert [a.status_code for a in answers] == [303, 303, 401, 422, 401, 401, 303, 200]
     assert not any(SECRET_ID in a.text + a.headers.get("location", "") for a in answers)
 
 

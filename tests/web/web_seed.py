@@ -44,7 +44,7 @@ def seed_patient(
     with store.patient_transaction(patient_id) as tx:
         tx.insert(readings)
         for k, risk in enumerate(risks):
-            row = tx.add_score(
+            score_id = tx.add_score(
                 WindowScore(
                     start_s=start + k * WINDOW_S,
                     end_s=start + (k + 1) * WINDOW_S,
@@ -61,8 +61,7 @@ def seed_patient(
                     model_version="test",
                 )
             )
-        tx.session.flush()
-        tx.state.score_id = row.id
+        tx.state.score_id = score_id
         tx.state.last_reading_us = int(hr_times[-1] * US)
         if alarm_from is not None:
             tx.state.alarm_id = tx.open_alarm(start + (alarm_from + 1) * WINDOW_S, max(risks)).id

@@ -1,31 +1,30 @@
 """MonitorStore: typed access to the monitoring database (what the routes and the web view read).
 
 Reads (:meth:`MonitorStore.ward`, :meth:`~MonitorStore.timeline`, …) return frozen
-dataclasses, never ORM rows. Writes of one patient's stream happen in a
-:class:`PatientTransaction` (:meth:`MonitorStore.patient_transaction`): it locks the
-patient's state row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction
-takes the write lock with ``BEGIN IMMEDIATE``), so any number of workers sharing the
-database see one order of appends per patient, and everything it writes is committed
-together or not at all. Every method turns database failures into
-:class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
+dataclasses, never ORM rows. Writes of patients' streams happen in a
+:class:`WriteTransaction` (:meth:`MonitorStore.transaction`), through one
+:class:`PatientTransaction` per patient: it locks the patient's state row (``SELECT …
+FOR UPDATE`` on PostgreSQL; on SQLite the transaction takes the write lock with ``BEGIN
+IMMEDIATE``), so any number of workers sharing the database see one order of appends per
+patient, and everything the transaction writes is committed together or not at all. Every
+method turns database failures into :class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
-from sqlalchemy import Engine, Select, case, delete, func, insert, select, text
+from sqlalchemy import Engine, Select, bindparam, case, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.errors import VitalSentryError
 from vitalsentry.monitor import db
 from vitalsentry.monitor.db import (
@@ -192,6 +191,68 @@ def _score(row: WindowScoreRow) -> WindowScore:
     )
 
 
+# The hot statements of an append, built once: building a statement and its cache key
+# costs ten times what SQLite takes to run these (pid, lo, hi, t are bound per call).
+_READINGS = ReadingRow.metadata.tables[ReadingRow.__tablename__]
+_OF_PATIENT = ReadingRow.patient_id == bindparam("pid")
+_STORED = select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
+    _OF_PATIENT, ReadingRow.t_us.between(bindparam("lo"), bindparam("hi"))
+)
+_INSERT_READINGS = insert(_READINGS)
+_FIRST_TIME = select(func.min(ReadingRow.t_us)).where(_OF_PATIENT)
+_LOCK_STATE = (
+    select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
+    .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
+    .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
+    .where(PatientStateRow.patient_id == bindparam("pid"))
+    .with_for_update(of=PatientStateRow)
+)
+_INSERT_SCORE = insert(WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__])
+
+
+@functools.cache
+def _values_at(channels: tuple[str, ...]) -> Select[Any]:
+    """Return the statement of each channel's latest value at or before ``t`` (one row)."""
+    return select(
+        *(
+            select(ReadingRow.value)
+            .where(_OF_PATIENT, ReadingRow.channel == c, ReadingRow.t_us <= bindparam("t"))
+            .order_by(ReadingRow.t_us.desc())
+            .limit(1)
+            .scalar_subquery()
+            for c in channels
+        )
+    )
+
+
+@functools.cache
+def _times_near(channels: tuple[str, ...], before: bool) -> Select[Any]:
+    """Return the statement of each channel's reading time nearest ``t`` (one row).
+
+    ``before``: the latest at or before ``t``; otherwise the earliest at or after it.
+    """
+    near = (
+        func.max(ReadingRow.t_us) if before else func.min(ReadingRow.t_us),
+        ReadingRow.t_us <= bindparam("t") if before else ReadingRow.t_us >= bindparam("t"),
+    )
+    return select(
+        *(
+            select(near[0]).where(_OF_PATIENT, ReadingRow.channel == c, near[1]).scalar_subquery()
+            for c in channels
+        )
+    )
+
+
+@functools.cache
+def _series(channels: tuple[str, ...]) -> Select[int, str, float]:
+    """Return the statement that reads the readings of ``channels`` from ``lo`` to ``hi``."""
+    return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+        _OF_PATIENT,
+        ReadingRow.channel.in_(channels),
+        ReadingRow.t_us.between(bindparam("lo"), bindparam("hi")),
+    )
+
+
 class PatientTransaction:
     """One patient's write transaction, its state row locked (see the module docstring).
 
@@ -202,114 +263,80 @@ class PatientTransaction:
     state : PatientStateRow
         The locked state row (created on the patient's first append); changes to it are
         written at commit.
+    core : Connection
+        The session's connection: Core statements run on it, past the ORM's layers (a
+        third faster).
     """
 
     def __init__(self, session: Session, state: PatientStateRow) -> None:
         self.session = session
         self.state = state
+        self.core = session.connection()
 
     def stored(self, lo_us: int, hi_us: int) -> dict[ReadingKey, float]:
         """Return the stored readings with ``lo_us ≤ t_us ≤ hi_us``: ``{(channel, t_us): value}``."""
-        rows = self.session.execute(
-            select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.t_us.between(lo_us, hi_us),
-            )
-        )
+        rows = self.core.execute(_STORED, {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us})
         return {(channel, t_us): value for channel, t_us, value in rows}
 
     def insert(self, readings: Sequence[tuple[str, int, float]]) -> None:
         """Insert new readings ``(channel, t_us, value)`` (keys not stored yet)."""
         if readings:
             pid = self.state.patient_id
-            self.session.execute(
-                insert(ReadingRow),
+            self.core.execute(
+                _INSERT_READINGS,
                 [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
             )
 
-    def _per_channel(
-        self, channels: Sequence[str], query: Callable[[str], Select[Any]]
-    ) -> dict[str, Any]:
-        """Run ``query(channel)`` for each channel in one round trip (scalar subqueries)."""
-        if not channels:
-            return {}
-        row = self.session.execute(select(*(query(c).scalar_subquery() for c in channels))).one()
-        return dict(zip(channels, row, strict=True))
-
-    def _of(self, channel: str) -> tuple[Any, Any]:
-        return ReadingRow.patient_id == self.state.patient_id, ReadingRow.channel == channel
-
     def first_time(self) -> int | None:
         """Oldest stored reading time (µs) of the patient, any channel."""
-        value = self.session.scalar(
-            select(func.min(ReadingRow.t_us)).where(ReadingRow.patient_id == self.state.patient_id)
-        )
+        value = self.core.scalar(_FIRST_TIME, {"pid": self.state.patient_id})
         return None if value is None else int(value)
-
-    def next_times(self, channels: Sequence[str], t_us: int) -> dict[str, int | None]:
-        """Time (µs) of each channel's first reading at or after ``t_us`` (None: no such)."""
-        found = self._per_channel(
-            channels,
-            lambda c: select(func.min(ReadingRow.t_us)).where(
-                *self._of(c), ReadingRow.t_us >= t_us
-            ),
-        )
-        return {c: None if t is None else int(t) for c, t in found.items()}
-
-    def last_times(self, channels: Sequence[str], t_us: int) -> dict[str, int | None]:
-        """Time (µs) of each channel's latest reading at or before ``t_us`` (None: no such)."""
-        found = self._per_channel(
-            channels,
-            lambda c: select(func.max(ReadingRow.t_us)).where(
-                *self._of(c), ReadingRow.t_us <= t_us
-            ),
-        )
-        return {c: None if t is None else int(t) for c, t in found.items()}
 
     def values_at(self, channels: Sequence[str], t_us: int) -> dict[str, float | None]:
         """Value of each channel's latest reading at or before ``t_us`` (None: no such)."""
-        found = self._per_channel(
-            channels,
-            lambda c: (
-                select(ReadingRow.value)
-                .where(*self._of(c), ReadingRow.t_us <= t_us)
-                .order_by(ReadingRow.t_us.desc())
-                .limit(1)
-            ),
-        )
-        return {c: None if v is None else float(v) for c, v in found.items()}
+        query = _values_at(tuple(channels))
+        row = self.core.execute(query, {"pid": self.state.patient_id, "t": t_us}).one()
+        return {c: None if v is None else float(v) for c, v in zip(channels, row, strict=True)}
 
-    def frame(self, lo_us: int, hi_us: int, channels: Sequence[str]) -> pd.DataFrame:
-        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us`` as a readings frame.
+    def times_near(
+        self, channels: Sequence[str], t_us: int, *, before: bool
+    ) -> dict[str, int | None]:
+        """Return each channel's reading time (µs) nearest ``t_us`` (None: no such reading).
 
-        The frame has one row per distinct reading time, sorted, and always rows at
-        ``lo_us`` and ``hi_us`` (all missing when nothing was read then), so its grid
-        spans exactly that range.
+        ``before``: the latest at or before ``t_us``; otherwise the earliest at or after it.
         """
-        rows = self.session.execute(
-            select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
-                ReadingRow.patient_id == self.state.patient_id,
-                ReadingRow.channel.in_(list(channels)),
-                ReadingRow.t_us.between(lo_us, hi_us),
-            )
-        ).all()
+        query = _times_near(tuple(channels), before)
+        row = self.core.execute(query, {"pid": self.state.patient_id, "t": t_us}).one()
+        return {c: None if t is None else int(t) for c, t in zip(channels, row, strict=True)}
+
+    def series(
+        self, lo_us: int, hi_us: int, channels: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us``, one row per time.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            (n,) sorted µs times, always starting with ``lo_us`` and ending with ``hi_us``
+            (all missing when nothing was read then, so a grid of them spans exactly that
+            range), and (n, C) values, NaN where a channel was not read.
+        """
+        query = _series(tuple(channels))
+        params = {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us}
+        rows = self.core.execute(query, params).all()
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         times, row_of = np.unique(np.append(t_us, [lo_us, hi_us]), return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)
         values[row_of[:-2], [column[r[1]] for r in rows]] = [r[2] for r in rows]
-        return wide_frame(
-            self.state.patient_id, times, pd.DataFrame(values, columns=list(channels))
-        )
+        return times, values
 
-    def add_score(self, score: WindowScore) -> WindowScoreRow:
-        """Store a scored window."""
-        row = WindowScoreRow(
-            patient_id=self.state.patient_id, scored_at_s=time.time(), **score.__dict__
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
+    def add_score(self, score: WindowScore) -> int:
+        """Store a scored window; return its id."""
+        values = {"patient_id": self.state.patient_id, "scored_at_s": time.time()}
+        key = self.core.execute(_INSERT_SCORE, values | score.__dict__).inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
     def alarm(self, alarm_id: int) -> AlarmEpisodeRow:
         """Return the patient's alarm episode of this id."""
@@ -327,33 +354,82 @@ class PatientTransaction:
         return row
 
 
-def patient_summary(tx: PatientTransaction) -> PatientSummary:
-    """Return the state of the transaction's patient as it stands (pending writes flushed)."""
-    tx.session.flush()
-    state = tx.state
-    score = None if state.score_id is None else tx.session.get(WindowScoreRow, state.score_id)
-    alarm = None if state.alarm_id is None else tx.session.get(AlarmEpisodeRow, state.alarm_id)
-    return _summary(state, score, alarm)
+def patient_summary(tx: PatientTransaction, newest: WindowScore | None = None) -> PatientSummary:
+    """Return the state of the transaction's patient as it stands.
+
+    ``newest``: the window the state points to, when the transaction stored it.
+    """
+    state, session = tx.state, tx.session
+    if newest is None and state.score_id is not None:
+        row = session.get(WindowScoreRow, state.score_id)
+        newest = None if row is None else _score(row)
+    alarm = None if state.alarm_id is None else session.get(AlarmEpisodeRow, state.alarm_id)
+    return _summary(state, newest, alarm)
 
 
 def _summary(
-    state: PatientStateRow, score: WindowScoreRow | None, alarm: AlarmEpisodeRow | None
+    state: PatientStateRow, score: WindowScore | None, alarm: AlarmEpisodeRow | None
 ) -> PatientSummary:
     return PatientSummary(
         patient_id=state.patient_id,
         last_reading_s=None if state.last_reading_us is None else state.last_reading_us / US,
-        latest=None if score is None else _score(score),
+        latest=score,
         alarm=None if alarm is None else _episode(alarm),
     )
 
 
-def wide_frame(patient_id: str, t_us: np.ndarray, values: pd.DataFrame) -> pd.DataFrame:
-    """Build a readings frame (patient, UTC timestamp, channels) from µs times and values."""
-    out = values.reset_index(drop=True)
-    out.insert(0, TIMESTAMP_COLUMN, pd.to_datetime(t_us, unit="us", utc=True))
-    out.insert(0, PATIENT_COLUMN, patient_id)
-    out.columns.name = None
-    return out
+class WriteTransaction:
+    """A write transaction of :meth:`MonitorStore.transaction`: lock patients, drop refused changes.
+
+    Parameters
+    ----------
+    session : Session
+        The open session.
+    dialect : str
+        ``"sqlite"`` or ``"postgresql"`` (how a new patient's state row is created).
+    """
+
+    def __init__(self, session: Session, dialect: str) -> None:
+        self.session = session
+        self.dialect = dialect
+
+    def patient(self, patient_id: str) -> PatientTransaction:
+        """Lock (creating it if new) the patient's state row for the rest of the transaction.
+
+        Several workers may append to one database: a transaction that locks several
+        patients locks them in one order (sorted ids), so no two wait on each other.
+        """
+        state = _locked_state(self.session, patient_id)
+        if state is None:  # a new patient (another worker may be creating it too)
+            self.session.execute(self._new_state(patient_id))
+            state = _locked_state(self.session, patient_id)
+        assert state is not None
+        state.updated_s = time.time()
+        return PatientTransaction(self.session, state)
+
+    def discard(self, tx: PatientTransaction) -> None:
+        """Drop the pending changes to a patient's state (its append was refused)."""
+        self.session.expire(tx.state)
+
+    def _new_state(self, patient_id: str) -> Any:
+        """Return the statement that creates a patient's state row unless it exists."""
+        upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return (
+            upsert(PatientStateRow)
+            .values(
+                patient_id=patient_id,
+                next_window=0,
+                sealed={},
+                latest={},
+                on_oxygen=False,
+                consciousness_alert=True,
+                alarm_on=False,
+                alarm_quiet=0,
+                alarm_recent="",
+                updated_s=time.time(),
+            )
+            .on_conflict_do_nothing(index_elements=["patient_id"])
+        )
 
 
 class MonitorStore:
@@ -392,7 +468,11 @@ class MonitorStore:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=db.WAIT_S):
             raise DatabaseUnavailableError("the database is busy: too many writers waiting")
         try:
-            with unavailable(), Session(self._writer) as session, session.begin():
+            with (
+                unavailable(),
+                Session(self._writer, autoflush=False) as session,
+                session.begin(),
+            ):
                 yield session
         finally:
             if self._write_lock is not None:
@@ -408,8 +488,8 @@ class MonitorStore:
             yield session
 
     @contextlib.contextmanager
-    def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
-        """Lock (creating it if new) the patient's state and commit what the block writes.
+    def transaction(self) -> Iterator[WriteTransaction]:
+        """Open a write transaction for one or more patients' streams; commit what it writes.
 
         Raises
         ------
@@ -417,33 +497,13 @@ class MonitorStore:
             The database is unreachable or stayed locked for too long.
         """
         with self._write() as session:
-            state = _locked_state(session, patient_id)
-            if state is None:  # a new patient (another worker may be creating it too)
-                session.execute(self._new_state(patient_id))
-                state = _locked_state(session, patient_id)
-            assert state is not None
-            yield PatientTransaction(session, state)
-            state.updated_s = time.time()
+            yield WriteTransaction(session, self.engine.dialect.name)
 
-    def _new_state(self, patient_id: str) -> Any:
-        """Return the statement that creates a patient's state row unless it exists."""
-        upsert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        return (
-            upsert(PatientStateRow)
-            .values(
-                patient_id=patient_id,
-                next_window=0,
-                sealed={},
-                latest={},
-                on_oxygen=False,
-                consciousness_alert=True,
-                alarm_on=False,
-                alarm_quiet=0,
-                alarm_recent="",
-                updated_s=time.time(),
-            )
-            .on_conflict_do_nothing(index_elements=["patient_id"])
-        )
+    @contextlib.contextmanager
+    def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
+        """Lock (creating it if new) one patient's state and commit what the block writes."""
+        with self.transaction() as tx:
+            yield tx.patient(patient_id)
 
     def ping(self) -> float:
         """Round trip of a trivial query, in seconds."""
@@ -476,7 +536,10 @@ class MonitorStore:
         if where is not None:
             query = query.where(where)
         with self._read() as session:
-            return [_summary(state, score, alarm) for state, score, alarm in session.execute(query)]
+            return [
+                _summary(state, None if score is None else _score(score), alarm)
+                for state, score, alarm in session.execute(query)
+            ]
 
     def active_alarms(self) -> int:
         """Count the active alarm episodes."""
@@ -596,10 +659,12 @@ class MonitorStore:
 
 
 def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
-    """Return the patient's state row, locked for this transaction (None if unknown)."""
-    return session.scalars(
-        select(PatientStateRow).where(PatientStateRow.patient_id == patient_id).with_for_update()
-    ).one_or_none()
+    """Return the patient's state row, locked for this transaction (None if unknown).
+
+    Its latest score and active alarm episode are loaded with it (no query later).
+    """
+    found = session.execute(_LOCK_STATE, {"pid": patient_id}).one_or_none()
+    return None if found is None else found[0]
 
 
 def _rowcount(result: Any) -> int:

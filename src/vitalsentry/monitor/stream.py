@@ -6,16 +6,16 @@ reading (``origin``, any channel) and window ``k`` covers ``origin + k·stride·
 ``+ (length - 1)·step``. Window ``k`` is *decided* once every model channel has a
 reading at or after its end: later readings can no longer change its values, except a
 reading inside it or between its end and a channel's next reading, which is refused
-(:class:`StreamConflictError`). Decided windows are cut and scored by ``score_frame``
-itself, so streaming and offline scoring share one window-cutting and scoring path, on
-slices of the stored readings: at most ``chunk_windows`` windows each, from a whole
-number of strides before the first of them (a channel's gap-policy reach plus the
-earlier windows the ``baseline_shift`` view compares with) to a reach after the last.
-Decided windows that a channel's gap masks from their first step are skipped without
-being gridded, so readings decades apart cost a few queries, not a grid of the decades.
-The alarm policy of the bundle (:class:`~vitalsentry.risk.alarms.AlarmState`) then steps
-once per scored window in time order, as
-:func:`~vitalsentry.risk.alarms.apply_alarm_policy` does offline.
+(:class:`StreamConflictError`). Decided windows are cut from slices of the stored
+readings with the functions ``score_frame`` grids and cuts with (:func:`score_slices`),
+and scored by ``score_windows``, so streaming and offline scoring share one window-cutting
+and scoring path. A slice holds at most ``chunk_windows`` windows, from a whole number of
+strides before the first of them (a channel's gap-policy reach plus the earlier windows the
+``baseline_shift`` view compares with) to a reach after the last. Decided windows that a
+channel's gap masks from their first step are skipped without being gridded, so readings
+decades apart cost a few queries, not a grid of the decades. The alarm policy of the
+bundle (:class:`~vitalsentry.risk.alarms.AlarmState`) then steps once per scored window
+in time order, as :func:`~vitalsentry.risk.alarms.apply_alarm_policy` does offline.
 
 Appends are idempotent on ``(patient, channel, timestamp)``: the same value again is
 counted as a duplicate and ignored, a different one is a conflict. Readings may arrive
@@ -26,23 +26,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from vitalsentry.data.grid import SeriesGrid, grid_series
+from vitalsentry.data.prepared import cut_windows, grid_policy
+from vitalsentry.data.timefeatures import epoch_seconds
 from vitalsentry.errors import DataError, VitalSentryError
+from vitalsentry.monitor.batching import GroupCommit
+from vitalsentry.monitor.db import DatabaseUnavailableError
 from vitalsentry.monitor.store import (
     US,
     MonitorStore,
     PatientSummary,
     PatientTransaction,
     WindowScore,
+    WriteTransaction,
     patient_summary,
 )
-from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.risk.alarms import AlarmState
 from vitalsentry.risk.news2 import news2_summary
 
@@ -127,12 +133,69 @@ class StreamConfig:
     mc_passes : int
         Monte Carlo dropout passes per scored window (0 = no risk band).
     chunk_windows : int
-        Most windows one ``score_frame`` call cuts (bounds the grid of one slice).
+        Most windows one slice holds (bounds the grid of one slice).
     """
 
     max_future_s: float = 300.0
     mc_passes: int = 0
     chunk_windows: int = 256
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One append: a patient's new readings and NEWS2 context."""
+
+    patient_id: str
+    readings: list[Measurement]
+    context: Mapping[str, bool]
+
+
+@dataclass(frozen=True)
+class StreamSlice:
+    """A patient's stored readings from window ``first_k``, and the windows to score in them.
+
+    Attributes
+    ----------
+    first_k : int
+        Stream window at the slice's first time (the grid of the slice starts there).
+    skip, count : int
+        Score the slice's windows ``skip`` to ``count - 1`` (counted from ``first_k``).
+    own_k : int
+        First window the slice decides; earlier ones it scores only for the views.
+    t_us : numpy.ndarray
+        (n,) µs times, sorted, unique.
+    values : numpy.ndarray
+        (n, C) values of the model's channels, NaN where not read.
+    """
+
+    first_k: int
+    skip: int
+    count: int
+    own_k: int
+    t_us: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    """Stream window ``k`` and its row ``index`` in the scores of a pipeline call."""
+
+    k: int
+    start_s: float
+    end_s: float
+    scores: WindowScores
+    index: int
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """An append inside its batch's transaction: readings stored, windows not yet scored."""
+
+    tx: PatientTransaction
+    accepted: int
+    duplicates: int
+    last_k: int
+    todo: list[StreamSlice]
 
 
 def _direct(fn: Callable[[VitalRiskPipeline], T], pipeline: VitalRiskPipeline) -> T:
@@ -141,6 +204,11 @@ def _direct(fn: Callable[[VitalRiskPipeline], T], pipeline: VitalRiskPipeline) -
 
 class StreamMonitor:
     """Append readings to patients' streams and score them (see the module docstring).
+
+    Concurrent appends of different patients run in batches
+    (:class:`~vitalsentry.monitor.batching.GroupCommit`): one database transaction and
+    one pipeline call for all the windows they complete. Each append still succeeds or
+    fails alone (a refused one writes nothing); its answer comes once its batch is committed.
 
     Parameters
     ----------
@@ -160,7 +228,7 @@ class StreamMonitor:
         store: MonitorStore,
         pipeline: VitalRiskPipeline,
         config: StreamConfig = StreamConfig(),
-        run_model: ModelRunner[pd.DataFrame] | None = None,
+        run_model: ModelRunner[list[list[ScoredWindow]]] | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -178,6 +246,11 @@ class StreamMonitor:
         lookback = 0 if pipeline.views is None else pipeline.views.settings.lookback
         back_us = max(self.reach_us.values()) + lookback * window.length * self.step_us
         self.back_strides = math.ceil(back_us / self.stride_us)
+        self._batches = GroupCommit(
+            self._append_batch,
+            key=lambda request: request.patient_id,
+            shared_errors=(DatabaseUnavailableError,),
+        )
 
     def append(
         self,
@@ -206,13 +279,49 @@ class StreamMonitor:
             The database cannot be reached.
         """
         fresh = self._check_request(readings)
-        with self.store.patient_transaction(patient_id) as tx:
-            new, duplicates = self._classify(tx, fresh)
-            tx.insert([(m.channel, m.t_us, m.value) for m in new])
-            self._note(tx, new, context or {})
-            scored = self._advance(tx) if new else []
-            summary = patient_summary(tx)
-        return AppendResult(summary, len(new), duplicates, tuple(scored))
+        return self._batches.submit(_Request(patient_id, fresh, dict(context or {})))
+
+    def _append_batch(self, batch: list[_Request]) -> list[AppendResult | StreamError]:
+        """Append a batch (one request per patient): one transaction, one pipeline call.
+
+        Patients are locked in sorted order (no deadlock between workers' batches).
+        """
+        order = sorted(range(len(batch)), key=lambda i: batch[i].patient_id)
+        with self.store.transaction() as transaction:
+            opened = {i: self._open(transaction, batch[i]) for i in order}
+            owner = [i for i, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
+            slices = [p for o in opened.values() if isinstance(o, _Opened) for p in o.todo]
+            passes = self.config.mc_passes
+            found = (
+                self.run_model(lambda pipe: score_slices(pipe, slices, passes)) if slices else []
+            )
+            windows: dict[int, list[list[ScoredWindow]]] = {}
+            for i, scored in zip(owner, found, strict=True):
+                windows.setdefault(i, []).append(scored)
+            return [self._finish(opened[i], windows.get(i, [])) for i in range(len(batch))]
+
+    def _open(self, transaction: WriteTransaction, request: _Request) -> _Opened | StreamError:
+        """Store a request's new readings and find the windows they decide (or refuse it)."""
+        tx = transaction.patient(request.patient_id)
+        try:  # refusals come before any write (a new patient has nothing to conflict with)
+            new, duplicates = self._classify(tx, request.readings)
+        except StreamError as exc:
+            transaction.discard(tx)
+            return exc
+        tx.insert([(m.channel, m.t_us, m.value) for m in new])
+        self._note(tx, new, request.context)
+        last_k = self._decided(tx) if new else -1
+        return _Opened(tx, len(new), duplicates, last_k, self._slices(tx, last_k))
+
+    def _finish(
+        self, opened: _Opened | StreamError, windows: list[list[ScoredWindow]]
+    ) -> AppendResult | StreamError:
+        """Record an append's scored windows (per slice) and return its answer."""
+        if isinstance(opened, StreamError):
+            return opened
+        scored = self._advance(opened.tx, opened.last_k, opened.todo, windows)
+        summary = patient_summary(opened.tx, scored[-1] if scored else None)
+        return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 
     def _check_request(self, readings: Sequence[Measurement]) -> list[Measurement]:
         """Refuse readings from the future and keys repeated with another value."""
@@ -233,10 +342,10 @@ class StreamMonitor:
         self, tx: PatientTransaction, readings: list[Measurement]
     ) -> tuple[list[Measurement], int]:
         """Split readings into new ones and duplicates; refuse conflicts."""
-        if not readings:
-            return [], 0
-        stored = tx.stored(min(m.t_us for m in readings), max(m.t_us for m in readings))
         state, channels = tx.state, self.pipeline.channels
+        # only a reading no later than its channel's newest may be stored already
+        maybe = [m.t_us for m in readings if m.t_us <= state.latest.get(m.channel, [-1])[0]]
+        stored = tx.stored(min(maybe), max(maybe)) if maybe else {}
         new = []
         for m in readings:
             old = stored.get((m.channel, m.t_us))
@@ -277,28 +386,66 @@ class StreamMonitor:
             if not state.next_window:
                 state.origin_us = tx.first_time()
 
-    def _advance(self, tx: PatientTransaction) -> list[WindowScore]:
-        """Score every window that is now decided, in time order, and step the alarm."""
+    def _decided(self, tx: PatientTransaction) -> int:
+        """Return the last window that is now decided, or -1 when no new one is."""
         state, channels = tx.state, self.pipeline.channels
         last = {c: int(state.latest[c][0]) for c in channels if c in state.latest}
         if state.origin_us is None or len(last) < len(channels):
-            return []
+            return -1
         ready_us = min(last.values())
-        last_k = (ready_us - state.origin_us - self.span_us) // self.stride_us
-        scored: list[WindowScore] = []
-        k = state.next_window
+        last_k = int((ready_us - state.origin_us - self.span_us) // self.stride_us)
+        return last_k if last_k >= state.next_window else -1
+
+    def _advance(
+        self,
+        tx: PatientTransaction,
+        last_k: int,
+        pieces: list[StreamSlice],
+        windows: list[list[ScoredWindow]],
+    ) -> list[WindowScore]:
+        """Record the scored windows up to ``last_k`` in time order, step the alarm, seal.
+
+        Each channel is sealed up to its first reading at or after the end of window
+        ``last_k`` (read from the last slice when it reaches that far, else queried).
+        """
+        state = tx.state
+        if last_k < state.next_window:
+            return []
+        assert state.origin_us is not None
+        scored = [
+            self._record(tx, w)
+            for piece, found in zip(pieces, windows, strict=True)
+            for w in found
+            if piece.own_k <= w.k <= min(piece.first_k + piece.count - 1, last_k)
+        ]
+        end_us = state.origin_us + last_k * self.stride_us + self.span_us
+        sealed: dict[str, int | None] = dict.fromkeys(self.pipeline.channels)
+        if pieces:
+            later = pieces[-1].t_us >= end_us
+            for j, c in enumerate(self.pipeline.channels):
+                found_at = pieces[-1].t_us[later & ~np.isnan(pieces[-1].values[:, j])]
+                sealed[c] = int(found_at.min()) if found_at.size else None
+        missing = [c for c, t in sealed.items() if t is None]
+        if missing:  # beyond the last slice (or no slice: every window was masked)
+            sealed.update(tx.times_near(missing, end_us, before=False))
+        state.sealed = {c: end_us if t is None else t for c, t in sealed.items()}
+        state.next_window = last_k + 1
+        return scored
+
+    def _slices(self, tx: PatientTransaction, last_k: int) -> list[StreamSlice]:
+        """Return the slices of the decided windows from ``next_window`` to ``last_k``.
+
+        Masked stretches are skipped; a slice holds at most ``chunk_windows`` windows.
+        """
+        out: list[StreamSlice] = []
+        if last_k < 0:
+            return out
+        k = tx.state.next_window
         while (k := self._skip_masked(tx, k, last_k)) <= last_k:
             stop = min(last_k, k + self.config.chunk_windows - 1)
-            table = self._score_slice(tx, k, stop)
-            for row in table.to_dict("records"):
-                if k <= round((row["start_s"] * US - state.origin_us) / self.stride_us) <= stop:
-                    scored.append(self._record(tx, row))
+            out.append(self._slice(tx, k, stop))
             k = stop + 1
-        if last_k >= state.next_window:
-            end_us = state.origin_us + last_k * self.stride_us + self.span_us
-            state.sealed = {c: t or end_us for c, t in tx.next_times(channels, end_us).items()}
-            state.next_window = int(last_k) + 1
-        return scored
+        return out
 
     def _skip_masked(self, tx: PatientTransaction, k: int, last_k: int) -> int:
         """Return the first decided window from ``k`` on that a channel's gap does not mask.
@@ -314,67 +461,62 @@ class StreamMonitor:
             start = origin + k * self.stride_us
             stale = [
                 c
-                for c, t in tx.last_times(channels, start).items()
+                for c, t in tx.times_near(channels, start, before=True).items()
                 if t is None or start - t > self.reach_us[c]
             ]
             if not stale:
                 return k
             # decided windows end before every channel's newest reading: each has a next one
-            resume = max(t or start for t in tx.next_times(stale, start).values())
+            resume = max(t or start for t in tx.times_near(stale, start, before=False).values())
             k = max(k + 1, -(-(resume - self.step_us - origin) // self.stride_us))
         return k
 
-    def _score_slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> pd.DataFrame:
-        """Score the stored readings that windows ``first_k`` to ``last_k`` depend on.
+    def _slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> StreamSlice:
+        """Return the stored readings windows ``first_k`` to ``last_k`` depend on.
 
-        The slice starts ``back_strides`` strides before window ``first_k`` and ends a
-        reach after window ``last_k``; the windows it cuts beyond those are not theirs.
+        The slice starts ``back_strides`` strides before window ``first_k`` and ends a reach
+        after window ``last_k``. Only windows ``first_k`` to ``last_k`` are scored, unless the
+        bundle has views (the baseline view of a window compares it with the earlier
+        windows of the same call).
         """
         assert tx.state.origin_us is not None
         origin = tx.state.origin_us
-        lo_us = origin + max(0, first_k - self.back_strides) * self.stride_us
+        lo_k = max(0, first_k - self.back_strides)
+        lo_us = origin + lo_k * self.stride_us
         hi_us = origin + last_k * self.stride_us + self.span_us + max(self.reach_us.values())
-        frame = tx.frame(lo_us, hi_us, self.pipeline.channels)
-        try:
-            table = self.run_model(
-                lambda pipe: pipe.score_frame(frame, mc_passes=self.config.mc_passes)
-            )
-        except DataError:  # no complete window in the slice (gaps): nothing to score
-            return pd.DataFrame(columns=["start_s"])
-        table["start_s"] = table["window_start"].array.as_unit("ns").asi8 / 1e9
-        table["end_s"] = table["window_end"].array.as_unit("ns").asi8 / 1e9
-        return table
+        t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels)
+        skip = 0 if self.pipeline.views is not None else first_k - lo_k
+        return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values)
 
-    def _record(self, tx: PatientTransaction, row: Mapping[Hashable, Any]) -> WindowScore:
+    def _record(self, tx: PatientTransaction, window: ScoredWindow) -> WindowScore:
         """Store one scored window, step the alarm and point the state at it."""
-        state, channels = tx.state, self.pipeline.channels
+        state, channels, scores, i = tx.state, self.pipeline.channels, window.scores, window.index
         before = AlarmState(
             state.alarm_on, state.alarm_quiet, tuple(c == "1" for c in state.alarm_recent)
         )
-        after = before.step(row["level"] == "high", self.pipeline.alarm_policy)
-        contributions = {c: float(row[f"contribution_{c}"]) for c in channels}
-        end_us = round(row["end_s"] * US)
+        after = before.step(scores.level[i] == "high", self.pipeline.alarm_policy)
+        contributions = {c: float(scores.contributions[i, j]) for j, c in enumerate(channels)}
         news2 = news2_summary(
-            tx.values_at(NEWS2_CHANNELS, end_us),
+            tx.values_at(NEWS2_CHANNELS, round(window.end_s * US)),
             on_oxygen=state.on_oxygen,
             consciousness_alert=state.consciousness_alert,
         )
         score = WindowScore(
-            start_s=float(row["start_s"]),
-            end_s=float(row["end_s"]),
-            risk=float(row["risk"]),
-            level=str(row["level"]),
-            anomaly_score=float(row["anomaly_score"]),
+            start_s=window.start_s,
+            end_s=window.end_s,
+            risk=float(scores.risk[i]),
+            level=str(scores.level[i]),
+            anomaly_score=float(scores.anomaly_score[i]),
             top_vital=max(contributions, key=contributions.__getitem__),
             contributions=contributions,
             news2=None if news2 is None else news2.score,
             news2_level=None if news2 is None else news2.level,
-            risk_mean=_optional(row.get("risk_mean")),
-            risk_std=_optional(row.get("risk_std")),
+            risk_mean=None if scores.risk_mean is None else float(scores.risk_mean[i]),
+            risk_std=None if scores.risk_std is None else float(scores.risk_std[i]),
             alarm_on=after.on,
             model_version=self.pipeline.model_version,
         )
-        state.score_id = tx.add_score(score).id
+        state.score_id = tx.add_score(score)
         self._alarm(tx, before.on, after, score)
         return score
 
@@ -396,8 +538,72 @@ class StreamMonitor:
         state.alarm_recent = "".join("1" if r else "0" for r in after.recent)
 
 
-def _optional(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
+def score_slices(
+    pipe: VitalRiskPipeline, slices: Sequence[StreamSlice], mc_passes: int
+) -> list[list[ScoredWindow]]:
+    """Score the windows each slice asks for, in one pipeline call.
+
+    Each slice is gridded and cut as :meth:`VitalRiskPipeline.score_frame` grids and cuts
+    a readings frame (:func:`~vitalsentry.data.grid.grid_series`, :func:`cut_windows`);
+    every slice is its own key, so the baseline view compares windows of one patient
+    only. With MC dropout each slice is scored alone (its dropout masks do not depend on
+    other patients).
+
+    Returns
+    -------
+    list of lists of ScoredWindow
+        Per slice, its scored windows in time order (none where gaps leave no window).
+    """
+    if mc_passes and len(slices) > 1:
+        return [found for one in slices for found in score_slices(pipe, [one], mc_passes)]
+    data, window = pipe.data_config, pipe.window_config
+    grids = [g for i, s in enumerate(slices) if (g := _grid(s, str(i), pipe)) is not None]
+    out: list[list[ScoredWindow]] = [[] for _ in slices]
+    if not grids:
+        return out
+    starts = {grid.key: grid.start_s for grid in grids}
+    cut = cut_windows(grids, data, window)
+    owner = cut.patient.astype(int)
+    first = np.array([starts[key] for key in cut.patient])
+    index = np.rint((cut.start_s - first) / (window.stride * data.step_s)).astype(int)
+    keep = np.array(
+        [slices[o].skip <= i < slices[o].count for o, i in zip(owner, index, strict=True)],
+        dtype=bool,
+    )
+    if not keep.any():
+        return out
+    start_s = cut.start_s[keep]
+    scores = pipe.score_windows(
+        cut.windows[keep], mc_passes=mc_passes, where=(cut.patient[keep], start_s)
+    )
+    span_s = (window.length - 1) * data.step_s
+    begin = _ns_seconds(start_s)
+    end = _ns_seconds(start_s + span_s)
+    for row, (o, i) in enumerate(zip(owner[keep], index[keep], strict=True)):
+        out[o].append(ScoredWindow(slices[o].first_k + i, begin[row], end[row], scores, row))
+    return out
+
+
+def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid | None:
+    """Grid a slice as ``score_frame`` grids a frame's patient (None: nothing to grid)."""
+    times = pd.DatetimeIndex(piece.t_us.astype("datetime64[us]"))  # naive = UTC, 3× cheaper
+    try:
+        return grid_series(
+            epoch_seconds(times),
+            piece.values.T,
+            None,
+            step_s=pipe.data_config.step_s,
+            key=key,
+            **grid_policy(pipe.data_config),
+        )
+    except DataError:
+        return None
+
+
+def _ns_seconds(epoch_s: np.ndarray) -> list[float]:
+    """Epoch seconds as ``score_frame``'s timestamps give them (rounded to the nanosecond)."""
+    ns = pd.to_datetime(epoch_s, unit="s", utc=True).as_unit("ns").asi8
+    return [float(t) / 1e9 for t in ns]
 
 
 def _iso(t_us: int) -> str:

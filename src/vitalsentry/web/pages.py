@@ -7,7 +7,7 @@ renders a template.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
@@ -42,6 +42,7 @@ from vitalsentry.web.views import (
     RANGES,
     iso,
     patient_page,
+    patient_version,
     timeline_json,
     ward_version,
     ward_view,
@@ -157,17 +158,27 @@ async def ward(request: Request, session: PageSession) -> Response:
     return render(request, "ward.html", session, view=view, rows=view.rows, now_iso=iso(view.now_s))
 
 
-@router.get("/ward/rows", response_class=HTMLResponse, name="web_ward_rows")
-async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
-    """Render the ward's table rows alone (what the page polls; 304 while nothing changed)."""
-    version = await _read(request, ward_version)
+async def _polled(
+    request: Request, version: str, build: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Answer a polled fragment: 304 while ``version`` matches the client's, else ``build()``."""
     if request.headers.get("if-none-match") == version:
         return Response(status_code=304, headers={"ETag": version})
-    view = await _read(request, ward_view)
-    page = render(request, "_ward_rows.html", session, rows=view.rows)
+    page = await build()
     page.headers["ETag"] = version
     page.headers["Cache-Control"] = "private, no-cache"
     return page
+
+
+@router.get("/ward/rows", response_class=HTMLResponse, name="web_ward_rows")
+async def ward_rows_fragment(request: Request, session: ApiSession) -> Response:
+    """Render the ward's table rows alone (what the page polls; 304 while nothing changed)."""
+
+    async def build() -> Response:
+        view = await _read(request, ward_view)
+        return render(request, "_ward_rows.html", session, rows=view.rows)
+
+    return await _polled(request, await _read(request, ward_version), build)
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse, name="web_patient_page")
@@ -177,6 +188,20 @@ async def patient(request: Request, session: PageSession, patient_id: PatientPat
     if page is None:
         raise HTTPException(status_code=404, detail="patient_id: no readings of this patient")
     return render(request, "patient.html", session, patient_id=patient_id, page=page, ranges=RANGES)
+
+
+@router.get("/patients/{patient_id}/live", response_class=HTMLResponse, name="web_patient_live")
+async def patient_live(request: Request, session: ApiSession, patient_id: PatientPath) -> Response:
+    """Render a patient's state and alarm episodes alone (what the patient page polls; 304 idem)."""
+
+    async def build() -> Response:
+        page = await _read(request, lambda store: patient_page(store, patient_id))
+        if page is None:
+            raise HTTPException(status_code=404, detail="patient_id: no readings of this patient")
+        return render(request, "_patient_live.html", session, patient_id=patient_id, page=page)
+
+    version = await _read(request, lambda store: patient_version(store, patient_id))
+    return await _polled(request, version, build)
 
 
 @router.get("/patients/{patient_id}/data", name="web_patient_data")

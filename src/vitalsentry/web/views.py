@@ -197,6 +197,24 @@ def ward_version(store: MonitorStore) -> str:
     return f'"{count}-{updated!r}-{acked!r}"'
 
 
+def patient_version(store: MonitorStore, patient_id: str) -> str:
+    """Return a tag that changes whenever the patient page's state or alarm episodes would.
+
+    Every append changes the patient's ``updated_s`` (a deletion removes it);
+    acknowledgements change the alarm episodes only.
+    """
+    with unavailable(), Session(store.engine) as session:
+        updated = session.scalar(
+            select(PatientStateRow.updated_s).where(PatientStateRow.patient_id == patient_id)
+        )
+        acked = session.scalar(
+            select(func.max(AlarmEpisodeRow.acked_at_s)).where(
+                AlarmEpisodeRow.patient_id == patient_id
+            )
+        )
+    return f'"{updated!r}-{acked!r}"'
+
+
 def stream_now(summaries: Sequence[PatientSummary]) -> float | None:
     """Return the newest reading time of the ward (None when nothing was received)."""
     times = [s.last_reading_s for s in summaries if s.last_reading_s is not None]

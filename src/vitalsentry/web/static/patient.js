@@ -1,6 +1,8 @@
 // Patient timeline: every measured vital, the risk with its MC-dropout band, NEWS2 and the alarm
 // episodes on one synced time axis (uPlot). Each zoom or pan asks the server for the range at
 // the chart's pixel width (min/max per pixel column), so a day of 1 Hz readings stays light.
+// The state and alarm episodes are polled as the ward polls its rows (ETag: 304 while nothing
+// changed); when they change they are swapped in, and charts that show the newest data follow it.
 (function () {
   "use strict";
   var box = document.getElementById("charts");
@@ -10,7 +12,8 @@
   var first = Number(box.dataset.first), last = Number(box.dataset.last);
   var charts = [], range = null, pending = 0;
   var HEIGHT = 130;
-  window.vitalsentryPatient = { loads: 0, drawn: {}, points: 0, range: null };
+  var PERIOD_MS = 1000;
+  window.vitalsentryPatient = { loads: 0, drawn: {}, points: 0, range: null, changes: 0, lastChange: null };
 
   function fmtTime(s) { return new Date(s * 1000).toLocaleString(); }
   function fmt(v, d) { return v === null || v === undefined ? "—" : Number(v).toFixed(d); }
@@ -176,5 +179,35 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(function () { if (range) { load(range[0], range[1]); } }, 400);
   }).observe(box);
+  var live = document.getElementById("patient-live");
+  var liveHtml = live.innerHTML.trim();
+  function follow(newest) {
+    var following = range !== null && range[1] >= last - 1;
+    last = newest;
+    if (following) { load(Math.max(first, last - (range[1] - range[0])), last); }
+  }
+  function poll() {
+    fetch(live.dataset.src, { credentials: "same-origin", cache: "no-cache" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.assign("/login"); return null; }
+        return r.ok ? r.text() : null;
+      })
+      .then(function (html) {
+        if (html === null || html.trim() === liveHtml) { return; }
+        liveHtml = html.trim();
+        // Keep keyboard focus on the same alarm's button across the swap.
+        var row = live.contains(document.activeElement) ? document.activeElement.closest("tr[data-alarm]") : null;
+        live.innerHTML = html;
+        var again = row ? live.querySelector('tr[data-alarm="' + CSS.escape(row.dataset.alarm) + '"] button') : null;
+        if (again) { again.focus(); }
+        var newest = Number(live.firstElementChild.dataset.last);
+        if (newest > last) { follow(newest); }
+        window.vitalsentryPatient.changes += 1;
+        window.vitalsentryPatient.lastChange = Date.now();
+      })
+      .catch(function () { status.textContent = "Connection lost, retrying."; })
+      .finally(function () { setTimeout(poll, PERIOD_MS); });
+  }
   load(Math.max(first, last - 6 * 3600), last);
+  setTimeout(poll, PERIOD_MS);
 })();
