@@ -13,12 +13,17 @@ import torch
 from vitalsentry.bundle import MANIFEST, load_bundle, load_stages, save_stages
 from vitalsentry.config import DetectorConfig, ModelConfig, TrainConfig
 from vitalsentry.data.prepared import PreparedData
-from vitalsentry.errors import BundleError, TrainingError
+from vitalsentry.errors import BundleError, DataError, TrainingError
+from vitalsentry.evaluation.sepsis.baselines import GbmConfig
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.stages import (
+    CONTEXT_HEAD_META,
     STAGES,
     AlarmStage,
+    ContextHeadStage,
+    ContextInputs,
     DetectorStage,
+    EncoderStage,
     FitInputs,
     owns,
     stage_order,
@@ -31,6 +36,8 @@ from make_bundle_v1 import cohort_data
 FIXTURE = Path(__file__).parent / "fixtures" / "bundle_v1.tar.gz"
 """A bundle written by the layout before the stage contract (commit 9a304a8, by
 ``fixtures/make_bundle_v1.py``), with the scores that code gave (``expected.npz``)."""
+V1_STAGES = set(STAGES) - {ContextHeadStage.name}
+"""The stages the older layout had (the context head came later)."""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def test_a_bundle_of_the_older_layout_scores_as_it_did(v1: Path) -> None:
     pipe = VitalRiskPipeline.from_bundle(v1 / "bundle")
     for name, values in _scores(pipe, expected).items():
         np.testing.assert_array_equal(values, expected[name], err_msg=name)
-    assert pipe.fusion is not None and set(pipe.stages.parts) == set(STAGES)
+    assert pipe.fusion is not None and set(pipe.stages.parts) == V1_STAGES
 
 
 def test_saving_loaded_stages_gives_the_same_files_and_scores(v1: Path, tmp_path: Path) -> None:
@@ -102,7 +109,7 @@ def test_refitting_the_detector_in_memory_gives_the_old_scores(
     loaded = load_stages(v1 / "bundle")
     config = DetectorConfig(n_estimators=5, cv_folds=2)
     refitted = loaded.fit(("detector", "alarm"), FitInputs(cardio, detector=config))
-    assert refitted.origin is None and set(refitted.parts) == set(STAGES)
+    assert refitted.origin is None and set(refitted.parts) == V1_STAGES
     assert refitted.parts["fusion"] is loaded.parts["fusion"]
     old, new = loaded.get(DetectorStage), refitted.get(DetectorStage)
     assert new.calibration == old.calibration
@@ -158,3 +165,70 @@ def test_a_pipeline_fits_from_scratch_in_one_call(cardio: PreparedData, tmp_path
     assert pipe.bundle.manifest["training"]["phase"] == "pretrain"
     assert pipe.bundle.manifest["parent"] is None and not (tmp_path / "x").exists()
     assert np.isfinite(pipe.score_windows(cardio.windows[:4]).risk).all()
+
+
+def _context_table(n: int = 600, seed: int = 0) -> ContextInputs:
+    """Hourly rows whose label follows the first column; splits 0, 1 and 2 at random."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    z = rng.normal(size=(n, 2)).astype(np.float32)
+    labels = (x[:, 0] + 0.5 * rng.normal(size=n) > 0.8).astype(np.int8)
+    split = rng.choice(np.array([0, 1, 2], np.int8), n, p=[0.6, 0.2, 0.2])
+    return ContextInputs([x, z], labels, split, GbmConfig(max_iter=20, min_samples_leaf=5))
+
+
+def test_the_context_head_is_fitted_after_an_encoder_and_saved_with_it(
+    v1: Path, tmp_path: Path
+) -> None:
+    table = _context_table()
+    loaded = load_stages(v1 / "bundle")
+    fitted = loaded.fit(("context_head",), FitInputs(context=table))
+    assert set(fitted.parts) == set(STAGES) and fitted.parts["fusion"] is loaded.parts["fusion"]
+    head = fitted.get(ContextHeadStage)
+    assert fitted.record["metrics"]["context_head"]["train_rows"] == int((table.split == 0).sum())
+    assert head.meta["encoder"] == loaded.identity()["weights_sha256"]
+    test = table.split == 2
+    risk = head.predict(table.blocks, test)
+    assert np.isnan(risk[~test]).all() and ((risk[test] > 0) & (risk[test] < 1)).all()
+    labels = table.labels[test]
+    assert risk[test][labels == 1].mean() > risk[test][labels == 0].mean()
+    again = load_stages(save_stages(fitted, tmp_path / "head")).get(ContextHeadStage)
+    np.testing.assert_array_equal(again.predict(table.blocks, test), risk)
+    assert again.platt == head.platt and again.meta == head.meta
+    assert owns(ContextHeadStage, "context_head.skops") and owns(
+        ContextHeadStage, CONTEXT_HEAD_META
+    )
+
+
+def test_the_context_head_refuses_missing_inputs_and_a_table_of_another_width(v1: Path) -> None:
+    loaded = load_stages(v1 / "bundle")
+    with pytest.raises(TrainingError, match=r"FitInputs\.context"):
+        loaded.fit(("context_head",), FitInputs())
+    with pytest.raises(TrainingError, match=r"FitInputs\.data"):
+        loaded.fit(("detector",), FitInputs(context=_context_table()))
+    table = _context_table()
+    head = loaded.fit(("context_head",), FitInputs(context=table)).get(ContextHeadStage)
+    with pytest.raises(DataError, match="takes 5 features, not 3"):
+        head.predict(table.blocks[:1])
+
+
+def test_the_context_heads_json_check_refuses_a_malformed_file(v1: Path) -> None:
+    table = _context_table()
+    fitted = load_stages(v1 / "bundle").fit(("context_head",), FitInputs(context=table))
+    good = fitted.get(ContextHeadStage).meta
+    check = ContextHeadStage.json_checks[CONTEXT_HEAD_META]
+    check(good)
+    for bad in (
+        {k: v for k, v in good.items() if k != "platt"},
+        good | {"platt": {"a": "1", "b": 0.0}},
+        good | {"gbm": good["gbm"] | {"trees": 3}},
+    ):
+        with pytest.raises(BundleError, match="context head"):
+            check(bad)
+
+
+def test_refitting_the_scaler_drops_the_context_head(v1: Path, cardio: PreparedData) -> None:
+    fitted = load_stages(v1 / "bundle").fit(("context_head",), FitInputs(context=_context_table()))
+    refitted = fitted.fit(("scaler",), FitInputs(cardio))
+    assert list(refitted.parts) == ["scaler", "encoder"]
+    assert refitted.get(EncoderStage) is fitted.get(EncoderStage)

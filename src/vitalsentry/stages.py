@@ -1,4 +1,4 @@
-"""The pipeline's stages: scaler, encoder, detector (with its calibration), alarm policy, fusion.
+"""The pipeline's stages: scaler, encoder, detector and calibration, alarm, fusion, context head.
 
 Each stage fits on prepared data (given the stages before it), saves its files into a
 bundle and loads itself back from one. The encoder checks that data fits it (``check``:
@@ -10,7 +10,8 @@ encoder with its conv layers frozen; :func:`vitalsentry.bundle.save_stages` and
 :func:`vitalsentry.bundle.load_stages` move a composition to and from disk. Adding a stage
 means one class here (and an entry in :data:`STAGES`) plus its tests.
 
-This module imports the bundle only for type hints: the bundle imports the stages.
+This module imports the bundle only for type hints: the bundle imports the stages (the
+context head imports the sepsis model's Platt calibration on use for the same reason).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from vitalsentry.config import (
     DataConfig,
@@ -37,6 +39,13 @@ from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.splits import split_patients
 from vitalsentry.errors import BundleError, DataError, TrainingError, VitalSentryError
+from vitalsentry.evaluation.sepsis.baselines import (
+    GBM_TRUSTED_TYPES,
+    Columns,
+    GbmConfig,
+    fit_gbm,
+    gbm_proba,
+)
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
@@ -65,6 +74,7 @@ from vitalsentry.scoring import window_pairs
 
 if TYPE_CHECKING:
     from vitalsentry.bundle import Bundle, BundleWriter
+    from vitalsentry.evaluation.sepsis.model import PlattCalibration
     from vitalsentry.training.loop import RunSpec, TrainOptions, TrainResult
 
 ENCODER, DECODER = "encoder.safetensors", "decoder.safetensors"
@@ -74,6 +84,8 @@ ALARM_FILE = "alarm_policy.json"
 FUSION_FILE = "fusion.skops"
 FUSION_META = "fusion.json"
 RESP_PREFIX = "resp_"
+CONTEXT_HEAD_FILE = "context_head.skops"
+CONTEXT_HEAD_META = "context_head.json"
 
 JsonCheck = Callable[[Any], object]
 """Validator of a JSON file's content: raises on a malformed one."""
@@ -118,13 +130,34 @@ class Stage(Protocol):
 
 
 @dataclass(frozen=True)
+class ContextInputs:
+    """What ``context_head`` fits on: an hourly feature table and its labels.
+
+    Attributes
+    ----------
+    blocks : sequence of ndarray of float32
+        Column blocks of the same (n,) rows (rolling features, context, embeddings, anomaly).
+    labels : ndarray of int8, shape (n,)
+    split : ndarray of int8, shape (n,)
+        0: fits the classifier; 1: fits its Platt calibration; other codes are not used.
+    gbm : GbmConfig
+        The classifier's settings.
+    """
+
+    blocks: Columns
+    labels: np.ndarray
+    split: np.ndarray
+    gbm: GbmConfig = field(default_factory=GbmConfig)
+
+
+@dataclass(frozen=True)
 class FitInputs:
     """The data and settings the named stages fit with.
 
     Attributes
     ----------
-    data : PreparedData
-        The prepared data every stage fits on (cardio data for fusion).
+    data : PreparedData, optional
+        The prepared windows every stage but ``context_head`` fits on (cardio data for fusion).
     model : ModelConfig, optional
         Architecture of a fresh encoder (``fit`` of ``encoder``).
     train : TrainConfig
@@ -137,15 +170,24 @@ class FitInputs:
         A respiratory encoder and its data, for ``fusion``.
     options : TrainOptions, optional
         How to train the encoder (needed when the encoder is fitted).
+    context : ContextInputs, optional
+        Hourly feature table, labels and settings of ``context_head``.
     """
 
-    data: PreparedData
+    data: PreparedData | None = None
     model: ModelConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     respiratory: tuple[Stages, PreparedData] | None = None
     options: TrainOptions | None = None
+    context: ContextInputs | None = None
+
+    def prepared(self) -> PreparedData:
+        """Return the prepared windows (refused when absent)."""
+        if self.data is None:
+            raise TrainingError("this stage fits on prepared data: FitInputs.data is missing")
+        return self.data
 
     def train_options(self) -> TrainOptions:
         """Return the encoder's training options (refused when absent)."""
@@ -171,7 +213,7 @@ class ScalerStage:
     name: ClassVar[str] = "scaler"
     files: ClassVar[tuple[str, ...]] = (SCALER,)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {SCALER: ChannelScaler.from_dict}
-    invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion")
+    invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion", "context_head")
     prefixes: ClassVar[tuple[str, ...]] = ()
 
     scaler: ChannelScaler
@@ -179,7 +221,7 @@ class ScalerStage:
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
         """Take the prepared data's scaler (fitted on its training split)."""
-        return cls(inputs.data.scaler)
+        return cls(inputs.prepared().scaler)
 
     @classmethod
     def load(cls, bundle: Bundle) -> Self:
@@ -224,7 +266,7 @@ class EncoderStage:
     name: ClassVar[str] = "encoder"
     files: ClassVar[tuple[str, ...]] = (ENCODER, DECODER, CURVE)
     json_checks: ClassVar[Mapping[str, JsonCheck]] = {CURVE: _curve}
-    invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion")
+    invalidates: ClassVar[tuple[str, ...]] = ("detector", "alarm", "fusion", "context_head")
     prefixes: ClassVar[tuple[str, ...]] = ()
 
     model: Autoencoder
@@ -239,7 +281,7 @@ class EncoderStage:
 
         if inputs.model is None:
             raise TrainingError("fitting a fresh encoder needs a ModelConfig")
-        data = inputs.data
+        data = inputs.prepared()
         config = PipelineConfig(
             data=data.data, window=data.window, model=inputs.model, train=inputs.train
         )
@@ -256,7 +298,7 @@ class EncoderStage:
         """
         from vitalsentry.training.loop import RunSpec  # Lightning: import on use
 
-        data = inputs.data
+        data = inputs.prepared()
         self.check(data)
         train = inputs.train
         config = chain.config.replace(data=data.data, window=data.window, train=train)
@@ -374,7 +416,7 @@ class DetectorStage:
         (:mod:`vitalsentry.risk.multiview`). The summary (windows used, chosen views,
         validation FPR and recall, fold FPRs) goes to the manifest's ``metrics.detector``.
         """
-        prepared, config = inputs.data, inputs.detector
+        prepared, config = inputs.prepared(), inputs.detector
         encoder = chain.get(EncoderStage)
         encoder.check(prepared)
         fit_mask, val_mask, val_source = _calibration_split(prepared, config.random_state)
@@ -502,7 +544,7 @@ class AlarmStage:
         validation = chain.get(DetectorStage).validation
         if validation is None:
             raise TrainingError("the alarm policy is chosen with the detector: fit both together")
-        record = _alarm_policy(inputs.data, validation.mask, validation.high)
+        record = _alarm_policy(inputs.prepared(), validation.mask, validation.high)
         chain.record.setdefault("metrics", {}).setdefault("detector", {})["alarm_policy"] = record[
             "policy"
         ]
@@ -584,7 +626,7 @@ class FusionStage:
         """
         if inputs.respiratory is None:
             raise TrainingError("fitting fusion needs a respiratory encoder and its data")
-        (resp_stages, resp), cardio, config = inputs.respiratory, inputs.data, inputs.fusion
+        (resp_stages, resp), cardio, config = inputs.respiratory, inputs.prepared(), inputs.fusion
         encoder, resp_encoder = chain.get(EncoderStage), resp_stages.get(EncoderStage)
         encoder.check(cardio)
         resp_encoder.check(resp)
@@ -646,8 +688,106 @@ class FusionStage:
         writer.put_json(RESP_PREFIX + SCALER, self.respiratory_scaler.to_dict())
 
 
+def _context_head_meta(obj: Any) -> None:
+    meta = _keys(obj, "context head", {"gbm", "platt", "features", "summary", "encoder"})
+    GbmConfig(
+        **_keys(meta["gbm"], "context head gbm", {f.name for f in dataclasses.fields(GbmConfig)})
+    )
+    platt = _keys(meta["platt"], "context head platt", {"a", "b"})
+    if not all(isinstance(v, float) for v in platt.values()) or not isinstance(
+        meta["features"], int
+    ):
+        raise BundleError("context head: platt a, b must be numbers and features an integer")
+
+
+@dataclass(frozen=True)
+class ContextHeadStage:
+    """The sepsis benchmark's risk: gradient boosting on hourly features, Platt-calibrated.
+
+    Files: ``context_head.skops`` (the classifier) and ``context_head.json`` (its settings,
+    the Platt ``a``, ``b``, its feature count, a summary and the encoder's weights hash: the
+    embeddings among its features come from this bundle's encoder).
+
+    Attributes
+    ----------
+    model : HistGradientBoostingClassifier
+        Fitted on the training rows (split 0).
+    platt : PlattCalibration
+        Fitted on its probabilities of the validation rows (split 1).
+    meta : dict
+        The content of ``context_head.json``.
+    """
+
+    name: ClassVar[str] = "context_head"
+    files: ClassVar[tuple[str, ...]] = (CONTEXT_HEAD_FILE, CONTEXT_HEAD_META)
+    json_checks: ClassVar[Mapping[str, JsonCheck]] = {CONTEXT_HEAD_META: _context_head_meta}
+    invalidates: ClassVar[tuple[str, ...]] = ()
+    prefixes: ClassVar[tuple[str, ...]] = ()
+
+    model: HistGradientBoostingClassifier
+    platt: PlattCalibration
+    meta: dict[str, Any]
+
+    @classmethod
+    def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
+        """Fit the classifier on training rows and its calibration on validation rows."""
+        from vitalsentry.evaluation.sepsis.model import PlattCalibration  # imports the bundle
+
+        if inputs.context is None:
+            raise TrainingError("fitting the context head needs FitInputs.context (its table)")
+        table = inputs.context
+        train, val = table.split == 0, table.split == 1
+        model = fit_gbm(table.blocks, table.labels, train, table.gbm)
+        platt = PlattCalibration.fit(gbm_proba(model, table.blocks, val)[val], table.labels[val])
+        summary = {
+            "train_rows": int(train.sum()),
+            "calibration_rows": int(val.sum()),
+            "positive_train_rows": int(table.labels[train].sum()),
+        }
+        meta = {
+            "gbm": dataclasses.asdict(table.gbm),
+            "platt": dataclasses.asdict(platt),
+            "features": int(model.n_features_in_),
+            "summary": summary,
+            "encoder": weights_sha256(chain.get(EncoderStage).model),
+        }
+        chain.record.setdefault("metrics", {})["context_head"] = summary
+        return cls(model, platt, meta)
+
+    def predict(self, blocks: Columns, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) calibrated risk at ``rows`` (default all) of a table like the fitted one."""
+        width = sum(b.shape[1] for b in blocks)
+        if width != self.meta["features"]:
+            raise DataError(f"the context head takes {self.meta['features']} features, not {width}")
+        return self.platt(gbm_proba(self.model, blocks, rows))
+
+    @classmethod
+    def load(cls, bundle: Bundle) -> Self:
+        """Load the classifier (its trusted types only) and its calibration."""
+        from vitalsentry.evaluation.sepsis.model import PlattCalibration  # imports the bundle
+
+        meta = bundle.read_json(CONTEXT_HEAD_META)
+        model = load_skops(
+            bundle.path_of(CONTEXT_HEAD_FILE), GBM_TRUSTED_TYPES, HistGradientBoostingClassifier
+        )
+        return cls(model, PlattCalibration(**meta["platt"]), meta)
+
+    def save(self, writer: BundleWriter) -> None:
+        """Write the classifier and ``context_head.json``."""
+        writer.put_file(CONTEXT_HEAD_FILE, lambda p: save_skops(self.model, p))
+        writer.put_json(CONTEXT_HEAD_META, self.meta)
+
+
 STAGES: dict[str, type[Stage]] = {
-    kind.name: kind for kind in (ScalerStage, EncoderStage, DetectorStage, AlarmStage, FusionStage)
+    kind.name: kind
+    for kind in (
+        ScalerStage,
+        EncoderStage,
+        DetectorStage,
+        AlarmStage,
+        FusionStage,
+        ContextHeadStage,
+    )
 }
 """Every stage by name, in the order a composition fits them."""
 

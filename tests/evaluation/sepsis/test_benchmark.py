@@ -13,12 +13,14 @@ from sepsis_cohort import write_cohort
 
 pytest.importorskip("vitalsentry.data.physionet", reason="needs the physionet2019 reader")
 
+from vitalsentry.bundle import load_stages
 from vitalsentry.evaluation.sepsis.baselines import GbmConfig
 from vitalsentry.evaluation.sepsis.benchmark import (
     SepsisBenchmarkConfig,
     run_benchmark,
 )
 from vitalsentry.evaluation.sepsis.model import AutoencoderSettings
+from vitalsentry.stages import ContextHeadStage
 
 SMALL = SepsisBenchmarkConfig(
     n_boot=20,
@@ -66,6 +68,25 @@ def test_rerun_resumes_from_the_cache(run: tuple[Path, dict[str, Any], Path]) ->
     again = run_benchmark(data, out, config=SMALL)
     assert again["results"]["risk"]["roc_auc"] == report["results"]["risk"]["roc_auc"]
     assert again["timings_s"]["autoencoder"] < report["timings_s"]["autoencoder"]
+
+
+def test_each_risk_head_is_a_context_head_stage_saved_with_the_autoencoder(
+    run: tuple[Path, dict[str, Any], Path],
+) -> None:
+    out, report, _ = run
+    heads = sorted((out / "cache").rglob(ContextHeadStage.files[0]))
+    assert [h.parent.name.split("-")[0] for h in heads] == [
+        "risk",
+        "risk_no_context",
+        "risk_no_embeddings",
+    ]
+    for folder in (h.parent for h in heads):
+        stages = load_stages(folder)
+        assert list(stages.parts) == ["scaler", "encoder", "context_head"]
+        head = stages.get(ContextHeadStage)
+        assert head.meta["encoder"] == stages.identity()["weights_sha256"]
+        name = folder.name.rsplit("-", 1)[0]
+        assert report["autoencoder"][f"{name}_calibration"] == head.meta["platt"]
 
 
 def test_external_test_file(run: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:

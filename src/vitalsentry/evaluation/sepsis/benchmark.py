@@ -4,6 +4,9 @@ Stages (each cached under ``<out>/cache/<key>/`` by the data fingerprint and the
 written atomically as safetensors, skops or JSON, so an interrupted run resumes):
 cohort → causal features → clinical scores → gradient-boosting baselines → autoencoder →
 embeddings → fusion head and its ablations → validation thresholds → test metrics → report.
+The autoencoder and each fusion head are bundles: the head is the ``context_head`` stage
+(:class:`~vitalsentry.stages.ContextHeadStage`), fitted after the autoencoder's stages and
+saved with them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from vitalsentry import __version__
+from vitalsentry.bundle import MANIFEST, load_stages, save_stages
 from vitalsentry.data.physionet import read_physionet2019
 from vitalsentry.data.schema import CHANNELS, LABEL_COLUMN, PATIENT_COLUMN
 from vitalsentry.data.splits import split_patients
@@ -34,6 +38,7 @@ from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.features import Cohort, stay_features, tabular_features
 from vitalsentry.io import atomic_path, sha256_file
 from vitalsentry.persist import load_skops, save_skops
+from vitalsentry.stages import ContextHeadStage, ContextInputs, FitInputs, Stages
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -309,6 +314,15 @@ def _vital_feature_count(cohort: Cohort) -> int:
     return 7 * len(cohort.vital_names)
 
 
+def _context_head(encoder: Stages, folder: Path, table: ContextInputs) -> ContextHeadStage:
+    """Load the head's bundle at ``folder``, or fit the head after ``encoder`` and save it there."""
+    if (folder / MANIFEST).is_file():
+        return load_stages(folder).get(ContextHeadStage)
+    fitted = encoder.fit((ContextHeadStage.name,), FitInputs(context=table))
+    save_stages(fitted, folder)
+    return fitted.get(ContextHeadStage)
+
+
 def method_scores(
     prep: Prepared,
     config: SepsisBenchmarkConfig,
@@ -340,10 +354,10 @@ def method_scores(
     scored = split >= 1  # only validation and test hours are ever read
     head_rates: dict[str, float] = {}
 
-    def gbm(name: str, features: baselines.Columns, *deps: Any) -> NDArray[np.float64]:
+    def gbm(name: str, features: baselines.Columns) -> NDArray[np.float64]:
         with _stage(timings, name, progress):
             fitted = cache.gbm(
-                _tag(name, config.gbm, config.roll_hours, *deps),
+                _tag(name, config.gbm, config.roll_hours),
                 lambda: baselines.fit_gbm(features, y, train, config.gbm),
             )
             with _rates(head_rates, name, int(scored.sum())):
@@ -351,6 +365,7 @@ def method_scores(
 
     scores["gbm_vitals"] = gbm("gbm_vitals", [x[:, :nv]])
     scores["gbm_all"] = gbm("gbm_all", [x])
+    ae_folder = cache.root / _tag("autoencoder", config.autoencoder)
     with _stage(timings, "autoencoder", progress):
         medians = model.training_medians(cohort, train)
         inputs = model.vital_inputs(cohort, medians)
@@ -359,7 +374,7 @@ def method_scores(
             inputs,
             split,
             config.autoencoder,
-            cache.root / _tag("autoencoder", config.autoencoder),
+            ae_folder,
             progress=bars,
         )
     with _stage(timings, "embeddings", progress):
@@ -386,12 +401,16 @@ def method_scores(
         "risk_no_embeddings": [x, longer, anomaly],
         "risk_no_context": [x[:, :nv], longer[:, :ns], z, anomaly],
     }
-    val = split == 1
+    encoder = load_stages(ae_folder)
     for name, blocks in variants.items():
-        raw = gbm(name, blocks, config.trend_hours, config.autoencoder)
-        platt = model.PlattCalibration.fit(raw[val], y[val])
-        scores[name] = platt(raw)
-        ae_summary[f"{name}_calibration"] = dataclasses.asdict(platt)
+        with _stage(timings, name, progress):
+            folder = cache.root / _tag(
+                name, config.gbm, config.roll_hours, config.trend_hours, config.autoencoder
+            )
+            head = _context_head(encoder, folder, ContextInputs(blocks, y, split, config.gbm))
+            with _rates(head_rates, name, int(scored.sum())):
+                scores[name] = head.predict(blocks, scored)
+        ae_summary[f"{name}_calibration"] = dataclasses.asdict(head.platt)
     for unit in ("s", "cpu_s"):
         ae_summary[f"head_patient_hours_per_{unit}"] = head_rates[f"risk_patient_hours_per_{unit}"]
     return {
