@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -221,19 +220,16 @@ def test_grid_frame_errors() -> None:
 
 
 @pytest.mark.slow
-def test_twelve_million_steps_is_vectorised() -> None:
+def test_twelve_million_steps_grid_with_gaps() -> None:  # speed: benchmarks/bench_data.py
     # A day at 1 s from readings every 7 s is 12 M steps over 3 channels with gaps.
     t = T0 + np.arange(0.0, 4.0e6, 7.0)
     rng = np.random.default_rng(0)
     v = rng.normal(80, 5, size=(3, t.size))
     v[1, rng.random(t.size) < 0.2] = np.nan
     labels = (rng.random(t.size) < 0.5).astype(np.int8)
-    started = time.perf_counter()
     g = grid_series(t, v, labels, step_s=1 / 3, max_gap_s=20.0, key="big")
-    elapsed = time.perf_counter() - started
     assert g.n_steps > 11_900_000
     assert g.mask[0].all() and not g.mask[1].all()
-    assert elapsed < 10.0  # about a second on an idle core; loose for shared CI machines
 
 
 def test_carry_forward_after_a_long_gap_then_missing() -> None:

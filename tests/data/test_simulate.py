@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -399,10 +398,8 @@ def test_vitals2024_matches_real_subset() -> None:
     assert abs(_lag1(fake["Heart Rate"].to_numpy(dtype=float))) < 0.05
 
 
-def test_vitals2024_full_size_is_fast() -> None:
-    started = time.perf_counter()
+def test_vitals2024_full_size() -> None:  # its speed: benchmarks/bench_data.py
     frame = simulate_vitals2024(200_020)
-    assert time.perf_counter() - started < 2.0
     assert frame.shape == (200_020, 17)
     assert frame["Timestamp"].iloc[-1] == "2024-03-03 00:14:46"
 

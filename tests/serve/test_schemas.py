@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from vitalsentry.data.schema import CHANNELS
-from vitalsentry.serve.schemas import Reading, ScoreRequest
+from vitalsentry.serve.schemas import AlarmStateBody, Reading, ScoreRequest
 
 
 def test_reading_fields_are_the_canonical_channels() -> None:
@@ -29,3 +29,9 @@ def test_channels_are_optional_and_null_allowed() -> None:
         {"patient_id": "p", "readings": [{"timestamp": "2024-05-01T08:00:00Z", "spo2": None}]}
     )
     assert request.readings[0].spo2 is None and request.on_oxygen is False
+
+
+def test_alarm_state_quiet_takes_an_integral_json_number_and_refuses_a_fraction() -> None:
+    assert AlarmStateBody.model_validate_json('{"on": true, "quiet": 2.0}').quiet == 2
+    with pytest.raises(ValidationError):
+        AlarmStateBody.model_validate_json('{"on": true, "quiet": 2.5}')

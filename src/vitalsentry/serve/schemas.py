@@ -113,7 +113,9 @@ class AlarmStateBody(BaseModel):
     model_config = _STRICT
 
     on: bool = Field(description="Whether the alarm is raised")
-    quiet: int = Field(0, ge=0, description="Non-high windows since the alarm was raised")
+    quiet: int = Field(  # lax: JSON Schema's integer admits 2.0
+        0, ge=0, le=10**9, strict=False, description="Non-high windows since the alarm was raised"
+    )
     recent: list[bool] = Field(
         default_factory=list,
         max_length=MAX_ALARM_LOOKBACK,
