@@ -445,48 +445,77 @@ def _simulate_patient(
 ) -> _PatientRecord:
     """Simulate one patient's record (see the module docstring)."""
     n = config.seconds
-    spread_min = int(config.start_spread_h * 60)
-    first = config.start_timestamp + pd.Timedelta(
-        minutes=int(rng.integers(0, spread_min)) if spread_min > 0 else 0
-    )
-    midnight = first.normalize()
-    hour = ((first - midnight).total_seconds() + np.arange(n, dtype=np.float64)) / 3600.0 % 24.0
-    circadian = -np.cos(2.0 * np.pi * (hour - 4.0 - rng.uniform(-1.0, 1.0)) / 24.0)
-
+    first = _first_timestamp(config, rng)
+    circadian = _circadian(first, n, rng)
     static = _draw_static(rng)
     series = _normal_series(rng, circadian, static["age"], config)
     events = _plan_events(rng, n, config) if with_events else []
     nuisances = _plan_nuisances(rng, n, events, circadian, config)
-
-    label = np.zeros(n, dtype=np.int8)
-    dropped = np.zeros(n, dtype=bool)
-    for episode in (*events, *nuisances):
-        _apply(series, episode, rng)
-        if episode.labelled:
-            label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
-        if episode.kind == "dropout":
-            dropped[episode.start : episode.stop] = True
-
-    series["diastolic_bp"] = np.minimum(series["diastolic_bp"], series["systolic_bp"] - 10.0)
-    periods = config.periods
-    t = np.arange(n, dtype=np.int64)
-    measured = {name: t % period == 0 for name, period in periods.items()}
-    keep = np.logical_or.reduce(list(measured.values())) & ~dropped
-    values: dict[str, FloatArray] = {}
-    for name in SIMULATED_CHANNELS:
-        low, high = _LIMITS[name]
-        clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
-        values[name] = np.where(measured[name], clean, np.nan)[keep]
+    label, dropped = _apply_episodes(series, (*events, *nuisances), rng)
+    keep, values = _monitor_readings(series, dropped, config)
     return _PatientRecord(
         patient_id=patient_id,
         first=first,
-        seconds=t[keep],
+        seconds=np.arange(n, dtype=np.int64)[keep],
         values=values,
         label=label[keep],
         static=static,
         events=tuple(events),
         nuisances=tuple(nuisances),
     )
+
+
+def _first_timestamp(config: SimulationConfig, rng: np.random.Generator) -> pd.Timestamp:
+    """Draw the record's start: ``start`` plus whole minutes below ``start_spread_h`` hours."""
+    spread_min = int(config.start_spread_h * 60)
+    return config.start_timestamp + pd.Timedelta(
+        minutes=int(rng.integers(0, spread_min)) if spread_min > 0 else 0
+    )
+
+
+def _circadian(first: pd.Timestamp, n: int, rng: np.random.Generator) -> FloatArray:
+    """Return the daily rhythm (−1 about 04:00 to +1 about 16:00), shape (n,), phase ±1 h."""
+    midnight = first.normalize()
+    hour = ((first - midnight).total_seconds() + np.arange(n, dtype=np.float64)) / 3600.0 % 24.0
+    return np.asarray(
+        -np.cos(2.0 * np.pi * (hour - 4.0 - rng.uniform(-1.0, 1.0)) / 24.0), dtype=np.float64
+    )
+
+
+def _apply_episodes(
+    series: dict[str, FloatArray], episodes: Sequence[_Episode], rng: np.random.Generator
+) -> tuple[NDArray[np.int8], NDArray[np.bool_]]:
+    """Apply events and nuisances in place; return the label and the dropped seconds."""
+    n = series["heart_rate"].shape[0]
+    label = np.zeros(n, dtype=np.int8)
+    dropped = np.zeros(n, dtype=bool)
+    for episode in episodes:
+        _apply(series, episode, rng)
+        if episode.labelled:
+            label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
+        if episode.kind == "dropout":
+            dropped[episode.start : episode.stop] = True
+    return label, dropped
+
+
+def _monitor_readings(
+    series: dict[str, FloatArray], dropped: NDArray[np.bool_], config: SimulationConfig
+) -> tuple[NDArray[np.bool_], dict[str, FloatArray]]:
+    """Sample, clip and round the series like a monitor export.
+
+    Returns the seconds kept (some channel measured, sensor on), shape (n,), and each
+    channel's values at those seconds (NaN where that channel is not measured).
+    """
+    series["diastolic_bp"] = np.minimum(series["diastolic_bp"], series["systolic_bp"] - 10.0)
+    t = np.arange(dropped.shape[0], dtype=np.int64)
+    measured = {name: t % period == 0 for name, period in config.periods.items()}
+    keep = np.logical_or.reduce(list(measured.values())) & ~dropped
+    values: dict[str, FloatArray] = {}
+    for name in SIMULATED_CHANNELS:
+        low, high = _LIMITS[name]
+        clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
+        values[name] = np.where(measured[name], clean, np.nan)[keep]
+    return keep, values
 
 
 def _draw_static(rng: np.random.Generator) -> dict[str, float]:
