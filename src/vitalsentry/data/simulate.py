@@ -129,6 +129,19 @@ _NUISANCE_GAP_S: Final = 30
 _PLACEMENT_TRIES: Final = 30
 
 
+_PERIOD_FIELDS: Final = ("hr_every_s", "spo2_every_s", "rr_every_s", "temp_every_s", "bp_every_s")
+_RATE_FIELDS: Final = (
+    "start_spread_h",
+    "activity_per_h",
+    "hr_artefacts_per_h",
+    "spo2_artefacts_per_h",
+    "dropouts_per_h",
+)
+"""Settings of :class:`SimulationConfig` that must be non-negative."""
+_SCALE_FIELDS: Final = ("noise_scale", "patient_spread", "event_scale", "event_duration_scale")
+"""Settings of :class:`SimulationConfig` that must be positive."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """Settings of :func:`simulate_cohort` (the module docstring defines the physiology).
@@ -196,7 +209,21 @@ class SimulationConfig:
     event_types: tuple[str, ...] = EVENT_TYPES
 
     def __post_init__(self) -> None:
-        """Reject settings the simulator cannot honour."""
+        """Reject settings the simulator cannot honour (the first broken rule raises)."""
+        self._check_record()
+        self._check_periods()
+        self._check_event_counts()
+        self._check_non_negative(_RATE_FIELDS)
+        self._check_positive(_SCALE_FIELDS)
+        if not self.event_types or set(self.event_types) - set(EVENT_TYPES):
+            raise DataError(
+                f"must be a non-empty subset of {', '.join(EVENT_TYPES)}, got {self.event_types}",
+                column="event_types",
+            )
+        _parse_start(self.start)
+
+    def _check_record(self) -> None:
+        """Require patients, a positive length, and a share of event patients in 0–1."""
         if self.patients < 1:
             raise DataError(f"must be at least 1, got {self.patients}", column="patients")
         if not (math.isfinite(self.hours) and self.hours > 0):
@@ -207,12 +234,18 @@ class SimulationConfig:
             raise DataError(
                 f"labelled events need records of at least 0.5 h, got {self.hours}", column="hours"
             )
-        for name in ("hr_every_s", "spo2_every_s", "rr_every_s", "temp_every_s", "bp_every_s"):
+
+    def _check_periods(self) -> None:
+        """Require every sampling period to be a whole number of seconds >= 1."""
+        for name in _PERIOD_FIELDS:
             period = getattr(self, name)
             if isinstance(period, bool) or not isinstance(period, int) or period < 1:
                 raise DataError(
                     f"must be a whole number of seconds >= 1, got {period!r}", column=name
                 )
+
+    def _check_event_counts(self) -> None:
+        """Require a share range of labelled time inside (0, 1) and at least one event."""
         low, high = self.event_time_share
         if not 0.0 < low <= high < 1.0:
             raise DataError(
@@ -221,26 +254,20 @@ class SimulationConfig:
             )
         if self.max_events < 1:
             raise DataError(f"must be at least 1, got {self.max_events}", column="max_events")
-        rates = {
-            "start_spread_h": self.start_spread_h,
-            "activity_per_h": self.activity_per_h,
-            "hr_artefacts_per_h": self.hr_artefacts_per_h,
-            "spo2_artefacts_per_h": self.spo2_artefacts_per_h,
-            "dropouts_per_h": self.dropouts_per_h,
-        }
-        for name, value in rates.items():
+
+    def _check_non_negative(self, names: tuple[str, ...]) -> None:
+        """Require each named field to be a finite number >= 0."""
+        for name in names:
+            value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise DataError(f"must be a non-negative number, got {value}", column=name)
-        for name in ("noise_scale", "patient_spread", "event_scale", "event_duration_scale"):
+
+    def _check_positive(self, names: tuple[str, ...]) -> None:
+        """Require each named field to be a finite number > 0."""
+        for name in names:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise DataError(f"must be a positive number, got {value}", column=name)
-        if not self.event_types or set(self.event_types) - set(EVENT_TYPES):
-            raise DataError(
-                f"must be a non-empty subset of {', '.join(EVENT_TYPES)}, got {self.event_types}",
-                column="event_types",
-            )
-        _parse_start(self.start)
 
     @property
     def periods(self) -> dict[str, int]:
