@@ -570,66 +570,80 @@ def _spread(value: float, low: float, high: float, spread: float) -> float:
     return middle + spread * (value - middle)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Physiology:
+    """Normal physiology of one channel (see the module docstring).
+
+    ``baseline`` is the range of the per-patient baseline (blood pressure's is drawn with
+    age, see :func:`_normal_series`), ``circadian`` the range of the daily rhythm's
+    amplitude (None: no rhythm), ``drifts`` the (time constant s, sd) of each AR(1) drift,
+    ``noise`` the sensor noise's sd before ``noise_scale``.
+    """
+
+    baseline: tuple[float, float]
+    circadian: tuple[float, float] | None
+    drifts: tuple[tuple[float, float], ...]
+    noise: float
+
+
+_PHYSIOLOGY: Final[dict[str, _Physiology]] = {
+    "heart_rate": _Physiology(
+        (60.0, 90.0), (3.0, 7.0), ((1800.0, 5.0), (120.0, 2.0), (3.0, 1.0)), 0.3
+    ),
+    "spo2": _Physiology((96.0, 99.0), None, ((1800.0, 0.6),), 0.4),
+    "respiratory_rate": _Physiology((12.0, 18.0), (0.5, 1.2), ((1800.0, 1.0),), 0.6),
+    "temperature": _Physiology((36.4, 37.0), (0.2, 0.4), ((3600.0, 0.08),), 0.05),
+    "systolic_bp": _Physiology((105.0, 135.0), (4.0, 8.0), ((1800.0, 4.0),), 3.0),
+    "diastolic_bp": _Physiology((65.0, 85.0), (2.0, 5.0), ((1800.0, 2.5),), 2.0),
+}
+"""Normal physiology of each simulated channel, in the order its draws are made."""
+
+
 def _normal_series(
     rng: np.random.Generator, circadian: FloatArray, age: float, config: SimulationConfig
 ) -> dict[str, FloatArray]:
     """Return the undisturbed 1 Hz series of every channel, each shape (n,).
 
     ``circadian`` (shape (n,), −1 at night to +1 in the afternoon) scales each channel's
-    daily rhythm; the baselines, drifts and noise levels are those of the module docstring,
-    scaled by ``config.patient_spread`` and ``config.noise_scale``.
+    daily rhythm; the baselines, drifts and noise levels are those of the module docstring
+    (:data:`_PHYSIOLOGY`), scaled by ``config.patient_spread`` and ``config.noise_scale``.
+    Blood pressure baselines are drawn first: SBP rises with age, DBP stays 30 below it.
     """
-    n = circadian.shape[0]
-    spread, noise = config.patient_spread, config.noise_scale
-    sbp_base = _spread(
-        105.0 + 30.0 * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random()), 105.0, 135.0, spread
-    )
-    dbp_base = min(_spread(rng.uniform(65.0, 85.0), 65.0, 85.0, spread), sbp_base - 30.0)
-    hr = (
-        _spread(rng.uniform(60.0, 90.0), 60.0, 90.0, spread)
-        + rng.uniform(3.0, 7.0) * circadian
-        + _ar1(rng, n, 1800.0, 5.0)
-        + _ar1(rng, n, 120.0, 2.0)
-        + _ar1(rng, n, 3.0, 1.0)
-        + rng.normal(0.0, 0.3 * noise, n)
-    )
-    spo2 = (
-        _spread(rng.uniform(96.0, 99.0), 96.0, 99.0, spread)
-        + _ar1(rng, n, 1800.0, 0.6)
-        + rng.normal(0.0, 0.4 * noise, n)
-    )
-    rr = (
-        _spread(rng.uniform(12.0, 18.0), 12.0, 18.0, spread)
-        + rng.uniform(0.5, 1.2) * circadian
-        + _ar1(rng, n, 1800.0, 1.0)
-        + rng.normal(0.0, 0.6 * noise, n)
-    )
-    temperature = (
-        _spread(rng.uniform(36.4, 37.0), 36.4, 37.0, spread)
-        + rng.uniform(0.2, 0.4) * circadian
-        + _ar1(rng, n, 3600.0, 0.08)
-        + rng.normal(0.0, 0.05 * noise, n)
-    )
-    sbp = (
-        sbp_base
-        + rng.uniform(4.0, 8.0) * circadian
-        + _ar1(rng, n, 1800.0, 4.0)
-        + rng.normal(0.0, 3.0 * noise, n)
-    )
-    dbp = (
-        dbp_base
-        + rng.uniform(2.0, 5.0) * circadian
-        + _ar1(rng, n, 1800.0, 2.5)
-        + rng.normal(0.0, 2.0 * noise, n)
-    )
+    spread = config.patient_spread
+    sbp_low, sbp_high = _PHYSIOLOGY["systolic_bp"].baseline
+    sbp_drawn = sbp_low + (sbp_high - sbp_low) * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random())
+    sbp_base = _spread(sbp_drawn, sbp_low, sbp_high, spread)
+    dbp_base = min(_draw_baseline(rng, _PHYSIOLOGY["diastolic_bp"], spread), sbp_base - 30.0)
+    bases = {"systolic_bp": sbp_base, "diastolic_bp": dbp_base}
     return {
-        "heart_rate": hr,
-        "spo2": spo2,
-        "respiratory_rate": rr,
-        "temperature": temperature,
-        "systolic_bp": sbp,
-        "diastolic_bp": dbp,
+        name: _channel_series(rng, circadian, bases.get(name), physiology, config)
+        for name, physiology in _PHYSIOLOGY.items()
     }
+
+
+def _draw_baseline(rng: np.random.Generator, physiology: _Physiology, spread: float) -> float:
+    """Draw a baseline uniformly in its range, moved from the middle by ``spread``."""
+    low, high = physiology.baseline
+    return _spread(rng.uniform(low, high), low, high, spread)
+
+
+def _channel_series(
+    rng: np.random.Generator,
+    circadian: FloatArray,
+    base: float | None,
+    physiology: _Physiology,
+    config: SimulationConfig,
+) -> FloatArray:
+    """Return one channel's undisturbed series: baseline, rhythm, drifts, then noise."""
+    n = circadian.shape[0]
+    values: FloatArray | float = (
+        _draw_baseline(rng, physiology, config.patient_spread) if base is None else base
+    )
+    if physiology.circadian is not None:
+        values = values + rng.uniform(*physiology.circadian) * circadian
+    for tau_s, sd in physiology.drifts:
+        values = values + _ar1(rng, n, tau_s, sd)
+    return np.asarray(values + rng.normal(0.0, physiology.noise * config.noise_scale, n))
 
 
 def _event_effects(
