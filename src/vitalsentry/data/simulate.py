@@ -673,10 +673,23 @@ def _event_effects(
     return pressure, {"heart_rate": u(35, 48)}, u(0.5, 2.0)
 
 
+_Sized = tuple[_EventKind, tuple[int, int, int]]
+"""An event kind with its (rise, hold, fall) in seconds, not yet placed."""
+
+
 def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> list[_Episode]:
     """Choose, size and place the labelled events of one record of ``n`` seconds."""
+    drawn = _fit_in_record(_draw_events(rng, n, config), n)
+    return _place_events(rng, n, drawn, config)
+
+
+def _draw_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> list[_Sized]:
+    """Draw kinds and durations until the labelled share of ``n`` seconds is used up.
+
+    A record too short for any event within that share gets one at its minimal duration.
+    """
     remaining = rng.uniform(*config.event_time_share) * n
-    drawn: list[tuple[_EventKind, tuple[int, int, int]]] = []
+    drawn: list[_Sized] = []
     zero = np.zeros(3)
     kinds = [k for k in _EVENT_KINDS if k.name in config.event_types]
     while len(drawn) < config.max_events:
@@ -700,11 +713,27 @@ def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> 
             durations = _scaled_durations(durations, config.event_duration_scale)
         drawn.append((kind, durations))
         remaining -= kind.labelled_s(u, scale)
-    while drawn and sum(sum(d) for _, d in drawn) + (len(drawn) + 1) * _EVENT_GAP_S > n:
+    return drawn
+
+
+def _free_seconds(drawn: Sequence[_Sized], n: int) -> int:
+    """Seconds of ``n`` left once the events and the gaps around each are counted."""
+    return n - sum(sum(d) for _, d in drawn) - (len(drawn) + 1) * _EVENT_GAP_S
+
+
+def _fit_in_record(drawn: list[_Sized], n: int) -> list[_Sized]:
+    """Drop the last drawn events until the rest, with their gaps, fit in ``n`` seconds."""
+    while drawn and _free_seconds(drawn, n) < 0:
         drawn.pop()
+    return drawn
+
+
+def _place_events(
+    rng: np.random.Generator, n: int, drawn: Sequence[_Sized], config: SimulationConfig
+) -> list[_Episode]:
+    """Place the events in random order with random gaps and draw their effects."""
     order = rng.permutation(len(drawn))
-    free = n - sum(sum(d) for _, d in drawn) - (len(drawn) + 1) * _EVENT_GAP_S
-    gaps = _EVENT_GAP_S + free * rng.dirichlet(np.ones(len(drawn) + 1))
+    gaps = _EVENT_GAP_S + _free_seconds(drawn, n) * rng.dirichlet(np.ones(len(drawn) + 1))
     events: list[_Episode] = []
     position = 0.0
     for slot, index in enumerate(order):
