@@ -24,7 +24,8 @@ from common import emit, parse_args, record
 
 
 def _simulate(path: Path, rows: int) -> None:
-    from vitalsentry.data.simulate import simulate_vitals2024, write_table
+    from vitalsentry.data.simulate_kaggle import simulate_vitals2024
+    from vitalsentry.data.writers import write_table
 
     write_table(simulate_vitals2024(rows, seed=0), path)
 

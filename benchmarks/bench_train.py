@@ -441,8 +441,9 @@ def encode_throughput(quick: bool, repeats: int) -> list[dict[str, Any]]:
 def vitals2024_data(rows: int) -> PreparedData:
     """Simulate a vitals2024-schema file of ``rows`` rows and prepare it (seed settings)."""
     from vitalsentry.data.prepared import prepare
-    from vitalsentry.data.simulate import simulate_vitals2024, write_table
+    from vitalsentry.data.simulate_kaggle import simulate_vitals2024
     from vitalsentry.data.sources import read_readings
+    from vitalsentry.data.writers import write_table
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_table(simulate_vitals2024(rows, seed=0), Path(tmp) / "vitals2024.csv")

@@ -14,8 +14,9 @@ from vitalsentry.cli import app
 from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig, WindowConfig
 from vitalsentry.data.prepared import prepare
 from vitalsentry.data.readings import Readings, validate_frame
-from vitalsentry.data.simulate import SimulationConfig, simulate_cohort, write_table
+from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
 from vitalsentry.data.sources import SAMPLE_DIR, read_readings
+from vitalsentry.data.writers import write_table
 from vitalsentry.errors import DataError, VitalSentryError
 from vitalsentry.pipeline import VitalRiskPipeline, fit_detector
 from vitalsentry.scoring import readings_table

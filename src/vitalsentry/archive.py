@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Literal
 
 from vitalsentry.bundle import manifest_sha256
 from vitalsentry.data.schema import PATIENT_COLUMN
-from vitalsentry.data.simulate import write_table
 from vitalsentry.data.sources import read_readings
+from vitalsentry.data.writers import write_table
 from vitalsentry.errors import DataError, VitalSentryError
 from vitalsentry.io import atomic_write_json
 

@@ -165,6 +165,7 @@ def simulate(
 ) -> None:
     """Write simulated vital signs (per-patient tidy series, or a Kaggle schema)."""
     from vitalsentry.data import simulate as sim
+    from vitalsentry.data import simulate_kaggle, writers
 
     started = time.perf_counter()
     if schema == "tidy":
@@ -175,7 +176,7 @@ def simulate(
         readings, events = sim.simulate_cohort(
             sim.SimulationConfig(patients=patients, hours=hours, seed=seed)
         )
-        data_path, events_path = sim.write_cohort(readings, events, out)
+        data_path, events_path = writers.write_cohort(readings, events, out)
         console.print(
             f"wrote {len(readings):,} readings of {patients} patients × {hours:g} h to {data_path}\n"
             f"wrote {len(events)} labelled events to {events_path}"
@@ -183,11 +184,11 @@ def simulate(
     elif schema in ("vitals2024", "iot"):
         n = rows if rows is not None else (200_020 if schema == "vitals2024" else 202)
         frame = (
-            sim.simulate_vitals2024(n, seed)
+            simulate_kaggle.simulate_vitals2024(n, seed)
             if schema == "vitals2024"
-            else sim.simulate_iot(n, seed)
+            else simulate_kaggle.simulate_iot(n, seed)
         )
-        sim.write_table(frame, out)
+        writers.write_table(frame, out)
         console.print(f"wrote {len(frame):,} rows in the {schema} schema to {out}")
     else:
         raise VitalSentryError(f"--schema: unknown schema '{schema}' (tidy, vitals2024 or iot)")
@@ -740,7 +741,7 @@ def score(
         raise VitalSentryError(
             "--engine, --address and --workers apply to a directory of partitions"
         )
-    from vitalsentry.data.simulate import write_table
+    from vitalsentry.data.writers import write_table
     from vitalsentry.pipeline import VitalRiskPipeline
     from vitalsentry.scoring import readings_table
 

@@ -38,6 +38,7 @@ from vitalsentry.config import (
     WindowConfig,
 )
 from vitalsentry.data import simulate as sim
+from vitalsentry.data import simulate_kaggle, writers
 from vitalsentry.data.audit import audit_readings
 from vitalsentry.data.prepared import PreparedData, prepare, save_prepared
 from vitalsentry.data.readings import Readings
@@ -178,21 +179,21 @@ def _data_files(run: _Run) -> tuple[Path, Path, Path]:
     readings, events = sim.simulate_cohort(
         sim.SimulationConfig(patients=s.patients, hours=s.hours, seed=s.seed)
     )
-    sim.write_cohort(readings, events, cohort_path)
+    writers.write_cohort(readings, events, cohort_path)
     run.step(
         f"simulated {s.patients} patients × {s.hours:g} h: {len(readings):,} readings, {len(events)} events"
     )
     vitals = s.vitals_csv
     if vitals is None:
         vitals = run.path("data", "vitals2024.csv")
-        sim.write_table(sim.simulate_vitals2024(s.vitals_rows, s.seed), vitals)
+        writers.write_table(simulate_kaggle.simulate_vitals2024(s.vitals_rows, s.seed), vitals)
         run.step(
             f"simulated a Vitals 2024-schema file of {s.vitals_rows:,} rows (no real file given)"
         )
     iot = s.iot_csv
     if iot is None:
         iot = run.path("data", "iot.csv")
-        sim.write_table(sim.simulate_iot(202, s.seed), iot)
+        writers.write_table(simulate_kaggle.simulate_iot(202, s.seed), iot)
         run.step("simulated an IoT-schema file of 202 rows (no real file given)")
     return cohort_path, vitals, iot
 

@@ -126,6 +126,46 @@ def _broken(mutate) -> dict:
         (lambda d: d["reasons"].update({"tier2.fpr": ""}), "non-empty strings"),
         (lambda d: d.update(findings="text"), "list of strings"),
         (lambda d: d["counts"].update(windows=None), "expected a number"),
+        (
+            lambda d: d.update(tier1=[1.0]),
+            r"^report: datasets\.vitals2024\.tier1: expected an object, got list$",
+        ),
+        (
+            lambda d: d["baselines"]["gbm"].pop("pr_auc"),
+            r"baselines\.gbm: missing key\(s\) pr_auc$",
+        ),
+        (
+            lambda d: d["baselines"].update(extra=0.5),
+            r"baselines\.extra: expected an object, got float$",
+        ),
+        (lambda d: d.update(ci95=[]), r"^report: datasets\.vitals2024\.ci95: expected an object$"),
+        (
+            lambda d: d["ci95"].update({"tier2.pr_auc": [0.1]}),
+            r"ci95\.tier2\.pr_auc: expected \[low, high\] or null, got \[0\.1\]$",
+        ),
+        (lambda d: d["ci95"].update({"tier2.pr_auc": [0.1, "0.2"]}), r"\[low, high\] or null"),
+        (
+            lambda d: d.update(reasons=["why"]),
+            r"vitals2024\.reasons: expected an object of non-empty strings$",
+        ),
+        (lambda d: d["reasons"].update({"tier2.fpr": 3}), "non-empty strings"),
+        (
+            lambda d: d["reasons"].update({"ci95.tier2.auc": "why"}),
+            r"reasons\.ci95\.tier2\.auc: not the dotted path of a metric or section$",
+        ),
+        (
+            lambda d: d["reasons"].pop("ci95.tier2.fpr"),
+            r"^report: datasets\.vitals2024\.ci95\.tier2\.fpr: null without a reason in 'reasons'$",
+        ),
+        (
+            lambda d: d["reasons"].pop("baselines.gbm"),
+            r"vitals2024\.baselines\.gbm\.roc_auc: null without a reason",
+        ),
+        (lambda d: d.update(notes=["ok", 3]), r"vitals2024\.notes: expected a list of strings$"),
+        (
+            lambda d: d["counts"]["by_class"].update(normal="100"),
+            r"counts\.by_class\.normal: expected a number, got '100'$",
+        ),
     ],
 )
 def test_invalid_reports_are_refused(mutate, message):
@@ -146,6 +186,16 @@ def test_top_level_keys_and_nan_in_meta_are_checked():
     report["datasets"] = {}
     with pytest.raises(VitalSentryError, match="non-empty"):
         validate_report(report)
+
+
+def test_a_null_interval_of_a_null_metric_inherits_its_reason():
+    report = _report()
+    ds = report["datasets"]["vitals2024"]
+    ds["ci95"]["baselines.gbm.roc_auc"] = None  # no ci95 reason: the metric's own one covers it
+    ds["tier2"]["pr_auc"] = None
+    ds["reasons"]["tier2.pr_auc"] = "one class"
+    ds["ci95"]["tier2.pr_auc"] = None
+    validate_report(report)
 
 
 def test_extra_metrics_follow_the_same_rules():

@@ -1,8 +1,9 @@
-"""Simulator: per-patient vital-sign series with labelled events, and the two Kaggle schemas.
+"""Simulator: per-patient vital-sign series with labelled events.
 
 This is the project's embedded default data (DESIGN.md §5). Everything is drawn from
 ``numpy.random.Generator`` objects derived from one seed, so the same seed gives identical
-frames and a different seed gives different ones.
+frames and a different seed gives different ones. The two Kaggle schemas are simulated by
+:mod:`vitalsentry.data.simulate_kaggle`; :mod:`vitalsentry.data.writers` writes the frames.
 
 Cohort (:func:`simulate_cohort`)
 --------------------------------
@@ -63,12 +64,6 @@ share, one short event at its minimal duration is placed.
   SpO2 −0–2 %, SBP −5–15, DBP −3–8 mm[Hg].
 - ``bradyarrhythmia``: HR drops within 5–20 s to a level of 35–48 /min (sd 0.5–2 /min),
   lasts 10–40 min, ends within 5–30 s; SBP −5–15, DBP −3–8 mm[Hg].
-
-Kaggle schemas
---------------
-:func:`simulate_vitals2024` and :func:`simulate_iot` return tables with exactly the columns of
-the Human Vital Signs 2024 file and of the Healthcare IoT file, with the distributions measured
-in ``datasets/README.md`` (rules documented on each function).
 """
 
 from __future__ import annotations
@@ -76,8 +71,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -86,25 +80,15 @@ from scipy.signal import lfilter
 
 from vitalsentry.data.schema import (
     CHANNELS,
-    IOT_COLUMNS,
     LABEL_COLUMN,
     PATIENT_COLUMN,
     STATIC_FIELDS,
     TIMESTAMP_COLUMN,
-    VITALS2024_COLUMNS,
 )
 from vitalsentry.errors import DataError
-from vitalsentry.io import atomic_path
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-TableFormat = Literal["csv", "parquet"]
-
-_SUFFIX_FORMATS: Final[dict[str, TableFormat]] = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 LABEL_THRESHOLD: Final = 1.0 / 3.0
 """An event is labelled where its profile reaches this share of its full size."""
@@ -143,6 +127,19 @@ _EVENT_GAP_S: Final = 300
 _NUISANCE_EVENT_GAP_S: Final = 120
 _NUISANCE_GAP_S: Final = 30
 _PLACEMENT_TRIES: Final = 30
+
+
+_PERIOD_FIELDS: Final = ("hr_every_s", "spo2_every_s", "rr_every_s", "temp_every_s", "bp_every_s")
+_RATE_FIELDS: Final = (
+    "start_spread_h",
+    "activity_per_h",
+    "hr_artefacts_per_h",
+    "spo2_artefacts_per_h",
+    "dropouts_per_h",
+)
+"""Settings of :class:`SimulationConfig` that must be non-negative."""
+_SCALE_FIELDS: Final = ("noise_scale", "patient_spread", "event_scale", "event_duration_scale")
+"""Settings of :class:`SimulationConfig` that must be positive."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +209,21 @@ class SimulationConfig:
     event_types: tuple[str, ...] = EVENT_TYPES
 
     def __post_init__(self) -> None:
-        """Reject settings the simulator cannot honour."""
+        """Reject settings the simulator cannot honour (the first broken rule raises)."""
+        self._check_record()
+        self._check_periods()
+        self._check_event_counts()
+        self._check_non_negative(_RATE_FIELDS)
+        self._check_positive(_SCALE_FIELDS)
+        if not self.event_types or set(self.event_types) - set(EVENT_TYPES):
+            raise DataError(
+                f"must be a non-empty subset of {', '.join(EVENT_TYPES)}, got {self.event_types}",
+                column="event_types",
+            )
+        _parse_start(self.start)
+
+    def _check_record(self) -> None:
+        """Require patients, a positive length, and a share of event patients in 0–1."""
         if self.patients < 1:
             raise DataError(f"must be at least 1, got {self.patients}", column="patients")
         if not (math.isfinite(self.hours) and self.hours > 0):
@@ -223,12 +234,18 @@ class SimulationConfig:
             raise DataError(
                 f"labelled events need records of at least 0.5 h, got {self.hours}", column="hours"
             )
-        for name in ("hr_every_s", "spo2_every_s", "rr_every_s", "temp_every_s", "bp_every_s"):
+
+    def _check_periods(self) -> None:
+        """Require every sampling period to be a whole number of seconds >= 1."""
+        for name in _PERIOD_FIELDS:
             period = getattr(self, name)
             if isinstance(period, bool) or not isinstance(period, int) or period < 1:
                 raise DataError(
                     f"must be a whole number of seconds >= 1, got {period!r}", column=name
                 )
+
+    def _check_event_counts(self) -> None:
+        """Require a share range of labelled time inside (0, 1) and at least one event."""
         low, high = self.event_time_share
         if not 0.0 < low <= high < 1.0:
             raise DataError(
@@ -237,26 +254,20 @@ class SimulationConfig:
             )
         if self.max_events < 1:
             raise DataError(f"must be at least 1, got {self.max_events}", column="max_events")
-        rates = {
-            "start_spread_h": self.start_spread_h,
-            "activity_per_h": self.activity_per_h,
-            "hr_artefacts_per_h": self.hr_artefacts_per_h,
-            "spo2_artefacts_per_h": self.spo2_artefacts_per_h,
-            "dropouts_per_h": self.dropouts_per_h,
-        }
-        for name, value in rates.items():
+
+    def _check_non_negative(self, names: tuple[str, ...]) -> None:
+        """Require each named field to be a finite number >= 0."""
+        for name in names:
+            value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise DataError(f"must be a non-negative number, got {value}", column=name)
-        for name in ("noise_scale", "patient_spread", "event_scale", "event_duration_scale"):
+
+    def _check_positive(self, names: tuple[str, ...]) -> None:
+        """Require each named field to be a finite number > 0."""
+        for name in names:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise DataError(f"must be a positive number, got {value}", column=name)
-        if not self.event_types or set(self.event_types) - set(EVENT_TYPES):
-            raise DataError(
-                f"must be a non-empty subset of {', '.join(EVENT_TYPES)}, got {self.event_types}",
-                column="event_types",
-            )
-        _parse_start(self.start)
 
     @property
     def periods(self) -> dict[str, int]:
@@ -461,48 +472,77 @@ def _simulate_patient(
 ) -> _PatientRecord:
     """Simulate one patient's record (see the module docstring)."""
     n = config.seconds
-    spread_min = int(config.start_spread_h * 60)
-    first = config.start_timestamp + pd.Timedelta(
-        minutes=int(rng.integers(0, spread_min)) if spread_min > 0 else 0
-    )
-    midnight = first.normalize()
-    hour = ((first - midnight).total_seconds() + np.arange(n, dtype=np.float64)) / 3600.0 % 24.0
-    circadian = -np.cos(2.0 * np.pi * (hour - 4.0 - rng.uniform(-1.0, 1.0)) / 24.0)
-
+    first = _first_timestamp(config, rng)
+    circadian = _circadian(first, n, rng)
     static = _draw_static(rng)
     series = _normal_series(rng, circadian, static["age"], config)
     events = _plan_events(rng, n, config) if with_events else []
     nuisances = _plan_nuisances(rng, n, events, circadian, config)
-
-    label = np.zeros(n, dtype=np.int8)
-    dropped = np.zeros(n, dtype=bool)
-    for episode in (*events, *nuisances):
-        _apply(series, episode, rng)
-        if episode.labelled:
-            label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
-        if episode.kind == "dropout":
-            dropped[episode.start : episode.stop] = True
-
-    series["diastolic_bp"] = np.minimum(series["diastolic_bp"], series["systolic_bp"] - 10.0)
-    periods = config.periods
-    t = np.arange(n, dtype=np.int64)
-    measured = {name: t % period == 0 for name, period in periods.items()}
-    keep = np.logical_or.reduce(list(measured.values())) & ~dropped
-    values: dict[str, FloatArray] = {}
-    for name in SIMULATED_CHANNELS:
-        low, high = _LIMITS[name]
-        clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
-        values[name] = np.where(measured[name], clean, np.nan)[keep]
+    label, dropped = _apply_episodes(series, (*events, *nuisances), rng)
+    keep, values = _monitor_readings(series, dropped, config)
     return _PatientRecord(
         patient_id=patient_id,
         first=first,
-        seconds=t[keep],
+        seconds=np.arange(n, dtype=np.int64)[keep],
         values=values,
         label=label[keep],
         static=static,
         events=tuple(events),
         nuisances=tuple(nuisances),
     )
+
+
+def _first_timestamp(config: SimulationConfig, rng: np.random.Generator) -> pd.Timestamp:
+    """Draw the record's start: ``start`` plus whole minutes below ``start_spread_h`` hours."""
+    spread_min = int(config.start_spread_h * 60)
+    return config.start_timestamp + pd.Timedelta(
+        minutes=int(rng.integers(0, spread_min)) if spread_min > 0 else 0
+    )
+
+
+def _circadian(first: pd.Timestamp, n: int, rng: np.random.Generator) -> FloatArray:
+    """Return the daily rhythm (−1 about 04:00 to +1 about 16:00), shape (n,), phase ±1 h."""
+    midnight = first.normalize()
+    hour = ((first - midnight).total_seconds() + np.arange(n, dtype=np.float64)) / 3600.0 % 24.0
+    return np.asarray(
+        -np.cos(2.0 * np.pi * (hour - 4.0 - rng.uniform(-1.0, 1.0)) / 24.0), dtype=np.float64
+    )
+
+
+def _apply_episodes(
+    series: dict[str, FloatArray], episodes: Sequence[_Episode], rng: np.random.Generator
+) -> tuple[NDArray[np.int8], NDArray[np.bool_]]:
+    """Apply events and nuisances in place; return the label and the dropped seconds."""
+    n = series["heart_rate"].shape[0]
+    label = np.zeros(n, dtype=np.int8)
+    dropped = np.zeros(n, dtype=bool)
+    for episode in episodes:
+        _apply(series, episode, rng)
+        if episode.labelled:
+            label[episode.start : episode.stop] = episode.profile() >= LABEL_THRESHOLD
+        if episode.kind == "dropout":
+            dropped[episode.start : episode.stop] = True
+    return label, dropped
+
+
+def _monitor_readings(
+    series: dict[str, FloatArray], dropped: NDArray[np.bool_], config: SimulationConfig
+) -> tuple[NDArray[np.bool_], dict[str, FloatArray]]:
+    """Sample, clip and round the series like a monitor export.
+
+    Returns the seconds kept (some channel measured, sensor on), shape (n,), and each
+    channel's values at those seconds (NaN where that channel is not measured).
+    """
+    series["diastolic_bp"] = np.minimum(series["diastolic_bp"], series["systolic_bp"] - 10.0)
+    t = np.arange(dropped.shape[0], dtype=np.int64)
+    measured = {name: t % period == 0 for name, period in config.periods.items()}
+    keep = np.logical_or.reduce(list(measured.values())) & ~dropped
+    values: dict[str, FloatArray] = {}
+    for name in SIMULATED_CHANNELS:
+        low, high = _LIMITS[name]
+        clean = np.round(np.clip(series[name], low, high), _DECIMALS[name])
+        values[name] = np.where(measured[name], clean, np.nan)[keep]
+    return keep, values
 
 
 def _draw_static(rng: np.random.Generator) -> dict[str, float]:
@@ -530,66 +570,80 @@ def _spread(value: float, low: float, high: float, spread: float) -> float:
     return middle + spread * (value - middle)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Physiology:
+    """Normal physiology of one channel (see the module docstring).
+
+    ``baseline`` is the range of the per-patient baseline (blood pressure's is drawn with
+    age, see :func:`_normal_series`), ``circadian`` the range of the daily rhythm's
+    amplitude (None: no rhythm), ``drifts`` the (time constant s, sd) of each AR(1) drift,
+    ``noise`` the sensor noise's sd before ``noise_scale``.
+    """
+
+    baseline: tuple[float, float]
+    circadian: tuple[float, float] | None
+    drifts: tuple[tuple[float, float], ...]
+    noise: float
+
+
+_PHYSIOLOGY: Final[dict[str, _Physiology]] = {
+    "heart_rate": _Physiology(
+        (60.0, 90.0), (3.0, 7.0), ((1800.0, 5.0), (120.0, 2.0), (3.0, 1.0)), 0.3
+    ),
+    "spo2": _Physiology((96.0, 99.0), None, ((1800.0, 0.6),), 0.4),
+    "respiratory_rate": _Physiology((12.0, 18.0), (0.5, 1.2), ((1800.0, 1.0),), 0.6),
+    "temperature": _Physiology((36.4, 37.0), (0.2, 0.4), ((3600.0, 0.08),), 0.05),
+    "systolic_bp": _Physiology((105.0, 135.0), (4.0, 8.0), ((1800.0, 4.0),), 3.0),
+    "diastolic_bp": _Physiology((65.0, 85.0), (2.0, 5.0), ((1800.0, 2.5),), 2.0),
+}
+"""Normal physiology of each simulated channel, in the order its draws are made."""
+
+
 def _normal_series(
     rng: np.random.Generator, circadian: FloatArray, age: float, config: SimulationConfig
 ) -> dict[str, FloatArray]:
     """Return the undisturbed 1 Hz series of every channel, each shape (n,).
 
     ``circadian`` (shape (n,), −1 at night to +1 in the afternoon) scales each channel's
-    daily rhythm; the baselines, drifts and noise levels are those of the module docstring,
-    scaled by ``config.patient_spread`` and ``config.noise_scale``.
+    daily rhythm; the baselines, drifts and noise levels are those of the module docstring
+    (:data:`_PHYSIOLOGY`), scaled by ``config.patient_spread`` and ``config.noise_scale``.
+    Blood pressure baselines are drawn first: SBP rises with age, DBP stays 30 below it.
     """
-    n = circadian.shape[0]
-    spread, noise = config.patient_spread, config.noise_scale
-    sbp_base = _spread(
-        105.0 + 30.0 * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random()), 105.0, 135.0, spread
-    )
-    dbp_base = min(_spread(rng.uniform(65.0, 85.0), 65.0, 85.0, spread), sbp_base - 30.0)
-    hr = (
-        _spread(rng.uniform(60.0, 90.0), 60.0, 90.0, spread)
-        + rng.uniform(3.0, 7.0) * circadian
-        + _ar1(rng, n, 1800.0, 5.0)
-        + _ar1(rng, n, 120.0, 2.0)
-        + _ar1(rng, n, 3.0, 1.0)
-        + rng.normal(0.0, 0.3 * noise, n)
-    )
-    spo2 = (
-        _spread(rng.uniform(96.0, 99.0), 96.0, 99.0, spread)
-        + _ar1(rng, n, 1800.0, 0.6)
-        + rng.normal(0.0, 0.4 * noise, n)
-    )
-    rr = (
-        _spread(rng.uniform(12.0, 18.0), 12.0, 18.0, spread)
-        + rng.uniform(0.5, 1.2) * circadian
-        + _ar1(rng, n, 1800.0, 1.0)
-        + rng.normal(0.0, 0.6 * noise, n)
-    )
-    temperature = (
-        _spread(rng.uniform(36.4, 37.0), 36.4, 37.0, spread)
-        + rng.uniform(0.2, 0.4) * circadian
-        + _ar1(rng, n, 3600.0, 0.08)
-        + rng.normal(0.0, 0.05 * noise, n)
-    )
-    sbp = (
-        sbp_base
-        + rng.uniform(4.0, 8.0) * circadian
-        + _ar1(rng, n, 1800.0, 4.0)
-        + rng.normal(0.0, 3.0 * noise, n)
-    )
-    dbp = (
-        dbp_base
-        + rng.uniform(2.0, 5.0) * circadian
-        + _ar1(rng, n, 1800.0, 2.5)
-        + rng.normal(0.0, 2.0 * noise, n)
-    )
+    spread = config.patient_spread
+    sbp_low, sbp_high = _PHYSIOLOGY["systolic_bp"].baseline
+    sbp_drawn = sbp_low + (sbp_high - sbp_low) * (0.6 * (age - 20.0) / 70.0 + 0.4 * rng.random())
+    sbp_base = _spread(sbp_drawn, sbp_low, sbp_high, spread)
+    dbp_base = min(_draw_baseline(rng, _PHYSIOLOGY["diastolic_bp"], spread), sbp_base - 30.0)
+    bases = {"systolic_bp": sbp_base, "diastolic_bp": dbp_base}
     return {
-        "heart_rate": hr,
-        "spo2": spo2,
-        "respiratory_rate": rr,
-        "temperature": temperature,
-        "systolic_bp": sbp,
-        "diastolic_bp": dbp,
+        name: _channel_series(rng, circadian, bases.get(name), physiology, config)
+        for name, physiology in _PHYSIOLOGY.items()
     }
+
+
+def _draw_baseline(rng: np.random.Generator, physiology: _Physiology, spread: float) -> float:
+    """Draw a baseline uniformly in its range, moved from the middle by ``spread``."""
+    low, high = physiology.baseline
+    return _spread(rng.uniform(low, high), low, high, spread)
+
+
+def _channel_series(
+    rng: np.random.Generator,
+    circadian: FloatArray,
+    base: float | None,
+    physiology: _Physiology,
+    config: SimulationConfig,
+) -> FloatArray:
+    """Return one channel's undisturbed series: baseline, rhythm, drifts, then noise."""
+    n = circadian.shape[0]
+    values: FloatArray | float = (
+        _draw_baseline(rng, physiology, config.patient_spread) if base is None else base
+    )
+    if physiology.circadian is not None:
+        values = values + rng.uniform(*physiology.circadian) * circadian
+    for tau_s, sd in physiology.drifts:
+        values = values + _ar1(rng, n, tau_s, sd)
+    return np.asarray(values + rng.normal(0.0, physiology.noise * config.noise_scale, n))
 
 
 def _event_effects(
@@ -619,10 +673,23 @@ def _event_effects(
     return pressure, {"heart_rate": u(35, 48)}, u(0.5, 2.0)
 
 
+_Sized = tuple[_EventKind, tuple[int, int, int]]
+"""An event kind with its (rise, hold, fall) in seconds, not yet placed."""
+
+
 def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> list[_Episode]:
     """Choose, size and place the labelled events of one record of ``n`` seconds."""
+    drawn = _fit_in_record(_draw_events(rng, n, config), n)
+    return _place_events(rng, n, drawn, config)
+
+
+def _draw_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> list[_Sized]:
+    """Draw kinds and durations until the labelled share of ``n`` seconds is used up.
+
+    A record too short for any event within that share gets one at its minimal duration.
+    """
     remaining = rng.uniform(*config.event_time_share) * n
-    drawn: list[tuple[_EventKind, tuple[int, int, int]]] = []
+    drawn: list[_Sized] = []
     zero = np.zeros(3)
     kinds = [k for k in _EVENT_KINDS if k.name in config.event_types]
     while len(drawn) < config.max_events:
@@ -646,11 +713,27 @@ def _plan_events(rng: np.random.Generator, n: int, config: SimulationConfig) -> 
             durations = _scaled_durations(durations, config.event_duration_scale)
         drawn.append((kind, durations))
         remaining -= kind.labelled_s(u, scale)
-    while drawn and sum(sum(d) for _, d in drawn) + (len(drawn) + 1) * _EVENT_GAP_S > n:
+    return drawn
+
+
+def _free_seconds(drawn: Sequence[_Sized], n: int) -> int:
+    """Seconds of ``n`` left once the events and the gaps around each are counted."""
+    return n - sum(sum(d) for _, d in drawn) - (len(drawn) + 1) * _EVENT_GAP_S
+
+
+def _fit_in_record(drawn: list[_Sized], n: int) -> list[_Sized]:
+    """Drop the last drawn events until the rest, with their gaps, fit in ``n`` seconds."""
+    while drawn and _free_seconds(drawn, n) < 0:
         drawn.pop()
+    return drawn
+
+
+def _place_events(
+    rng: np.random.Generator, n: int, drawn: Sequence[_Sized], config: SimulationConfig
+) -> list[_Episode]:
+    """Place the events in random order with random gaps and draw their effects."""
     order = rng.permutation(len(drawn))
-    free = n - sum(sum(d) for _, d in drawn) - (len(drawn) + 1) * _EVENT_GAP_S
-    gaps = _EVENT_GAP_S + free * rng.dirichlet(np.ones(len(drawn) + 1))
+    gaps = _EVENT_GAP_S + _free_seconds(drawn, n) * rng.dirichlet(np.ones(len(drawn) + 1))
     events: list[_Episode] = []
     position = 0.0
     for slot, index in enumerate(order):
@@ -874,307 +957,10 @@ def _events_frame(records: Sequence[_PatientRecord]) -> pd.DataFrame:
     return frame
 
 
-def table_format(out: str | Path) -> TableFormat:
-    """Return the table format named by a path's suffix.
-
-    Parameters
-    ----------
-    out : str or pathlib.Path
-        Output path ending in ``.csv``, ``.parquet`` or ``.pq`` (any case).
-
-    Returns
-    -------
-    {"csv", "parquet"}
-        The format.
-
-    Raises
-    ------
-    DataError
-        For any other suffix.
-
-    """
-    suffix = Path(out).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise DataError(
-            f"unsupported output format {suffix or '(no suffix)'!r}: use .csv, .parquet or .pq",
-            file=str(out),
-        )
-    return _SUFFIX_FORMATS[suffix]
-
-
-def _write(frame: pd.DataFrame, path: Path, fmt: TableFormat) -> None:
-    """Write a frame without its index to ``path`` in ``fmt``."""
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-
-
-def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
-    """Write a frame atomically as CSV or Parquet, keeping its column names.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The table, written without its index.
-    out : str or pathlib.Path
-        Destination; the suffix picks the format (``.csv``, ``.parquet``, ``.pq``).
-
-    Returns
-    -------
-    pathlib.Path
-        The path written.
-
-    Raises
-    ------
-    DataError
-        Unsupported suffix (nothing is written).
-
-    """
-    path = Path(out)
-    fmt = table_format(path)
-    with atomic_path(path) as tmp:
-        _write(frame, tmp, fmt)
-    return path
-
-
-def _iso_utc(values: pd.Series) -> NDArray[np.str_]:
-    """Format UTC timestamps as ISO-8601 text ending in ``Z``, shape (N,).
-
-    Whole seconds are written without a fraction; otherwise the finest needed unit is used.
-    """
-    naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    ns = naive.astype(np.int64)
-    unit: Literal["s", "ms", "us", "ns"] = "s"
-    units: tuple[tuple[Literal["ms", "us", "ns"], int], ...] = (
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    )
-    for candidate, size in units:
-        if np.any(ns % (size * 1000) != 0):
-            unit = candidate
-    return np.asarray(np.datetime_as_string(naive, unit=unit, timezone="UTC"))
-
-
-def events_path(out: str | Path) -> Path:
-    """Return the events file that goes beside a readings file: ``<stem>.events.csv``."""
-    path = Path(out)
-    return path.with_name(f"{path.stem}.events.csv")
-
-
-def write_cohort(
-    readings: pd.DataFrame, events: pd.DataFrame, out: str | Path
-) -> tuple[Path, Path]:
-    """Write a simulated cohort: readings to ``out``, events to ``<stem>.events.csv`` beside it.
-
-    Both files are written to temporary files first and renamed into place only when both
-    are complete. Timestamps in CSV are ISO-8601 UTC (``2024-01-01T00:00:00Z``); channels
-    not measured at an instant are empty cells.
-
-    Parameters
-    ----------
-    readings : pandas.DataFrame
-        Readings frame from :func:`simulate_cohort`, shape (R, 12).
-    events : pandas.DataFrame
-        Events table from :func:`simulate_cohort`.
-    out : str or pathlib.Path
-        Readings destination: ``.csv``, ``.parquet`` or ``.pq``.
-
-    Returns
-    -------
-    tuple of pathlib.Path
-        Paths of the readings file and of the events file.
-
-    Raises
-    ------
-    DataError
-        Unsupported suffix (nothing is written).
-
-    """
-    readings_out = Path(out)
-    events_out = events_path(readings_out)
-    fmt = table_format(readings_out)
-    if fmt == "csv":
-        readings = readings.assign(**{TIMESTAMP_COLUMN: _iso_utc(readings[TIMESTAMP_COLUMN])})
-    events = events.assign(onset=_iso_utc(events["onset"]), end=_iso_utc(events["end"]))
-    with atomic_path(readings_out) as readings_tmp, atomic_path(events_out) as events_tmp:
-        _write(readings, readings_tmp, fmt)
-        _write(events, events_tmp, "csv")
-    return readings_out, events_out
-
-
-def _check_rows(rows: int) -> int:
-    """Return ``rows`` if it is a positive integer, else raise :class:`DataError`."""
-    if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1:
-        raise DataError(f"must be a positive integer, got {rows!r}", column="rows")
-    return int(rows)
-
-
-def _round_significant(values: FloatArray, digits: int = 10) -> FloatArray:
-    """Round positive values to ``digits`` significant digits, shape kept."""
-    scale = 10.0 ** (digits - 1 - np.floor(np.log10(values)))
-    return np.asarray(np.round(values * scale) / scale, dtype=np.float64)
-
-
-def _datetime_text(values: NDArray[np.datetime64]) -> NDArray[np.str_]:
-    """Format naive datetimes as ``YYYY-MM-DD HH:MM:SS``, shape kept."""
-    text = np.datetime_as_string(values.astype("datetime64[s]"), unit="s")
-    return np.asarray(np.char.replace(text, "T", " "))
-
-
-_VITALS2024_FIRST: Final = np.datetime64("2024-07-19T21:53:46", "s")
-
-
-def simulate_vitals2024(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Simulate a table in the exact schema of the Human Vital Signs 2024 file.
-
-    Reproduces the measured file (``datasets/README.md``): one row per patient, Patient ID
-    1..rows, Timestamp from 2024-07-19 21:53:46 decreasing by 60 s per row, independent
-    uniform columns (HR 60–99, RR 12–19, SBP 110–139, DBP 70–89 and age 18–89 integers;
-    temperature 36.0–37.5, SpO2 95–100, weight 50–100 kg, height 1.50–2.00 m, Derived_HRV
-    0.05–0.15), Gender Male/Female, pulse pressure = SBP − DBP, BMI = weight / height²,
-    MAP = DBP + PP / 3, floats rounded to 10 significant digits like the file, and the
-    file's label rule: ``High Risk`` iff HR > 90 or BMI > 30 or BMI < 18.5 (about 52.6 %).
-
-    Parameters
-    ----------
-    rows : int
-        Number of rows (e.g. 200,020 like the full file).
-    seed : int
-        Seed of the draws.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Shape (rows, 17), columns :data:`VITALS2024_COLUMNS`, dtypes as ``pandas.read_csv``
-        gives for the real file (int64, float64, str).
-
-    """
-    n = _check_rows(rows)
-    rng = np.random.default_rng(seed)
-    heart_rate = rng.integers(60, 100, n)
-    respiratory_rate = rng.integers(12, 20, n)
-    temperature = _round_significant(rng.uniform(36.0, 37.5, n))
-    spo2 = _round_significant(rng.uniform(95.0, 100.0, n))
-    systolic = rng.integers(110, 140, n)
-    diastolic = rng.integers(70, 90, n)
-    age = rng.integers(18, 90, n)
-    gender = np.where(rng.random(n) < 0.5, "Male", "Female")
-    weight = _round_significant(rng.uniform(50.0, 100.0, n))
-    height = _round_significant(rng.uniform(1.5, 2.0, n))
-    hrv = _round_significant(rng.uniform(0.05, 0.15, n))
-    pulse_pressure = systolic - diastolic
-    bmi = _round_significant(weight / height**2)
-    mean_arterial = _round_significant(diastolic + pulse_pressure / 3.0)
-    high = (heart_rate > 90) | (bmi > 30.0) | (bmi < 18.5)
-    timestamps = _VITALS2024_FIRST - np.arange(n, dtype=np.int64) * np.timedelta64(60, "s")
-    values = (
-        np.arange(1, n + 1, dtype=np.int64),
-        heart_rate,
-        respiratory_rate,
-        _datetime_text(timestamps),
-        temperature,
-        spo2,
-        systolic,
-        diastolic,
-        age,
-        gender,
-        weight,
-        height,
-        hrv,
-        pulse_pressure,
-        bmi,
-        mean_arterial,
-        np.where(high, "High Risk", "Low Risk"),
-    )
-    return pd.DataFrame(dict(zip(VITALS2024_COLUMNS, values, strict=True)))
-
-
-IOT_SENSOR_TYPES: Final = ("Temperature", "Blood Pressure", "Heart Rate", "Battery")
-_IOT_FIRST: Final = np.datetime64("2024-01-01T00:00:00", "s")
-_IOT_HOURS: Final = 200
-_IOT_BP_PAIRS: Final = ((120, 80), (130, 80), (130, 85), (90, 60), (140, 90), (150, 95))
-_IOT_BP_WEIGHTS: Final = (0.30, 0.20, 0.15, 0.10, 0.15, 0.10)
-IOT_LABEL_NOISE: Final = 0.05
-"""Share of IoT rows whose label is flipped after the rule."""
-
-
-def simulate_iot(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Simulate a table in the exact schema of the Healthcare IoT file.
-
-    Ranges and formats follow ``datasets/README.md`` and ``iot_schema_sample.csv``:
-    Patient_ID uniform 1189–9958 (drawn with replacement, so mostly one row per patient at
-    the file's 202 rows), Timestamp a random hour from 2024-01-01 00:00 to 2024-01-09 07:00
-    (rows in random order, ``YYYY-MM-DD HH:MM:SS``), Sensor_ID 1–4 and Sensor_Type drawn
-    independently, temperature 36.5–37.5 °C with one decimal, blood pressure as the cuff-style
-    pairs of the sample (120/80, 130/80, 130/85, 90/60, 150/95, plus 140/90), HR 60–99,
-    Device_Battery_Level 80–99, Battery_Level 80–100, Target_Blood_Pressure in
-    {120, 130, 140, 150}, Target_Heart_Rate in {70, 80, 90}.
-
-    The real file's label rule is unknown. This simulator uses: ``Unhealthy`` iff
-    HR > Target_Heart_Rate + 10 or SBP > Target_Blood_Pressure + 10, then flips
-    :data:`IOT_LABEL_NOISE` (5 %) of the labels at random; about 68 % of rows are
-    ``Healthy``, close to the imbalance the seed's class weights 0.6 / 1.4 suggest.
-
-    Parameters
-    ----------
-    rows : int
-        Number of rows (202 in the real file).
-    seed : int
-        Seed of the draws.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Shape (rows, 13), columns :data:`IOT_COLUMNS`; integers int64, temperature float64,
-        text columns str.
-
-    """
-    n = _check_rows(rows)
-    rng = np.random.default_rng(seed)
-    hours = rng.integers(0, _IOT_HOURS, n)
-    pairs = np.array(_IOT_BP_PAIRS, dtype=np.int64)[
-        rng.choice(len(_IOT_BP_PAIRS), size=n, p=_IOT_BP_WEIGHTS)
-    ]
-    systolic, diastolic = pairs[:, 0], pairs[:, 1]
-    heart_rate = rng.integers(60, 100, n)
-    target_bp = rng.choice(np.array([120, 130, 140, 150], dtype=np.int64), size=n)
-    target_hr = rng.choice(np.array([70, 80, 90], dtype=np.int64), size=n)
-    unhealthy = (heart_rate > target_hr + 10) | (systolic > target_bp + 10)
-    unhealthy ^= rng.random(n) < IOT_LABEL_NOISE
-    values = (
-        rng.integers(1189, 9959, n),
-        _datetime_text(_IOT_FIRST + hours * np.timedelta64(3600, "s")),
-        rng.integers(1, 5, n),
-        np.array(IOT_SENSOR_TYPES)[rng.integers(0, len(IOT_SENSOR_TYPES), n)],
-        np.round(rng.uniform(36.5, 37.5, n), 1),
-        systolic,
-        diastolic,
-        heart_rate,
-        rng.integers(80, 100, n),
-        target_bp,
-        target_hr,
-        np.where(unhealthy, "Unhealthy", "Healthy"),
-        rng.integers(80, 101, n),
-    )
-    return pd.DataFrame(dict(zip(IOT_COLUMNS, values, strict=True)))
-
-
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
-    "IOT_COLUMNS",
-    "IOT_LABEL_NOISE",
-    "IOT_SENSOR_TYPES",
     "LABEL_THRESHOLD",
-    "VITALS2024_COLUMNS",
     "SimulationConfig",
-    "events_path",
     "simulate_cohort",
-    "simulate_iot",
-    "simulate_vitals2024",
-    "table_format",
-    "write_cohort",
-    "write_table",
 ]

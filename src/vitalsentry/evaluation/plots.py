@@ -461,15 +461,41 @@ def plot_patient_timeline(
     DataError
         Arrays whose lengths do not match.
     """
+    t, series = _timeline_vitals(time_s, vitals)
+    ends, r, std, on = _timeline_risk(window_end_s, risk, risk_std, alarm)
+    origin = float(np.nanmin(np.r_[t, ends])) if t.size + ends.size else 0.0
+    fig, axes = _timeline_axes(len(series))
+    ax_risk = axes[-1]
+    for ax, (name, values) in zip(axes[:-1], series.items(), strict=True):
+        _draw_vital_panel(ax, _hours(t, origin), name, values)
+    _draw_risk(ax_risk, _hours(ends, origin), r, std)
+    _shade_alarms(ax_risk, ends, on, origin)
+    _shade_events(axes, events, origin)
+    ax_risk.set(ylim=(0, 1), ylabel="risk", xlabel="hours since start")
+    ax_risk.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Patient timeline: vitals, risk and alarms")
+    return _save(fig, out)
+
+
+def _timeline_vitals(
+    time_s: ArrayLike, vitals: Mapping[str, ArrayLike]
+) -> tuple[FloatArray, dict[str, FloatArray]]:
+    """Return the times and the channels with a value, each checked to have their shape."""
     t = np.asarray(time_s, dtype=np.float64)
+    series = {name: np.asarray(v, dtype=np.float64) for name, v in vitals.items()}
+    if any(v.shape != t.shape for v in series.values()):
+        raise DataError(f"every vital must have the shape of time_s {t.shape}", column="vitals")
+    return t, {name: v for name, v in series.items() if not np.isnan(v).all()}
+
+
+def _timeline_risk(
+    window_end_s: ArrayLike, risk: ArrayLike, risk_std: ArrayLike | None, alarm: ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray | None, NDArray[np.bool_]]:
+    """Return window ends, risk, its std and alarm state, checked to share one shape."""
     ends = np.asarray(window_end_s, dtype=np.float64)
     r = np.asarray(risk, dtype=np.float64)
     on = np.asarray(alarm, dtype=bool)
     std = None if risk_std is None else np.asarray(risk_std, dtype=np.float64)
-    series = {name: np.asarray(v, dtype=np.float64) for name, v in vitals.items()}
-    if any(v.shape != t.shape for v in series.values()):
-        raise DataError(f"every vital must have the shape of time_s {t.shape}", column="vitals")
-    series = {name: v for name, v in series.items() if not np.isnan(v).all()}
     if (
         r.shape != ends.shape
         or on.shape != ends.shape
@@ -479,52 +505,68 @@ def plot_patient_timeline(
             f"risk, risk_std and alarm must have the shape of window_end_s {ends.shape}",
             column="risk",
         )
-    origin = float(np.nanmin(np.r_[t, ends])) if t.size + ends.size else 0.0
+    return ends, r, std, on
 
-    def hours(seconds: ArrayLike) -> FloatArray:
-        return (np.asarray(seconds, dtype=np.float64) - origin) / 3600.0
 
-    fig = _figure(10.0, 1.8 * len(series) + 2.8)
+def _hours(seconds: ArrayLike, origin: float) -> FloatArray:
+    """Return hours since ``origin`` (epoch seconds)."""
+    return (np.asarray(seconds, dtype=np.float64) - origin) / 3600.0
+
+
+def _timeline_axes(n_vitals: int) -> tuple[Figure, NDArray[Any]]:
+    """Return a figure with one panel per vital and a taller risk panel last (shared x)."""
+    fig = _figure(10.0, 1.8 * n_vitals + 2.8)
     axes = np.atleast_1d(
         fig.subplots(
-            len(series) + 1,
+            n_vitals + 1,
             1,
             sharex=True,
-            gridspec_kw={"height_ratios": [1.0] * len(series) + [1.4]},
+            gridspec_kw={"height_ratios": [1.0] * n_vitals + [1.4]},
         )
     )
-    for ax, (name, values) in zip(axes[:-1], series.items(), strict=True):
-        _draw_vital(ax, hours(t), values)
-        unit = CHANNELS[name].unit if name in CHANNELS else ""
-        ax.set_ylabel(f"{_label(name)}\n{unit}".strip(), fontsize=8)
-    ax_risk = axes[-1]
-    ax_risk.plot(hours(ends), r, color="black", linewidth=1.0, label="risk")
+    return fig, axes
+
+
+def _draw_vital_panel(ax: Axes, x: FloatArray, name: str, values: FloatArray) -> None:
+    """Draw one channel and label its panel with its name and unit."""
+    _draw_vital(ax, x, values)
+    unit = CHANNELS[name].unit if name in CHANNELS else ""
+    ax.set_ylabel(f"{_label(name)}\n{unit}".strip(), fontsize=8)
+
+
+def _draw_risk(ax: Axes, x: FloatArray, r: FloatArray, std: FloatArray | None) -> None:
+    """Draw the risk line and, when given, its ±1 std band."""
+    ax.plot(x, r, color="black", linewidth=1.0, label="risk")
     if std is not None:
-        ax_risk.fill_between(
-            hours(ends),
+        ax.fill_between(
+            x,
             np.clip(r - std, 0, 1),
             np.clip(r + std, 0, 1),
             color="tab:blue",
             alpha=0.3,
             label="±1 std (MC dropout)",
         )
+
+
+def _shade_alarms(ax: Axes, ends: FloatArray, on: NDArray[np.bool_], origin: float) -> None:
+    """Shade each run of alarm-on windows, half a window spacing either side."""
     spacing = float(np.median(np.diff(ends))) if ends.size > 1 else 0.0
     for k, (first, last) in enumerate(_runs(on)):
-        ax_risk.axvspan(
-            *hours([ends[first] - spacing / 2, ends[last] + spacing / 2]),
+        ax.axvspan(
+            *_hours([ends[first] - spacing / 2, ends[last] + spacing / 2], origin),
             color="tab:orange",
             alpha=0.35,
             label="alarm" if k == 0 else None,
         )
+
+
+def _shade_events(axes: NDArray[Any], events: Sequence[tuple[float, float]], origin: float) -> None:
+    """Shade each labelled event on every panel; the last (risk) panel's legend names it."""
     for k, (onset, end) in enumerate(events):
         for ax in axes:
             ax.axvspan(
-                *hours([onset, end]),
+                *_hours([onset, end], origin),
                 color="tab:red",
                 alpha=0.12,
-                label="event" if k == 0 and ax is ax_risk else None,
+                label="event" if k == 0 and ax is axes[-1] else None,
             )
-    ax_risk.set(ylim=(0, 1), ylabel="risk", xlabel="hours since start")
-    ax_risk.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Patient timeline: vitals, risk and alarms")
-    return _save(fig, out)

@@ -258,29 +258,58 @@ def _has_reason(reasons: Mapping[str, Any], path: str) -> bool:
 
 
 def _validate_dataset(result: Any, where: str) -> None:
+    """Check one dataset result; the first broken rule raises, naming its dotted path."""
+    _check_layout(result, where)
+    leaves = _metric_leaves(result)
+    _check_metric_values(leaves, where)
+    ci = _checked_intervals(result["ci95"], leaves, where)
+    reasons = _checked_reasons(result, where)
+    _check_nulls_explained(leaves, ci, reasons, where)
+    _check_texts(result, where)
+    _check_counts(result["counts"], where)
+
+
+def _check_layout(result: Any, where: str) -> None:
+    """Require the dataset's keys, each section's metrics and each baseline's metrics."""
     _require_keys(result, DATASET_KEYS, where)
     for section, metrics in METRIC_SECTIONS.items():
         _require_keys(result[section], metrics, f"{where}.{section}")
     _require_keys(result["baselines"], list(BASELINES), f"{where}.baselines")
     for name, value in result["baselines"].items():
         _require_keys(value, BASELINE_METRICS, f"{where}.baselines.{name}")
-    leaves = _metric_leaves(result)
+
+
+def _check_metric_values(leaves: Mapping[str, Any], where: str) -> None:
+    """Require every metric to be a number or null."""
     for path, value in leaves.items():
         if value is not None and not _is_number(value):
             raise _fail(f"{where}.{path}", f"expected a number or null, got {value!r}")
-    ci = result["ci95"]
+
+
+def _is_interval(interval: Any) -> bool:
+    """Whether ``interval`` is ``[low, high]`` of numbers with ``low <= high``."""
+    return (
+        isinstance(interval, list | tuple)
+        and len(interval) == 2
+        and all(_is_number(v) for v in interval)
+        and interval[0] <= interval[1]
+    )
+
+
+def _checked_intervals(ci: Any, leaves: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """Return ``ci95`` once each key is a metric's path and each value an interval or null."""
     if not isinstance(ci, Mapping):
         raise _fail(f"{where}.ci95", "expected an object")
     for key, interval in ci.items():
         if key not in leaves:
             raise _fail(f"{where}.ci95.{key}", "not the dotted path of a metric")
-        if interval is not None and not (
-            isinstance(interval, list | tuple)
-            and len(interval) == 2
-            and all(_is_number(v) for v in interval)
-            and interval[0] <= interval[1]
-        ):
+        if interval is not None and not _is_interval(interval):
             raise _fail(f"{where}.ci95.{key}", f"expected [low, high] or null, got {interval!r}")
+    return ci
+
+
+def _checked_reasons(result: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """Return ``reasons`` once it maps paths of metrics or sections to non-empty strings."""
     reasons = result["reasons"]
     if not isinstance(reasons, Mapping) or not all(
         isinstance(v, str) and v for v in reasons.values()
@@ -290,6 +319,13 @@ def _validate_dataset(result: Any, where: str) -> None:
     for key in reasons:
         if key not in known:
             raise _fail(f"{where}.reasons.{key}", "not the dotted path of a metric or section")
+    return reasons
+
+
+def _check_nulls_explained(
+    leaves: Mapping[str, Any], ci: Mapping[str, Any], reasons: Mapping[str, Any], where: str
+) -> None:
+    """Require a reason for every null metric and every null interval."""
     for path, value in leaves.items():
         if value is None and not _has_reason(reasons, path):
             raise _fail(f"{where}.{path}", "null without a reason in 'reasons'")
@@ -299,11 +335,19 @@ def _validate_dataset(result: Any, where: str) -> None:
             _has_reason(reasons, f"ci95.{key}") or _has_reason(reasons, key)
         ):
             raise _fail(f"{where}.ci95.{key}", "null without a reason in 'reasons'")
+
+
+def _check_texts(result: Mapping[str, Any], where: str) -> None:
+    """Require ``findings`` and ``notes`` to be lists of strings."""
     for key in ("findings", "notes"):
         items = result[key]
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
             raise _fail(f"{where}.{key}", "expected a list of strings")
-    for path, value in _walk(result["counts"], f"{where}.counts"):
+
+
+def _check_counts(counts: Any, where: str) -> None:
+    """Require every leaf of ``counts`` to be a number."""
+    for path, value in _walk(counts, f"{where}.counts"):
         if not (isinstance(value, Mapping) or _is_number(value)):
             raise _fail(path, f"expected a number, got {value!r}")
 
