@@ -19,7 +19,7 @@ import pandas as pd
 
 from vitalsentry.config import DataConfig, WindowConfig
 from vitalsentry.data.gaps import describe_limits
-from vitalsentry.data.prepared import WindowSet, _latest_reader, stream_feeds, window_frame
+from vitalsentry.data.prepared import WindowSet, latest_reader, stream_feeds, window_frame
 from vitalsentry.data.readings import Readings
 from vitalsentry.data.schema import LABEL_COLUMN, PATIENT_COLUMN
 from vitalsentry.errors import DataError
@@ -120,7 +120,7 @@ class FrameSource:
             frame, max_gap = stream_feeds(frame, feed_of, data.channels, data.step_s)
         cut, _ = window_frame(frame, data, window, max_gap_s=max_gap, latest_only=latest_only)
         context = (
-            _latest_reader(frame, cut.patient, cut.start_s, window, data)
+            latest_reader(frame, cut.patient, cut.start_s, window, data)
             if self.stream
             else cut.patient
         )

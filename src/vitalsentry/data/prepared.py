@@ -489,7 +489,7 @@ def _prepare(readings: Readings, data: DataConfig, window: WindowConfig) -> Prep
     )
     split = split[keep]
     reading_patient = (
-        None if feeds is None else _latest_reader(feeds, patient, start_s, window, data)
+        None if feeds is None else latest_reader(feeds, patient, start_s, window, data)
     )
     if not (split == 0).any():
         raise DataError(
@@ -581,7 +581,7 @@ def _split_codes(
     return pd.Series(cut.patient).map(code_of).to_numpy(np.int8)
 
 
-def _latest_reader(
+def latest_reader(
     feeds: pd.DataFrame,
     stream: np.ndarray,
     start_s: np.ndarray,
