@@ -29,7 +29,7 @@ from web_browser import (
 from web_seed import SPARSE_EVERY_S, T0, WINDOW_S, seed_patient
 
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
-from vitalsentry.monitor.replay import arrival_batches
+from vitalsentry.monitor.replay import Batch, arrival_batches
 from vitalsentry.monitor.store import MonitorStore
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.app import create_app
@@ -53,6 +53,16 @@ class Site:
     def get(self, path: str, **params: Any) -> Any:
         """GET from the JSON API with the view key (the same key the browser logged in with)."""
         answer = self.api.get(path, params=params, headers={"X-API-Key": self.view_key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def append(self, batch: Batch) -> Any:
+        """POST one arrival batch to the streaming API with the score key; return the answer."""
+        answer = self.api.post(
+            f"/v1/patients/{batch.patient_id}/readings",
+            json={"readings": batch.readings},
+            headers={"X-API-Key": self.score_key},
+        )
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -223,14 +233,9 @@ def test_a_new_alarm_appears_without_reload(site: Site, record_property: Any) ->
     batches = arrival_batches(frame.drop(columns=["label", "age", "sex", "bmi"]), 60.0)
     alarmed, appended = None, 0.0
     for batch in batches:
-        answer = site.api.post(
-            f"/v1/patients/{batch.patient_id}/readings",
-            json={"readings": batch.readings},
-            headers={"X-API-Key": site.score_key},
-        )
-        assert answer.status_code == 200, answer.text
+        answer = site.append(batch)
         appended = time.time()
-        if answer.json()["patient"]["alarm"] is not None:
+        if answer["patient"]["alarm"] is not None:
             alarmed = batch.patient_id
             break
     assert alarmed is not None, "no alarm raised by the streamed events"
@@ -255,13 +260,7 @@ def test_a_patient_page_follows_new_scores_without_reload(site: Site, record_pro
 
     def append_until_scored() -> float:
         for batch in batches:
-            answer = site.api.post(
-                f"/v1/patients/{batch.patient_id}/readings",
-                json={"readings": batch.readings},
-                headers={"X-API-Key": site.score_key},
-            )
-            assert answer.status_code == 200, answer.text
-            if answer.json()["windows_scored"]:
+            if site.append(batch)["windows_scored"]:
                 return time.time()
         raise AssertionError("the stream ended without a scored window")
 
