@@ -598,7 +598,7 @@ def fit_detector(
         typer.Option(
             "--views",
             help="Comma-separated views the combination may use (default: all; "
-            "embedding_iforest,embedding_knn,recon_error,summary,baseline_shift)",
+            "embedding_iforest,embedding_knn,recon_error,summary,baseline_shift,news2)",
         ),
     ] = "",
     cv_folds: Annotated[
