@@ -46,9 +46,9 @@ TARGETS = {"p50_ms_at_8": 10.0, "p99_ms_at_8": 25.0, "batch_ratio": 0.8}
 
 
 def _fixtures() -> Any:
-    """Load the service tests' bundle builder (tests/serve/conftest.py): one source for both."""
+    """Load the service tests' bundle builder (tests/service_data.py): one source for both."""
     spec = importlib.util.spec_from_file_location(
-        "serve_fixtures", ROOT / "tests" / "serve" / "conftest.py"
+        "serve_fixtures", ROOT / "tests" / "service_data.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -136,7 +136,7 @@ def main() -> None:
         __doc__.splitlines()[0], lambda p: p.add_argument("--rounds", type=int, default=3)
     )
     rounds = 1 if args.quick else args.rounds
-    fixtures = _module("serve_fixtures", ROOT / "tests" / "serve" / "conftest.py")
+    fixtures = _module("serve_fixtures", ROOT / "tests" / "service_data.py")
     corpus = _module("security_corpus", ROOT / "tests" / "security" / "corpus.py")
     from vitalsentry.serve.security import new_key
 

@@ -12,10 +12,6 @@ assert _spec is not None and _spec.loader is not None
 serve_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(serve_fixtures)
 
-LENGTH = serve_fixtures.LENGTH
-START = serve_fixtures.START
-build_bundle = serve_fixtures.build_bundle
-make_readings = serve_fixtures.make_readings
 bundle_dir = serve_fixtures.bundle_dir
 pipeline = serve_fixtures.pipeline
 key_pairs = serve_fixtures.key_pairs

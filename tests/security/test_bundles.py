@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import make_readings
 
+from service_data import make_readings
 from vitalsentry import cli
 from vitalsentry.bundle import MANIFEST, load_bundle, load_stages, save_stages, sign_bundle
 from vitalsentry.io import sha256_file

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import make_readings
 from corpus import PATIENT, Case, corpus_cases, monitor_sequences, problems
 from fastapi.testclient import TestClient
 
+from service_data import make_readings
 from vitalsentry.serve.app import QueryRedactingFilter
 
 

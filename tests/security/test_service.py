@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_readings
 from fastapi.testclient import TestClient
 
+from service_data import make_readings
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.combine import Combiner, _Job
 from vitalsentry.serve.inputs import PatientReadings

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LENGTH, make_readings
 from fastapi.testclient import TestClient
 
+from service_data import LENGTH, make_readings
 from vitalsentry.data.sources import read_readings
 from vitalsentry.errors import BundleError, VitalSentryError
 from vitalsentry.pipeline import VitalRiskPipeline

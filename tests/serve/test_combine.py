@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_readings
 
+from service_data import make_readings
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.combine import Combiner, Rows, Scored
 from vitalsentry.serve.inputs import PatientReadings, from_request

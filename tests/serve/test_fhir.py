@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LENGTH, START
 from fastapi.testclient import TestClient
 
+from service_data import LENGTH, START
 from vitalsentry.serve.fhir import UNITS, FhirBundle, Quantity, _measured, _value, bundle_patients
 from vitalsentry.serve.inputs import RequestError
 

@@ -4,8 +4,8 @@ import hmac
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import START, make_readings
 
+from service_data import START, make_readings
 from vitalsentry.config import DataConfig
 from vitalsentry.data.grid import grid_frame
 from vitalsentry.serve.inputs import (

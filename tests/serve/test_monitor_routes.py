@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 import pytest
 import schemathesis
-from conftest import START, make_readings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -18,6 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from service_data import START, make_readings
 from vitalsentry.data.simulate import SimulationConfig, simulate_cohort
 from vitalsentry.monitor import db
 from vitalsentry.monitor.replay import (

@@ -1,12 +1,10 @@
 """Fixtures of the web view's tests: keys with the ``view`` scope and app clients.
 
-The bundle builder and readings maker are the service tests' (``tests/serve/conftest.py``),
-loaded from that file so both suites share one source.
+The bundle builder is the service tests' (``service_data``), so both suites share one source.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,22 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from web_seed import log_in
 
+from service_data import build_bundle
 from vitalsentry.pipeline import VitalRiskPipeline
 from vitalsentry.serve.app import create_app
 from vitalsentry.serve.security import new_key, parse_key_entries
 from vitalsentry.serve.settings import Settings
-
-
-def _serve_fixtures() -> Any:
-    path = Path(__file__).parents[1] / "serve" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("serve_fixtures_for_web", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-serve_fixtures = _serve_fixtures()
 
 ROLES = {"view": ("view",), "score": ("score",), "all": ("score", "admin", "view")}
 
@@ -49,7 +36,7 @@ def web_settings(web_keys: dict[str, tuple[str, str]]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def web_pipeline(tmp_path_factory: pytest.TempPathFactory) -> VitalRiskPipeline:
-    bundle = serve_fixtures.build_bundle(tmp_path_factory.mktemp("web") / "bundle")
+    bundle = build_bundle(tmp_path_factory.mktemp("web") / "bundle")
     return VitalRiskPipeline.from_bundle(bundle)
 
 

@@ -1,6 +1,7 @@
 """The web view in a real browser (headless Chromium from the OS packages, Selenium).
 
-One server and one browser for the module; the tests run in file order and share them.
+One server and one browser for the module, logged in by the fixture, so any subset of the
+tests runs on its own (the login test clears the cookie and logs in through the form again).
 Timings (first render, live-update delay) are written to ``test-artifacts/browser-metrics.json``
 and reported, not asserted; screenshots of the ward and a patient page land there too.
 """
@@ -100,6 +101,7 @@ def site(
     with serving(app) as url, chromium() as driver, httpx.Client(base_url=url) as api:
         set_viewport(driver, 1366, 768)
         site = Site(url, driver, store, api, web_keys["view"][0], web_keys["all"][0])
+        _log_in(driver, url, site.view_key)
         yield site
     store.close()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -117,13 +119,19 @@ def _ward_order(driver: Any) -> list[str]:
     )
 
 
+def _log_in(driver: Any, url: str, key: str) -> None:
+    """Open the ward (redirected to the login form), submit ``key``, wait for the ward."""
+    driver.get(url + "/")
+    assert driver.current_url.endswith("/login")
+    driver.find_element("id", "key").send_keys(key)
+    driver.find_element("css selector", "form.login button").click()
+    wait_for(driver, "document.getElementById('ward-rows')")
+
+
 def test_login_then_the_ward_in_the_api_order(site: Site, record_property: Any) -> None:
     d = site.driver
-    d.get(site.url + "/")
-    assert d.current_url.endswith("/login")
-    d.find_element("id", "key").send_keys(site.view_key)
-    d.find_element("css selector", "form.login button").click()
-    wait_for(d, "document.getElementById('ward-rows')")
+    d.delete_all_cookies()
+    _log_in(d, site.url, site.view_key)
     assert "key=" not in d.current_url
     assert not d.execute_script("return document.cookie")  # HttpOnly: invisible to scripts
     d.get(site.url + "/")  # a fresh navigation, timed
@@ -148,6 +156,8 @@ def test_login_then_the_ward_in_the_api_order(site: Site, record_property: Any) 
 
 def test_a_patient_page_draws_every_vital(site: Site, record_property: Any) -> None:
     d = site.driver
+    d.get(site.url + "/")
+    wait_for(d, "document.querySelector('#ward-rows tr[data-patient]')")
     first = _ward_order(d)[0]
     d.find_element("css selector", f'#ward-rows tr[data-patient="{first}"] a').click()
     wait_for(d, "window.vitalsentryPatient && window.vitalsentryPatient.loads >= 1")
