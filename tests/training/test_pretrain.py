@@ -146,6 +146,28 @@ def test_resume_refuses_a_checkpoint_of_another_run(
         )
 
 
+def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(
+    prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
+) -> None:
+    """A checkpoint written before ``grad_clip`` existed resumes a run at its default."""
+    out = tmp_path / "b"
+    with pytest.raises(CrashError):
+        pretrain(
+            prepared,
+            tiny_model,
+            quick_train,
+            out,
+            progress=False,
+            callbacks=[CrashAt(1, CrashError())],
+        )
+    path = checkpoint_dir(out) / "last.ckpt"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    del checkpoint["vitalsentry"]["identity"]["train"]["grad_clip"]
+    torch.save(checkpoint, path)
+    resumed = pretrain(prepared, tiny_model, quick_train, out, progress=False, resume=True)
+    assert any("resumed from" in note for note in resumed.notes)
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(
     prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
 ) -> None:

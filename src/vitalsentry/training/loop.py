@@ -354,19 +354,37 @@ def check_compatible(model: Autoencoder, data: PreparedData) -> None:
         )
 
 
+def _train_identity(train: TrainConfig) -> dict[str, Any]:
+    """Return the training settings a resume must match (all but a constant max_epochs).
+
+    max_epochs may grow on resume, except where it sets the one-cycle schedule's length.
+    """
+    return {
+        k: v
+        for k, v in train.to_dict().items()
+        if k != "max_epochs" or train.lr_schedule != "constant"
+    }
+
+
 def _identity(spec: RunSpec, train: TrainConfig, data: PreparedData) -> dict[str, Any]:
     """Return what must match for a checkpoint to be resumed (max_epochs may grow)."""
     return {
         "phase": spec.phase,
         "model": spec.config.model.to_dict(),
-        # max_epochs may grow on resume, except where it sets the one-cycle schedule's length
-        "train": {
-            k: v
-            for k, v in train.to_dict().items()
-            if k != "max_epochs" or train.lr_schedule != "constant"
-        },
+        "train": _train_identity(train),
         "data": data.fingerprint,
         "parent": None if spec.parent is None else spec.parent["weights_sha256"],
+    }
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """Return a saved identity with settings added since it was written at their defaults.
+
+    An older version's checkpoint then resumes a run whose new settings are at defaults.
+    """
+    return saved | {
+        "model": ModelConfig.from_dict(saved["model"]).to_dict(),
+        "train": _train_identity(TrainConfig.from_dict(saved["train"])),
     }
 
 
@@ -384,6 +402,7 @@ def _resume_path(
         return None
     try:
         saved = torch.load(last, map_location="cpu", weights_only=True)[CHECKPOINT_KEY]["identity"]
+        saved = _with_defaults(saved)
     except Exception as exc:
         raise TrainingError(
             f"resume: cannot read checkpoint {last} ({exc}); delete it to start again"
