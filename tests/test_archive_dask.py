@@ -1,4 +1,4 @@
-"""Grouping of small archive partitions into Dask tasks."""
+"""Grouping of small archive partitions into Dask tasks; the workers' bundle plugin."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 
 pytest.importorskip("distributed")
 
-from vitalsentry.archive_dask import Task, task_groups
+import torch
+
+from vitalsentry import archive_dask
+from vitalsentry.archive import ArchiveJob
+from vitalsentry.archive_dask import BundlePlugin, Task, task_groups
 
 
 def _tasks(n: int) -> list[Task]:
@@ -48,3 +52,17 @@ def test_equal_partitions_make_at_least_one_task_per_worker(
 def test_big_partitions_stay_one_per_task() -> None:
     groups = task_groups(_tasks(5), [10**9] * 5, workers=2, min_bytes=1 << 20)
     assert [len(g) for g in groups] == [1] * 5
+
+
+def test_the_bundle_plugin_loads_with_one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads_at_load: list[int] = []
+    monkeypatch.setattr(
+        archive_dask, "load_pipeline", lambda job: threads_at_load.append(torch.get_num_threads())
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as a worker started with OMP_NUM_THREADS=2 would have
+    try:
+        BundlePlugin(ArchiveJob("bundle", "0" * 64)).setup(worker=None)
+        assert threads_at_load == [1] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vitalsentry.archive import ArchiveJob, PartitionResult, load_pipeline, score_partition
 from vitalsentry.errors import VitalSentryError
 
@@ -84,23 +86,48 @@ class BundlePlugin(WorkerPlugin):
         self.name = f"vitalsentry-bundle-{job.bundle_sha256[:16]}"
 
     def setup(self, worker: Any) -> None:
-        """Load the bundle into the worker's process cache (verifying hashes and versions)."""
+        """Set one torch thread and load the bundle (verifying hashes and versions).
+
+        Tasks are the cluster's parallelism, so each scores with one intra-op thread
+        whatever ``OMP_NUM_THREADS`` the worker was started with: more would contend with
+        the other workers for the cores, and one thread gives the rows of a one-thread
+        local run bit for bit (torch sums in another order on several).
+        """
+        torch.set_num_threads(1)
         load_pipeline(self.job)
 
 
-LOCAL_CLUSTER_CONFIG = {"distributed.admin.tick.interval": "1s"}
-"""Settings of the local cluster: the event-loop watchdog ticks every second instead of every
-20 ms in each of its processes (idle CPU that scoring pays for; it only times warnings)."""
+LOCAL_CLUSTER_CONFIG: dict[str, object] = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.admin.system-monitor.interval": "10s",
+    "distributed.admin.system-monitor.disk": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+"""Settings of the local cluster, each cutting CPU that scoring would pay for (measured by
+``benchmarks/bench_score.py``): the event-loop watchdog ticks every second, not every 20 ms;
+no statistical profiler (it samples the scoring thread's stack every 10 ms on the worker's
+event loop, for a dashboard this cluster does not have); glibc's own heap trim threshold
+instead of Dask's 64 KiB one (with it, each partition's freed arrays go back to the kernel
+and fault in again: system CPU in the scoring thread); the system monitor every 10 s
+without host disk counters and the memory limits checked every second instead of every
+100 ms (psutil calls in each worker, nanny and the scheduler)."""
 
 
 def local_cluster(workers: int | None) -> LocalCluster:
-    """Start a local cluster of ``workers`` processes (default: the CPU count), one thread each."""
+    """Start a local cluster of ``workers`` processes (default: the CPU count), one thread each.
+
+    No dashboard is served (the scheduler's health and metrics endpoints take a free port);
+    see :data:`LOCAL_CLUSTER_CONFIG` for the cluster's settings.
+    """
     with dask.config.set(LOCAL_CLUSTER_CONFIG):
         return LocalCluster(
             n_workers=workers or None,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},  # health/metrics on a free port
             silence_logs=logging.ERROR,
         )
 
