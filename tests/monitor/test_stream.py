@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.monitor import stream
@@ -224,3 +226,17 @@ def test_streamed_windows_equal_offline_ones_across_a_gap_with_the_baseline_view
     assert [s.start_s for s in streamed] == list(starts)
     got = [s.anomaly_score for s in streamed]
     assert np.allclose(offline["anomaly_score"], got, rtol=0, atol=1e-9)
+
+
+@given(
+    st.lists(
+        st.floats(min_value=-2e9, max_value=4e9, allow_nan=False) | st.integers(-2e9, 4e9),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from([0.0, 0.5, 255.0, 1e-9, 2.675]),
+)
+def test_window_times_are_pandas_nanosecond_timestamps(starts: list[float], span: float) -> None:
+    epoch_s = np.array(starts, dtype=float) + span
+    expected = pd.to_datetime(epoch_s, unit="s", utc=True).as_unit("ns").asi8 / 1e9
+    assert stream._ns_seconds(epoch_s) == expected.tolist()

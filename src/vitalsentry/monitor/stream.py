@@ -601,9 +601,16 @@ def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid |
 
 
 def _ns_seconds(epoch_s: np.ndarray) -> list[float]:
-    """Epoch seconds as ``score_frame``'s timestamps give them (rounded to the nanosecond)."""
-    ns = pd.to_datetime(epoch_s, unit="s", utc=True).as_unit("ns").asi8
-    return [float(t) / 1e9 for t in ns]
+    """Epoch seconds as ``score_frame``'s timestamps give them (rounded to the nanosecond).
+
+    The nanoseconds of ``pandas.to_datetime(epoch_s, unit="s")``, computed as pandas
+    computes them (whole seconds and the fraction rounded to 9 digits, each truncated
+    towards zero) without building timestamps (a tenth of the time).
+    """
+    whole = epoch_s.astype(np.int64)
+    fraction = np.round(epoch_s - whole, 9)
+    ns = whole * 1_000_000_000 + (fraction * 1e9).astype(np.int64)
+    return (ns.astype(np.float64) / 1e9).tolist()  # type: ignore[no-any-return]
 
 
 def _iso(t_us: int) -> str:
