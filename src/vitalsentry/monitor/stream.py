@@ -523,16 +523,14 @@ class StreamMonitor:
     @staticmethod
     def _alarm(tx: PatientTransaction, was_on: bool, after: AlarmState, score: WindowScore) -> None:
         """Open, extend or clear the alarm episode as the policy says."""
-        state = tx.state
+        state, episode = tx.state, tx.episode
         if after.on and not was_on:
             state.alarm_id = tx.open_alarm(score.end_s, score.risk).id
-        elif was_on and state.alarm_id is not None:
-            episode = tx.alarm(state.alarm_id)
+        elif was_on and episode is not None and episode.id == state.alarm_id:
             if after.on:
-                episode.last_on_s = score.end_s
-                episode.peak_risk = max(episode.peak_risk, score.risk)
+                tx.change_alarm(last_on_s=score.end_s, peak_risk=max(episode.peak_risk, score.risk))
             else:
-                episode.cleared_s = score.end_s
+                tx.change_alarm(cleared_s=score.end_s)
                 state.alarm_id = None
         state.alarm_on, state.alarm_quiet = after.on, after.quiet
         state.alarm_recent = "".join("1" if r else "0" for r in after.recent)
