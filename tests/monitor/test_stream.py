@@ -111,6 +111,42 @@ def test_concurrent_appends_are_batched_and_score_as_appends_one_by_one(
         assert np.allclose(found_risks, risks, rtol=0, atol=1e-6)
 
 
+def test_appends_queued_while_a_batch_stores_join_it_in_patient_order(
+    pipeline: VitalRiskPipeline, store: MonitorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monitor = StreamMonitor(store, pipeline, run_model=lambda fn: calls.append(1) or fn(pipeline))
+    for p in range(3):
+        for how in ("join", "solo"):
+            monitor.append(f"{how}-{p}", chunk(p, 0))  # no window yet
+    calls.clear()
+    opened: list[str] = []
+    open_one = monitor._open
+
+    def held_open(transaction: Any, request: Any) -> Any:
+        opened.append(request.patient_id)
+        deadline = time.monotonic() + 10
+        while len(opened) == 1 and monitor._batches.queued < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # the first batch stores its first append once two more wait
+        return open_one(transaction, request)
+
+    monkeypatch.setattr(monitor, "_open", held_open)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(monitor.append, "join-1", chunk(1, 1))
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.001)
+        later = [pool.submit(monitor.append, f"join-{p}", chunk(p, 1)) for p in (2, 0)]
+        results = [first.result()] + [f.result() for f in later]
+    # join-2 sorts after the locked join-1 and joins its batch; join-0 waits for the next one
+    assert opened == ["join-1", "join-2", "join-0"] and len(calls) == 2
+    assert all(r.scored and r.accepted == len(chunk(0, 1)) for r in results)
+    monkeypatch.undo()
+    for p in range(3):
+        monitor.append(f"solo-{p}", chunk(p, 1))
+        assert history(store, f"join-{p}")[0] == history(store, f"solo-{p}")[0]
+
+
 def test_a_refused_append_in_a_batch_writes_nothing_and_others_commit(
     pipeline: VitalRiskPipeline, store: MonitorStore
 ) -> None:

@@ -24,6 +24,7 @@ in any order as long as they do not reopen a decided window.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from vitalsentry.data.grid import SeriesGrid, grid_series
 from vitalsentry.data.prepared import cut_windows, grid_policy
 from vitalsentry.data.timefeatures import epoch_seconds
 from vitalsentry.errors import DataError, VitalSentryError
-from vitalsentry.monitor.batching import GroupCommit
+from vitalsentry.monitor.batching import GroupCommit, Join
 from vitalsentry.monitor.db import DatabaseUnavailableError
 from vitalsentry.monitor.store import (
     US,
@@ -281,24 +282,35 @@ class StreamMonitor:
         fresh = self._check_request(readings)
         return self._batches.submit(_Request(patient_id, fresh, dict(context or {})))
 
-    def _append_batch(self, batch: list[_Request]) -> list[AppendResult | StreamError]:
+    def _append_batch(
+        self, batch: list[_Request], join: Join[_Request]
+    ) -> list[AppendResult | StreamError]:
         """Append a batch (one request per patient): one transaction, one pipeline call.
 
-        Patients are locked in sorted order (no deadlock between workers' batches).
+        Patients are locked in sorted order (no deadlock between workers' batches): until
+        the windows are scored, requests queued meanwhile join the batch when their
+        patient sorts after every patient it has locked.
         """
-        order = sorted(range(len(batch)), key=lambda i: batch[i].patient_id)
+        order, part = list(batch), batch
+        opened: dict[str, _Opened | StreamError] = {}
         with self.store.transaction() as transaction:
-            opened = {i: self._open(transaction, batch[i]) for i in order}
-            owner = [i for i, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
-            slices = [p for o in opened.values() if isinstance(o, _Opened) for p in o.todo]
+            while part:
+                for request in sorted(part, key=lambda r: r.patient_id):
+                    opened[request.patient_id] = self._open(transaction, request)
+                part = join(functools.partial(_sorts_after, max(opened)))
+                order += part
+            owner = [p for p, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
+            slices = [s for o in opened.values() if isinstance(o, _Opened) for s in o.todo]
             passes = self.config.mc_passes
             found = (
                 self.run_model(lambda pipe: score_slices(pipe, slices, passes)) if slices else []
             )
-            windows: dict[int, list[list[ScoredWindow]]] = {}
-            for i, scored in zip(owner, found, strict=True):
-                windows.setdefault(i, []).append(scored)
-            return [self._finish(opened[i], windows.get(i, [])) for i in range(len(batch))]
+            windows: dict[str, list[list[ScoredWindow]]] = {}
+            for p, scored in zip(owner, found, strict=True):
+                windows.setdefault(p, []).append(scored)
+            return [
+                self._finish(opened[r.patient_id], windows.get(r.patient_id, [])) for r in order
+            ]
 
     def _open(self, transaction: WriteTransaction, request: _Request) -> _Opened | StreamError:
         """Store a request's new readings and find the windows they decide (or refuse it)."""
@@ -534,6 +546,10 @@ class StreamMonitor:
                 state.alarm_id = None
         state.alarm_on, state.alarm_quiet = after.on, after.quiet
         state.alarm_recent = "".join("1" if r else "0" for r in after.recent)
+
+
+def _sorts_after(patient_id: str, request: _Request) -> bool:
+    return request.patient_id > patient_id
 
 
 def score_slices(
