@@ -506,12 +506,19 @@ class MonitorStore:
     ----------
     engine : sqlalchemy.Engine
         From :func:`~vitalsentry.monitor.db.make_engine`, schema migrated.
+
+    Attributes
+    ----------
+    row_locks : bool
+        Whether write transactions lock patients row by row (PostgreSQL: they must lock
+        them in one order); SQLite's writer holds the whole database instead.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.row_locks = engine.dialect.name != "sqlite"
         self._writer = writer(engine)
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_lock = None if self.row_locks else threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None) -> MonitorStore:

@@ -289,7 +289,8 @@ class StreamMonitor:
 
         Patients are locked in sorted order (no deadlock between workers' batches): until
         the windows are scored, requests queued meanwhile join the batch when their
-        patient sorts after every patient it has locked.
+        patient sorts after every patient it has locked (any patient on a database
+        without row locks, whose writer holds the whole database).
         """
         order, part = list(batch), batch
         opened: dict[str, _Opened | StreamError] = {}
@@ -297,7 +298,9 @@ class StreamMonitor:
             while part:
                 for request in sorted(part, key=lambda r: r.patient_id):
                     opened[request.patient_id] = self._open(transaction, request)
-                part = join(functools.partial(_sorts_after, max(opened)))
+                part = join(
+                    functools.partial(_sorts_after, max(opened)) if self.store.row_locks else _any
+                )
                 order += part
             owner = [p for p, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
             slices = [s for o in opened.values() if isinstance(o, _Opened) for s in o.todo]
@@ -550,6 +553,10 @@ class StreamMonitor:
 
 def _sorts_after(patient_id: str, request: _Request) -> bool:
     return request.patient_id > patient_id
+
+
+def _any(request: _Request) -> bool:
+    return True
 
 
 def score_slices(
