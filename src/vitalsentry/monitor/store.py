@@ -225,11 +225,28 @@ _OF_PATIENT = ReadingRow.patient_id == bindparam("pid")
 _STORED = select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
     _OF_PATIENT, ReadingRow.t_us.between(bindparam("lo"), bindparam("hi"))
 )
-_INSERT_READINGS = insert(_READINGS)
+_READING_COLUMNS: Final = ("patient_id", "channel", "t_us", "value")
+
+
+@functools.cache
+def _insert_readings(paramstyle: str) -> str:
+    """Return the readings ``INSERT`` in the driver's own placeholders (``?`` or ``%s``).
+
+    Run with ``exec_driver_sql`` on plain tuples: SQLAlchemy's per-row parameter
+    processing costs more than SQLite takes to store the row.
+    """
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {_READINGS.name} ({', '.join(_READINGS.c[c].name for c in _READING_COLUMNS)})"
+        f" VALUES ({', '.join([marker] * len(_READING_COLUMNS))})"
+    )
+
+
 _FIRST_TIME = select(func.min(ReadingRow.t_us)).where(_OF_PATIENT)
 _STATES = PatientStateRow.metadata.tables[PatientStateRow.__tablename__]
 _SCORES = WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__]
 _ALARMS = AlarmEpisodeRow.metadata.tables[AlarmEpisodeRow.__tablename__]
+_STATE_FIELDS: Final = tuple(f for f in dataclasses.fields(StreamState) if f.name != "patient_id")
 _STATE_COLUMNS: Final = tuple(_STATES.c[f.name] for f in dataclasses.fields(StreamState))
 _LOCK_STATE = (  # the state, its latest score and its active alarm episode, in column order
     select(*_STATE_COLUMNS, *_SCORES.c, *_ALARMS.c)
@@ -329,9 +346,9 @@ class PatientTransaction:
         """Insert new readings ``(channel, t_us, value)`` (keys not stored yet)."""
         if readings:
             pid = self.state.patient_id
-            self.core.execute(
-                _INSERT_READINGS,
-                [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
+            self.core.exec_driver_sql(
+                _insert_readings(self.core.dialect.paramstyle),
+                [(pid, c, t, v) for c, t, v in readings],
             )
 
     def first_time(self) -> int | None:
@@ -460,9 +477,11 @@ class WriteTransaction:
 
     def flush(self) -> None:
         """Write the states and changed alarm episodes of the transaction's patients."""
-        states = [dataclasses.asdict(tx.state) for tx in self._patients.values()]
-        for values in states:
-            values["pid"] = values.pop("patient_id")
+        states = [  # shallow: the JSON columns are serialised as they are bound
+            {f.name: getattr(tx.state, f.name) for f in _STATE_FIELDS}
+            | {"pid": tx.state.patient_id}
+            for tx in self._patients.values()
+        ]
         if states:
             self.core.execute(_UPDATE_STATE, states)
         episodes = [
