@@ -12,7 +12,8 @@ method turns database failures into :class:`~vitalsentry.monitor.db.DatabaseUnav
 The write path runs SQLAlchemy Core statements built once (no ORM objects, no unit of
 work): a patient's state is a plain :class:`StreamState` loaded with its latest score and
 active alarm episode in one query, and the states (and changed episodes) of every patient
-of a transaction are written back in one ``UPDATE`` each just before the commit.
+of a transaction are written back in one ``UPDATE`` each just before the commit; readings
+are inserted by the driver's ``executemany`` on plain tuples.
 """
 
 from __future__ import annotations
