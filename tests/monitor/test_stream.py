@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.monitor import stream
@@ -107,6 +109,44 @@ def test_concurrent_appends_are_batched_and_score_as_appends_one_by_one(
         )
         assert len(risks) >= APPENDS - 1 and found == expected
         assert np.allclose(found_risks, risks, rtol=0, atol=1e-6)
+
+
+def test_appends_queued_while_a_batch_stores_join_it_in_patient_order(
+    pipeline: VitalRiskPipeline, store: MonitorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monitor = StreamMonitor(store, pipeline, run_model=lambda fn: calls.append(1) or fn(pipeline))
+    for p in range(3):
+        for how in ("join", "solo"):
+            monitor.append(f"{how}-{p}", chunk(p, 0))  # no window yet
+    calls.clear()
+    opened: list[str] = []
+    open_one = monitor._open
+
+    def held_open(transaction: Any, request: Any) -> Any:
+        opened.append(request.patient_id)
+        deadline = time.monotonic() + 10
+        while len(opened) == 1 and monitor._batches.queued < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # the first batch stores its first append once two more wait
+        return open_one(transaction, request)
+
+    monkeypatch.setattr(monitor, "_open", held_open)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(monitor.append, "join-1", chunk(1, 1))
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.001)
+        later = [pool.submit(monitor.append, f"join-{p}", chunk(p, 1)) for p in (2, 0)]
+        results = [first.result()] + [f.result() for f in later]
+    if store.row_locks:  # join-2 sorts after the locked join-1: it joins; join-0 waits
+        assert opened == ["join-1", "join-2", "join-0"] and len(calls) == 2
+    else:  # SQLite's writer holds the database: both join, in patient order
+        assert opened == ["join-1", "join-0", "join-2"] and len(calls) == 1
+    assert all(r.scored and r.accepted == len(chunk(0, 1)) for r in results)
+    monkeypatch.undo()
+    for p in range(3):
+        monitor.append(f"solo-{p}", chunk(p, 1))
+        assert history(store, f"join-{p}")[0] == history(store, f"solo-{p}")[0]
 
 
 def test_a_refused_append_in_a_batch_writes_nothing_and_others_commit(
@@ -224,3 +264,17 @@ def test_streamed_windows_equal_offline_ones_across_a_gap_with_the_baseline_view
     assert [s.start_s for s in streamed] == list(starts)
     got = [s.anomaly_score for s in streamed]
     assert np.allclose(offline["anomaly_score"], got, rtol=0, atol=1e-9)
+
+
+@given(
+    st.lists(
+        st.floats(min_value=-2e9, max_value=4e9, allow_nan=False) | st.integers(-2e9, 4e9),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from([0.0, 0.5, 255.0, 1e-9, 2.675]),
+)
+def test_window_times_are_pandas_nanosecond_timestamps(starts: list[float], span: float) -> None:
+    epoch_s = np.array(starts, dtype=float) + span
+    expected = pd.to_datetime(epoch_s, unit="s", utc=True).as_unit("ns").asi8 / 1e9
+    assert stream._ns_seconds(epoch_s) == expected.tolist()

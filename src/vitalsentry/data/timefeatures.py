@@ -171,7 +171,11 @@ def epoch_seconds(ts: pd.Series | pd.DatetimeIndex | pd.Timestamp) -> NDArray[np
     if ts.hasnans:
         raise DataError("missing timestamp (NaT)")
     utc = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    nanos = utc.as_unit("ns").asi8
+    return nanos_to_seconds(utc.as_unit("ns").asi8)
+
+
+def nanos_to_seconds(nanos: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Convert integer nanoseconds since the Unix epoch to float seconds, as :func:`epoch_seconds`."""
     return np.asarray(nanos // 1_000_000_000, dtype=np.float64) + (nanos % 1_000_000_000) * 1e-9
 
 

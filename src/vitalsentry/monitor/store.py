@@ -8,20 +8,41 @@ FOR UPDATE`` on PostgreSQL; on SQLite the transaction takes the write lock with 
 IMMEDIATE``), so any number of workers sharing the database see one order of appends per
 patient, and everything the transaction writes is committed together or not at all. Every
 method turns database failures into :class:`~vitalsentry.monitor.db.DatabaseUnavailableError`.
+
+The write path runs SQLAlchemy Core statements built once (no ORM objects, no unit of
+work): a patient's state is a plain :class:`StreamState` loaded with its latest score and
+active alarm episode in one query, and the states (and changed episodes) of every patient
+of a transaction are written back in one ``UPDATE`` each just before the commit; readings
+are inserted by the driver's ``executemany`` on plain tuples.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import Engine, Select, bindparam, case, delete, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -160,35 +181,42 @@ class Timeline:
     readings: tuple[ChannelSeries, ...]
 
 
-def _episode(row: AlarmEpisodeRow) -> AlarmEpisode:
-    return AlarmEpisode(
-        id=row.id,
-        patient_id=row.patient_id,
-        started_s=row.started_s,
-        last_on_s=row.last_on_s,
-        cleared_s=row.cleared_s,
-        peak_risk=row.peak_risk,
-        acked_by=row.acked_by,
-        acked_at_s=row.acked_at_s,
-    )
+@dataclass
+class StreamState:
+    """A patient's stream state as a write transaction changes it (see ``PatientStateRow``).
+
+    Written back when the transaction commits (:meth:`WriteTransaction.flush`).
+    """
+
+    patient_id: str
+    origin_us: int | None
+    next_window: int
+    sealed: dict[str, int]
+    latest: dict[str, Any]
+    on_oxygen: bool
+    consciousness_alert: bool
+    last_reading_us: int | None
+    score_id: int | None
+    alarm_on: bool
+    alarm_quiet: int
+    alarm_recent: str
+    alarm_id: int | None
+    updated_s: float
 
 
-def _score(row: WindowScoreRow) -> WindowScore:
-    return WindowScore(
-        start_s=row.start_s,
-        end_s=row.end_s,
-        risk=row.risk,
-        level=row.level,
-        anomaly_score=row.anomaly_score,
-        top_vital=row.top_vital,
-        contributions=dict(row.contributions),
-        news2=row.news2,
-        news2_level=row.news2_level,
-        risk_mean=row.risk_mean,
-        risk_std=row.risk_std,
-        alarm_on=row.alarm_on,
-        model_version=row.model_version,
-    )
+def _episode(row: Any) -> AlarmEpisode:
+    """Return the alarm episode of anything with its columns as attributes (ORM or Core row)."""
+    return AlarmEpisode(**{f.name: getattr(row, f.name) for f in _EPISODE_FIELDS})
+
+
+def _score(row: Any) -> WindowScore:
+    """Return the scored window of anything with its columns as attributes (ORM or Core row)."""
+    values = {f.name: getattr(row, f.name) for f in _SCORE_FIELDS}
+    return WindowScore(**values | {"contributions": dict(values["contributions"])})
+
+
+_EPISODE_FIELDS: Final = dataclasses.fields(AlarmEpisode)
+_SCORE_FIELDS: Final = dataclasses.fields(WindowScore)
 
 
 # The hot statements of an append, built once: building a statement and its cache key
@@ -198,16 +226,43 @@ _OF_PATIENT = ReadingRow.patient_id == bindparam("pid")
 _STORED = select(ReadingRow.channel, ReadingRow.t_us, ReadingRow.value).where(
     _OF_PATIENT, ReadingRow.t_us.between(bindparam("lo"), bindparam("hi"))
 )
-_INSERT_READINGS = insert(_READINGS)
+_READING_COLUMNS: Final = ("patient_id", "channel", "t_us", "value")
+
+
+@functools.cache
+def _insert_readings(paramstyle: str) -> str:
+    """Return the readings ``INSERT`` in the driver's own placeholders (``?`` or ``%s``).
+
+    Run with ``exec_driver_sql`` on plain tuples: SQLAlchemy's per-row parameter
+    processing costs more than SQLite takes to store the row.
+    """
+    marker = "?" if paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {_READINGS.name} ({', '.join(_READINGS.c[c].name for c in _READING_COLUMNS)})"
+        f" VALUES ({', '.join([marker] * len(_READING_COLUMNS))})"
+    )
+
+
 _FIRST_TIME = select(func.min(ReadingRow.t_us)).where(_OF_PATIENT)
-_LOCK_STATE = (
-    select(PatientStateRow, WindowScoreRow, AlarmEpisodeRow)
-    .outerjoin(WindowScoreRow, WindowScoreRow.id == PatientStateRow.score_id)
-    .outerjoin(AlarmEpisodeRow, AlarmEpisodeRow.id == PatientStateRow.alarm_id)
-    .where(PatientStateRow.patient_id == bindparam("pid"))
-    .with_for_update(of=PatientStateRow)
+_STATES = PatientStateRow.metadata.tables[PatientStateRow.__tablename__]
+_SCORES = WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__]
+_ALARMS = AlarmEpisodeRow.metadata.tables[AlarmEpisodeRow.__tablename__]
+_STATE_FIELDS: Final = tuple(f for f in dataclasses.fields(StreamState) if f.name != "patient_id")
+_STATE_COLUMNS: Final = tuple(_STATES.c[f.name] for f in dataclasses.fields(StreamState))
+_LOCK_STATE = (  # the state, its latest score and its active alarm episode, in column order
+    select(*_STATE_COLUMNS, *_SCORES.c, *_ALARMS.c)
+    .select_from(
+        _STATES.outerjoin(_SCORES, _SCORES.c.id == _STATES.c.score_id).outerjoin(
+            _ALARMS, _ALARMS.c.id == _STATES.c.alarm_id
+        )
+    )
+    .where(_STATES.c.patient_id == bindparam("pid"))
+    .with_for_update(of=_STATES)
 )
-_INSERT_SCORE = insert(WindowScoreRow.metadata.tables[WindowScoreRow.__tablename__])
+_UPDATE_STATE = update(_STATES).where(_STATES.c.patient_id == bindparam("pid"))
+_INSERT_SCORE = insert(_SCORES)
+_INSERT_ALARM = insert(_ALARMS)
+_UPDATE_ALARM = update(_ALARMS).where(_ALARMS.c.id == bindparam("aid"))
 
 
 @functools.cache
@@ -258,20 +313,30 @@ class PatientTransaction:
 
     Attributes
     ----------
-    session : Session
-        The open session.
-    state : PatientStateRow
-        The locked state row (created on the patient's first append); changes to it are
-        written at commit.
     core : Connection
-        The session's connection: Core statements run on it, past the ORM's layers (a
-        third faster).
+        The transaction's connection.
+    state : StreamState
+        The locked state (created on the patient's first append); changes to it are
+        written at commit.
+    score : WindowScore or None
+        The window ``state.score_id`` pointed to when the state was locked.
+    episode : AlarmEpisode or None
+        The alarm episode ``state.alarm_id`` points to, as this transaction leaves it
+        (``open_alarm``, ``change_alarm``).
     """
 
-    def __init__(self, session: Session, state: PatientStateRow) -> None:
-        self.session = session
+    def __init__(
+        self,
+        core: Connection,
+        state: StreamState,
+        score: WindowScore | None,
+        episode: AlarmEpisode | None,
+    ) -> None:
+        self.core = core
         self.state = state
-        self.core = session.connection()
+        self.score = score
+        self.episode = episode
+        self.episode_changed = False
 
     def stored(self, lo_us: int, hi_us: int) -> dict[ReadingKey, float]:
         """Return the stored readings with ``lo_us ≤ t_us ≤ hi_us``: ``{(channel, t_us): value}``."""
@@ -282,9 +347,9 @@ class PatientTransaction:
         """Insert new readings ``(channel, t_us, value)`` (keys not stored yet)."""
         if readings:
             pid = self.state.patient_id
-            self.core.execute(
-                _INSERT_READINGS,
-                [{"patient_id": pid, "channel": c, "t_us": t, "value": v} for c, t, v in readings],
+            self.core.exec_driver_sql(
+                _insert_readings(self.core.dialect.paramstyle),
+                [(pid, c, t, v) for c, t, v in readings],
             )
 
     def first_time(self) -> int | None:
@@ -338,43 +403,41 @@ class PatientTransaction:
         assert key is not None
         return int(key[0])
 
-    def alarm(self, alarm_id: int) -> AlarmEpisodeRow:
-        """Return the patient's alarm episode of this id."""
-        row = self.session.get(AlarmEpisodeRow, alarm_id)
-        assert row is not None and row.patient_id == self.state.patient_id
-        return row
+    def open_alarm(self, at_s: float, risk: float) -> AlarmEpisode:
+        """Start an alarm episode at a window end; it becomes :attr:`episode`."""
+        pid = self.state.patient_id
+        values = {"patient_id": pid, "started_s": at_s, "last_on_s": at_s, "peak_risk": risk}
+        key = self.core.execute(_INSERT_ALARM, values).inserted_primary_key
+        assert key is not None
+        self.episode = AlarmEpisode(int(key[0]), pid, at_s, at_s, None, risk, None, None)
+        return self.episode
 
-    def open_alarm(self, at_s: float, risk: float) -> AlarmEpisodeRow:
-        """Start an alarm episode at a window end."""
-        row = AlarmEpisodeRow(
-            patient_id=self.state.patient_id, started_s=at_s, last_on_s=at_s, peak_risk=risk
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
+    def change_alarm(self, **changes: float | None) -> None:
+        """Change :attr:`episode`: ``last_on_s``, ``peak_risk``, ``cleared_s`` (written at commit)."""
+        assert self.episode is not None
+        self.episode = dataclasses.replace(self.episode, **changes)  # type: ignore[arg-type]
+        self.episode_changed = True
 
 
 def patient_summary(tx: PatientTransaction, newest: WindowScore | None = None) -> PatientSummary:
     """Return the state of the transaction's patient as it stands.
 
-    ``newest``: the window the state points to, when the transaction stored it.
+    ``newest``: the window the state points to, when the transaction stored it (otherwise
+    the state still points to the window it was locked with).
     """
-    state, session = tx.state, tx.session
-    if newest is None and state.score_id is not None:
-        row = session.get(WindowScoreRow, state.score_id)
-        newest = None if row is None else _score(row)
-    alarm = None if state.alarm_id is None else session.get(AlarmEpisodeRow, state.alarm_id)
-    return _summary(state, newest, alarm)
+    state, episode = tx.state, tx.episode
+    alarm = episode if episode is not None and episode.id == state.alarm_id else None
+    return _summary(state, tx.score if newest is None else newest, alarm)
 
 
 def _summary(
-    state: PatientStateRow, score: WindowScore | None, alarm: AlarmEpisodeRow | None
+    state: StreamState | PatientStateRow, score: WindowScore | None, alarm: AlarmEpisode | None
 ) -> PatientSummary:
     return PatientSummary(
         patient_id=state.patient_id,
         last_reading_s=None if state.last_reading_us is None else state.last_reading_us / US,
         latest=score,
-        alarm=None if alarm is None else _episode(alarm),
+        alarm=alarm,
     )
 
 
@@ -383,15 +446,16 @@ class WriteTransaction:
 
     Parameters
     ----------
-    session : Session
-        The open session.
+    core : Connection
+        The transaction's connection.
     dialect : str
         ``"sqlite"`` or ``"postgresql"`` (how a new patient's state row is created).
     """
 
-    def __init__(self, session: Session, dialect: str) -> None:
-        self.session = session
+    def __init__(self, core: Connection, dialect: str) -> None:
+        self.core = core
         self.dialect = dialect
+        self._patients: dict[str, PatientTransaction] = {}
 
     def patient(self, patient_id: str) -> PatientTransaction:
         """Lock (creating it if new) the patient's state row for the rest of the transaction.
@@ -399,17 +463,40 @@ class WriteTransaction:
         Several workers may append to one database: a transaction that locks several
         patients locks them in one order (sorted ids), so no two wait on each other.
         """
-        state = _locked_state(self.session, patient_id)
-        if state is None:  # a new patient (another worker may be creating it too)
-            self.session.execute(self._new_state(patient_id))
-            state = _locked_state(self.session, patient_id)
-        assert state is not None
-        state.updated_s = time.time()
-        return PatientTransaction(self.session, state)
+        tx = _locked(self.core, patient_id)
+        if tx is None:  # a new patient (another worker may be creating it too)
+            self.core.execute(self._new_state(patient_id))
+            tx = _locked(self.core, patient_id)
+        assert tx is not None
+        tx.state.updated_s = time.time()
+        self._patients[patient_id] = tx
+        return tx
 
     def discard(self, tx: PatientTransaction) -> None:
         """Drop the pending changes to a patient's state (its append was refused)."""
-        self.session.expire(tx.state)
+        del self._patients[tx.state.patient_id]
+
+    def flush(self) -> None:
+        """Write the states and changed alarm episodes of the transaction's patients."""
+        states = [  # shallow: the JSON columns are serialised as they are bound
+            {f.name: getattr(tx.state, f.name) for f in _STATE_FIELDS}
+            | {"pid": tx.state.patient_id}
+            for tx in self._patients.values()
+        ]
+        if states:
+            self.core.execute(_UPDATE_STATE, states)
+        episodes = [
+            {
+                "aid": e.id,
+                "last_on_s": e.last_on_s,
+                "peak_risk": e.peak_risk,
+                "cleared_s": e.cleared_s,
+            }
+            for tx in self._patients.values()
+            if tx.episode_changed and (e := tx.episode) is not None
+        ]
+        if episodes:
+            self.core.execute(_UPDATE_ALARM, episodes)
 
     def _new_state(self, patient_id: str) -> Any:
         """Return the statement that creates a patient's state row unless it exists."""
@@ -439,12 +526,19 @@ class MonitorStore:
     ----------
     engine : sqlalchemy.Engine
         From :func:`~vitalsentry.monitor.db.make_engine`, schema migrated.
+
+    Attributes
+    ----------
+    row_locks : bool
+        Whether write transactions lock patients row by row (PostgreSQL: they must lock
+        them in one order); SQLite's writer holds the whole database instead.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.row_locks = engine.dialect.name != "sqlite"
         self._writer = writer(engine)
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_lock = None if self.row_locks else threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None) -> MonitorStore:
@@ -458,7 +552,7 @@ class MonitorStore:
         self.engine.dispose()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self) -> Iterator[Connection]:
         """Open a write transaction; on SQLite the process's writers queue on a lock first.
 
         SQLite admits one writer at a time; threads that wait in SQLite's busy handler
@@ -468,12 +562,8 @@ class MonitorStore:
         if self._write_lock is not None and not self._write_lock.acquire(timeout=db.WAIT_S):
             raise DatabaseUnavailableError("the database is busy: too many writers waiting")
         try:
-            with (
-                unavailable(),
-                Session(self._writer, autoflush=False) as session,
-                session.begin(),
-            ):
-                yield session
+            with unavailable(), self._writer.begin() as connection:
+                yield connection
         finally:
             if self._write_lock is not None:
                 self._write_lock.release()
@@ -496,8 +586,10 @@ class MonitorStore:
         DatabaseUnavailableError
             The database is unreachable or stayed locked for too long.
         """
-        with self._write() as session:
-            yield WriteTransaction(session, self.engine.dialect.name)
+        with self._write() as connection:
+            transaction = WriteTransaction(connection, self.engine.dialect.name)
+            yield transaction
+            transaction.flush()
 
     @contextlib.contextmanager
     def patient_transaction(self, patient_id: str) -> Iterator[PatientTransaction]:
@@ -537,7 +629,11 @@ class MonitorStore:
             query = query.where(where)
         with self._read() as session:
             return [
-                _summary(state, None if score is None else _score(score), alarm)
+                _summary(
+                    state,
+                    None if score is None else _score(score),
+                    None if alarm is None else _episode(alarm),
+                )
                 for state, score, alarm in session.execute(query)
             ]
 
@@ -606,22 +702,26 @@ class MonitorStore:
         UnknownAlarmError
             No episode has this id.
         """
-        with self._write() as session:
-            row = session.get(AlarmEpisodeRow, alarm_id, with_for_update=True)
+        with self._write() as connection:
+            row = connection.execute(
+                select(_ALARMS).where(_ALARMS.c.id == alarm_id).with_for_update()
+            ).one_or_none()
             if row is None:
                 raise UnknownAlarmError(f"alarm_id: no alarm episode {alarm_id}")
-            if row.acked_at_s is None:
-                row.acked_by, row.acked_at_s = by, time.time() if at_s is None else at_s
-            session.flush()
-            return _episode(row)
+            episode = _episode(row)
+            if episode.acked_at_s is None:
+                acked = {"acked_by": by, "acked_at_s": time.time() if at_s is None else at_s}
+                connection.execute(_UPDATE_ALARM, {"aid": alarm_id} | acked)
+                episode = dataclasses.replace(episode, **acked)  # type: ignore[arg-type]
+            return episode
 
     def delete_patient(self, patient_id: str) -> dict[str, int]:
         """Remove every stored row of a patient; returns rows deleted per table."""
         tables = (ReadingRow, WindowScoreRow, AlarmEpisodeRow, PatientStateRow)
-        with self._write() as session:
+        with self._write() as connection:
             return {
                 table.__tablename__: _rowcount(
-                    session.execute(delete(table).where(table.patient_id == patient_id))
+                    connection.execute(delete(table).where(table.patient_id == patient_id))
                 )
                 for table in tables
             }
@@ -632,15 +732,15 @@ class MonitorStore:
         Active alarm episodes and the window each patient's state points to are kept.
         """
         keep = select(PatientStateRow.score_id).where(PatientStateRow.score_id.is_not(None))
-        with self._write() as session:
+        with self._write() as connection:
             return {
                 "readings": _rowcount(
-                    session.execute(
+                    connection.execute(
                         delete(ReadingRow).where(ReadingRow.t_us < int(readings_before_s * US))
                     )
                 ),
                 "window_scores": _rowcount(
-                    session.execute(
+                    connection.execute(
                         delete(WindowScoreRow).where(
                             WindowScoreRow.end_s < history_before_s,
                             WindowScoreRow.id.not_in(keep),
@@ -648,7 +748,7 @@ class MonitorStore:
                     )
                 ),
                 "alarm_episodes": _rowcount(
-                    session.execute(
+                    connection.execute(
                         delete(AlarmEpisodeRow).where(
                             AlarmEpisodeRow.last_on_s < history_before_s,
                             AlarmEpisodeRow.cleared_s.is_not(None),
@@ -658,13 +758,35 @@ class MonitorStore:
             }
 
 
-def _locked_state(session: Session, patient_id: str) -> PatientStateRow | None:
-    """Return the patient's state row, locked for this transaction (None if unknown).
+def _locked(core: Connection, patient_id: str) -> PatientTransaction | None:
+    """Lock the patient's state row and load it with its latest score and active alarm episode.
 
-    Its latest score and active alarm episode are loaded with it (no query later).
+    Returns None for a patient without a state row.
     """
-    found = session.execute(_LOCK_STATE, {"pid": patient_id}).one_or_none()
-    return None if found is None else found[0]
+    row = core.execute(_LOCK_STATE, {"pid": patient_id}).one_or_none()
+    if row is None:
+        return None
+    state = StreamState(*row[: len(_STATE_COLUMNS)])
+    score, alarm = (
+        _joined(row, len(_STATE_COLUMNS), _SCORES),
+        _joined(row, len(_STATE_COLUMNS) + len(_SCORES.c), _ALARMS),
+    )
+    return PatientTransaction(
+        core,
+        state,
+        None if score is None else _score(score),
+        None if alarm is None else _episode(alarm),
+    )
+
+
+def _joined(row: Row[Any], first: int, table: Any) -> SimpleNamespace | None:
+    """Return the columns of ``table`` in ``row`` from position ``first`` (None: no joined row)."""
+    values = row[first : first + len(table.c)]
+    return (
+        None
+        if values[0] is None
+        else SimpleNamespace(**dict(zip(table.c.keys(), values, strict=True)))
+    )
 
 
 def _rowcount(result: Any) -> int:
