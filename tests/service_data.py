@@ -13,9 +13,16 @@ import numpy as np
 import torch
 
 from vitalsentry.bundle import DECODER, ENCODER, SCALER, BundleWriter
-from vitalsentry.config import DataConfig, DetectorConfig, ModelConfig, PipelineConfig, WindowConfig
+from vitalsentry.config import (
+    DataConfig,
+    DetectorConfig,
+    ModelConfig,
+    PipelineConfig,
+    TimeFeatures,
+    WindowConfig,
+)
 from vitalsentry.data.scaler import ChannelScaler
-from vitalsentry.data.timefeatures import time_features
+from vitalsentry.data.timefeatures import series_time_features
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode
 from vitalsentry.pipeline import CALIBRATION_FILE, DETECTOR_FILE
@@ -26,16 +33,23 @@ LENGTH = 64
 START = 1_714_550_400  # 2024-05-01T08:00:00Z
 
 
-def build_bundle(out: Path, *, length: int = LENGTH, n_estimators: int = 50, seed: int = 0) -> Path:
+def build_bundle(
+    out: Path,
+    *,
+    length: int = LENGTH,
+    n_estimators: int = 50,
+    seed: int = 0,
+    time_features: TimeFeatures = "clock",
+) -> Path:
     """Write a bundle with an untrained autoencoder, a detector and a calibration.
 
-    Windows of heart rate and SpO2 (plus hour features) are random around normal values;
-    the scaler, detector and calibration are fitted on them, so the bundle scores like a
-    trained one without any training.
+    Windows of heart rate and SpO2 (plus ``time_features``: hour of day by default) are
+    random around normal values; the scaler, detector and calibration are fitted on them,
+    so the bundle scores like a trained one without any training.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    data = DataConfig(channels=("heart_rate", "spo2"))
+    data = DataConfig(channels=("heart_rate", "spo2"), time_features=time_features)
     config = PipelineConfig(
         data=data,
         window=WindowConfig(length=length, stride=length // 2),
@@ -52,8 +66,9 @@ def build_bundle(out: Path, *, length: int = LENGTH, n_estimators: int = 50, see
         ],
         axis=1,
     )
-    hours = time_features(epoch.ravel()).reshape(2, n, length).transpose(1, 0, 2)
-    windows = np.concatenate([vitals, hours], axis=1).astype(np.float32)
+    times = series_time_features(time_features, epoch.ravel(), START)
+    times = times.reshape(-1, n, length).transpose(1, 0, 2)
+    windows = np.concatenate([vitals, times], axis=1).astype(np.float32)
     scaler = ChannelScaler(data.feature_names).fit(windows)
     emb = encode(model, scaler.transform(windows))
     detector = EmbeddingIsolationForest(n_estimators=n_estimators, random_state=seed).fit(emb[:64])

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service_data import build_bundle
 from vitalsentry.data.schema import PATIENT_COLUMN, TIMESTAMP_COLUMN
 from vitalsentry.monitor import stream
 from vitalsentry.monitor.store import US, MonitorStore
@@ -34,14 +34,8 @@ PATIENTS, APPENDS, SECONDS = 6, 5, 40  # window 64 s, stride 32 s: most appends 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> VitalRiskPipeline:
-    """The service tests' bundle (tests/serve/conftest.py builds it without training)."""
-    spec = importlib.util.spec_from_file_location(
-        "serve_fixtures", Path(__file__).parents[1] / "serve" / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    return VitalRiskPipeline.from_bundle(fixtures.build_bundle(tmp_path_factory.mktemp("bundle")))
+    """The service tests' bundle (``service_data`` builds it without training)."""
+    return VitalRiskPipeline.from_bundle(build_bundle(tmp_path_factory.mktemp("bundle")))
 
 
 def chunk(patient: int, k: int) -> list[Measurement]:
@@ -262,6 +256,22 @@ def test_streamed_windows_equal_offline_ones_across_a_gap_with_the_baseline_view
     assert offline["anomaly_score"].gt(0).sum() > 20  # the baseline view is at work
     starts = offline["window_start"].array.as_unit("us").asi8 / US
     assert [s.start_s for s in streamed] == list(starts)
+    got = [s.anomaly_score for s in streamed]
+    assert np.allclose(offline["anomaly_score"], got, rtol=0, atol=1e-9)
+
+
+def test_stay_time_features_count_from_the_first_reading_in_every_slice(
+    store: MonitorStore, tmp_path: Path
+) -> None:
+    """Slices after the first grid from a later reading; their hours in ICU must not."""
+    pipe = VitalRiskPipeline.from_bundle(build_bundle(tmp_path / "b", time_features="stay"))
+    frame = series(T2024, 1500)
+    monitor = StreamMonitor(store, pipe, StreamConfig(max_future_s=1e10, chunk_windows=4))
+    streamed = []
+    for _, batch in frame.groupby(frame[TIMESTAMP_COLUMN].array.as_unit("s").asi8 // 300):
+        streamed += monitor.append("p", measurements(batch)).scored
+    offline = pipe.score_frame(frame)
+    assert len(streamed) == len(offline) > 20
     got = [s.anomaly_score for s in streamed]
     assert np.allclose(offline["anomaly_score"], got, rtol=0, atol=1e-9)
 

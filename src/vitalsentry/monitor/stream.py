@@ -24,6 +24,7 @@ in any order as long as they do not reopen a decided window.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -167,6 +168,8 @@ class StreamSlice:
         (n,) µs times, sorted, unique.
     values : numpy.ndarray
         (n, C) values of the model's channels, NaN where not read.
+    origin_us : int
+        The patient's first reading (``stay`` time features count from it, as offline).
     """
 
     first_k: int
@@ -175,6 +178,7 @@ class StreamSlice:
     own_k: int
     t_us: np.ndarray
     values: np.ndarray
+    origin_us: int
 
 
 @dataclass(frozen=True)
@@ -501,7 +505,7 @@ class StreamMonitor:
         hi_us = origin + last_k * self.stride_us + self.span_us + max(self.reach_us.values())
         t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels)
         skip = 0 if self.pipeline.views is not None else first_k - lo_k
-        return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values)
+        return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values, origin)
 
     def _record(self, tx: PatientTransaction, window: ScoredWindow) -> WindowScore:
         """Store one scored window, step the alarm and point the state at it."""
@@ -606,9 +610,13 @@ def score_slices(
 
 
 def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid | None:
-    """Grid a slice as ``score_frame`` grids a frame's patient (None: nothing to grid)."""
+    """Grid a slice as ``score_frame`` grids a frame's patient (None: nothing to grid).
+
+    The grid's origin is the patient's first reading, not the slice's first one, so
+    ``stay`` time features count from the same instant as offline.
+    """
     try:
-        return grid_series(
+        grid = grid_series(
             nanos_to_seconds(piece.t_us * 1000),  # epoch_seconds of the readings' timestamps
             piece.values.T,
             None,
@@ -618,6 +626,8 @@ def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid |
         )
     except DataError:
         return None
+    origin_s = float(nanos_to_seconds(np.array([piece.origin_us * 1000]))[0])
+    return dataclasses.replace(grid, origin_s=origin_s)
 
 
 def _ns_seconds(epoch_s: np.ndarray) -> list[float]:
