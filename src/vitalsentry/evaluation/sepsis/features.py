@@ -74,6 +74,17 @@ class Cohort:
         """(n,) hours since the stay's first row (0-based)."""
         return np.arange(len(self), dtype=np.intp) - self.starts
 
+    def part(self, lo: int, hi: int) -> Cohort:
+        """Return rows ``lo:hi`` (views, no copy); whole stays when cut between stays."""
+        return Cohort(
+            self.patient[lo:hi],
+            self.vitals[lo:hi],
+            self.vital_names,
+            self.context[lo:hi],
+            self.context_names,
+            self.label[lo:hi],
+        )
+
     def select_patients(self, keep: NDArray[np.bool_]) -> Cohort:
         """Return the rows where the per-row mask ``keep`` holds (whole patients)."""
         return Cohort(
