@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import safetensors.numpy
@@ -75,7 +75,12 @@ class SepsisBenchmarkConfig:
     max_patients : int or None
         Seeded subset of each file's patients (development runs), None = all.
     n_boot : int
-        Patient-bootstrap resamples of the confidence intervals.
+        Patient-bootstrap resamples of the confidence intervals (and of the bagged
+        threshold).
+    threshold : {"bagged", "argmax"}
+        How each method's alarm threshold is chosen on the validation patients: the
+        median of the utility argmaxes over their bootstrap resamples
+        (:func:`scoring.bagged_threshold`), or the one argmax of their utility curve.
     seed : int
         Seed of the split, the subset and every model.
     autoencoder : model.AutoencoderSettings
@@ -89,6 +94,7 @@ class SepsisBenchmarkConfig:
     step: int = 1
     max_patients: int | None = None
     n_boot: int = 200
+    threshold: Literal["bagged", "argmax"] = "bagged"
     seed: int = 0
     autoencoder: model.AutoencoderSettings = field(default_factory=model.AutoencoderSettings)
     gbm: baselines.GbmConfig = field(default_factory=baselines.GbmConfig)
@@ -545,9 +551,14 @@ def run_benchmark(
             prep.cohort.patient[prep.split == 2], prep.cohort.label[prep.split == 2]
         )
         boot = PatientBootstrap.draw(tst.patient, config.n_boot, config.seed)
+        val_boot = PatientBootstrap.draw(val.patient, config.n_boot, config.seed)
         results = {}
         for name, s in scores.items():
-            threshold, val_utility = val.utility.best_threshold(s[prep.split == 1])
+            threshold, val_utility = (
+                scoring.bagged_threshold(s[prep.split == 1], val, val_boot)
+                if config.threshold == "bagged"
+                else val.utility.best_threshold(s[prep.split == 1])
+            )
             results[name] = scoring.evaluate_scores(
                 s[prep.split == 2],
                 tst,
