@@ -44,18 +44,18 @@ def _scorer(c: Cohort, trend_hours: int | None) -> model.RiskScorer:
     window = 4
     train = np.arange(len(c)) < len(c) // 2
     medians = model.training_medians(c, train)
-    inputs = model.vital_inputs(c, medians)
+    vitals = model.vital_inputs(c, medians)
     rows = np.arange(len(c), dtype=np.intp)
-    scaler = ChannelScaler(inputs.names).fit(
-        causal_windows(inputs.filled, inputs.observed, c.starts, rows, window)
+    scaler = ChannelScaler(vitals.names).fit(
+        causal_windows(vitals.filled, vitals.observed, c.starts, rows, window)
     )
     ae = init_model(ModelConfig(input_channels=4, seq_len=window, latent_dim=4), 0).eval()
-    unfitted = model.RiskScorer(ae, scaler, medians, None, window, 3, trend_hours)  # type: ignore[arg-type]
-    blocks = unfitted.blocks(c)
+    inputs = model.RiskInputs(ae, scaler, medians, window, 3, trend_hours)
+    blocks = inputs.blocks(c)
     gbm = fit_gbm(blocks, c.label, train, GbmConfig(max_iter=20, min_samples_leaf=5))
     width = sum(b.shape[1] for b in blocks)
     head = ContextHeadStage(gbm, model.PlattCalibration(0.8, -0.1), {"features": width})
-    return model.RiskScorer(ae, scaler, medians, head, window, 3, trend_hours)
+    return model.RiskScorer(inputs, head)
 
 
 @pytest.mark.parametrize("trend_hours", [None, 6])
@@ -64,7 +64,7 @@ def test_scoring_by_chunks_on_threads_equals_the_head_on_the_whole_table(
 ) -> None:
     c = _cohort([int(h) for h in np.random.default_rng(1).integers(3, 40, 30)], 1)
     scorer = _scorer(c, trend_hours)
-    expected = scorer.head.predict(scorer.blocks(c))
+    expected = scorer.head.predict(scorer.inputs.blocks(c))
     monkeypatch.setattr(model, "SCORE_CHUNK", 50)
     for workers in (1, 2):
         np.testing.assert_allclose(scorer.score(c, workers=workers), expected, rtol=1e-6)

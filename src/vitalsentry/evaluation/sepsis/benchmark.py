@@ -435,15 +435,9 @@ def method_scores(
         ae_summary[f"{name}_calibration"] = dataclasses.asdict(fitted.platt)
         trees[f"{name}_trees"] = int(fitted.model.n_iter_)
     ae_summary |= trees
-    scorer = model.RiskScorer(
-        ae,
-        scaler,
-        medians,
-        heads["risk"],
-        config.autoencoder.window,
-        config.roll_hours,
-        config.trend_hours,
-    )
+    window, roll, trend = config.autoencoder.window, config.roll_hours, config.trend_hours
+    risk_inputs = model.RiskInputs(ae, scaler, medians, window, roll, trend)
+    scorer = model.RiskScorer(risk_inputs, heads["risk"])
     with _stage(timings, "scoring", progress):
         scores["risk"] = score_hours(scorer, cohort, scored, ae_summary)
     return {

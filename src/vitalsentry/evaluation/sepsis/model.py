@@ -244,14 +244,8 @@ def risk_blocks(
 
 
 @dataclass(frozen=True)
-class RiskScorer:
-    """The risk's whole scoring path: hourly rows of stays → calibrated risk of every hour.
-
-    Per chunk of whole patients: causal features (:func:`tabular_features`, and
-    :func:`stay_features` with ``trend_hours``), causal windows + encoder (:func:`embed`:
-    embedding and anomaly score), then the context head. Chunks run on ``workers`` threads
-    of one library thread each (numpy, torch and the trees release the GIL), so the
-    path uses that many cores without library threads waiting on each other.
+class RiskInputs:
+    """What the risk head reads, built from raw hourly rows: features, embedding, anomaly.
 
     Attributes
     ----------
@@ -260,8 +254,6 @@ class RiskScorer:
         The autoencoder's input scaler.
     medians : ndarray of float32, shape (V,)
         Training medians filling vitals not yet measured (:func:`vital_inputs`).
-    head : ContextHeadStage
-        The fitted risk head (its blocks: :func:`risk_blocks`).
     window : int
         Window length in hours.
     roll_hours : int
@@ -271,13 +263,16 @@ class RiskScorer:
     autoencoder: Autoencoder
     scaler: ChannelScaler
     medians: NDArray[np.float32]
-    head: ContextHeadStage
     window: int
     roll_hours: int
     trend_hours: int | None
 
     def blocks(self, cohort: Cohort) -> list[NDArray[np.float32]]:
-        """Return the head's column blocks of every hour of ``cohort`` (whole stays)."""
+        """Return the head's column blocks (:func:`risk_blocks`) of every hour of ``cohort``.
+
+        Causal features (:func:`tabular_features`, and :func:`stay_features` with
+        ``trend_hours``), then causal windows + encoder (:func:`embed`).
+        """
         x = tabular_features(cohort, roll_hours=self.roll_hours)[0]
         stay = (
             np.empty((len(cohort), 0), np.float32)
@@ -288,9 +283,29 @@ class RiskScorer:
         z, anomaly = embed(self.autoencoder, self.scaler, cohort, inputs, self.window)
         return risk_blocks(x, stay, z, anomaly)
 
+
+@dataclass(frozen=True)
+class RiskScorer:
+    """The risk's whole scoring path: hourly rows of stays → calibrated risk of every hour.
+
+    Per chunk of whole stays: :meth:`RiskInputs.blocks`, then the context head. Chunks run
+    on ``workers`` threads of one library thread each (numpy, torch and the trees release
+    the GIL), so the path uses that many cores without library threads waiting on each
+    other.
+
+    Attributes
+    ----------
+    inputs : RiskInputs
+    head : ContextHeadStage
+        The fitted risk head.
+    """
+
+    inputs: RiskInputs
+    head: ContextHeadStage
+
     def _chunk(self, cohort: Cohort) -> NDArray[np.float64]:
         with threadpool_limits(1, user_api="openmp"):
-            return np.asarray(self.head.predict(self.blocks(cohort)), np.float64)
+            return np.asarray(self.head.predict(self.inputs.blocks(cohort)), np.float64)
 
     def score(self, cohort: Cohort, workers: int = 2) -> NDArray[np.float64]:
         """(n,) calibrated risk of every hour of ``cohort``, from the data up to that hour."""
