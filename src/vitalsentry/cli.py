@@ -997,8 +997,8 @@ def benchmark_physionet2019(
     ] = 200,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Autoencoder epochs (most)")] = 8,
     trees: Annotated[
-        int, typer.Option("--trees", min=1, help="Boosting iterations of every GBM")
-    ] = 300,
+        int, typer.Option("--trees", min=1, help="Most boosting iterations per GBM (early stop)")
+    ] = 500,
     seed: SeedOpt = 0,
     quiet: Quiet = False,
 ) -> None:

@@ -139,7 +139,8 @@ class ContextInputs:
         Column blocks of the same (n,) rows (rolling features, context, embeddings, anomaly).
     labels : ndarray of int8, shape (n,)
     split : ndarray of int8, shape (n,)
-        0: fits the classifier; 1: fits its Platt calibration; other codes are not used.
+        0: fits the classifier; 1: stops its boosting early and fits its Platt calibration;
+        other codes are not used.
     gbm : GbmConfig
         The classifier's settings.
     """
@@ -730,19 +731,20 @@ class ContextHeadStage:
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
-        """Fit the classifier on training rows and its calibration on validation rows."""
+        """Fit the classifier on training rows (early stopping and Platt on validation rows)."""
         from vitalsentry.evaluation.sepsis.model import PlattCalibration  # imports the bundle
 
         if inputs.context is None:
             raise TrainingError("fitting the context head needs FitInputs.context (its table)")
         table = inputs.context
         train, val = table.split == 0, table.split == 1
-        model = fit_gbm(table.blocks, table.labels, train, table.gbm)
+        model = fit_gbm(table.blocks, table.labels, train, table.gbm, val)
         platt = PlattCalibration.fit(gbm_proba(model, table.blocks, val)[val], table.labels[val])
         summary = {
             "train_rows": int(train.sum()),
             "calibration_rows": int(val.sum()),
             "positive_train_rows": int(table.labels[train].sum()),
+            "trees": int(model.n_iter_),
         }
         meta = {
             "gbm": dataclasses.asdict(table.gbm),

@@ -87,6 +87,16 @@ def test_each_risk_head_is_a_context_head_stage_saved_with_the_autoencoder(
         assert head.meta["encoder"] == stages.identity()["weights_sha256"]
         name = folder.name.rsplit("-", 1)[0]
         assert report["autoencoder"][f"{name}_calibration"] == head.meta["platt"]
+        # boosting stopped early on the validation patients, within the configured cap
+        assert 0 < report["autoencoder"][f"{name}_trees"] == head.model.n_iter_ <= 40
+
+
+def test_risk_is_scored_end_to_end_and_timed(run: tuple[Path, dict[str, Any], Path]) -> None:
+    _, report, _ = run
+    ae = report["autoencoder"]
+    assert ae["score_workers"] == 2 and len(ae["score_load_average"]) == 3
+    assert ae["score_patient_hours_per_s"] > 0 and ae["score_patient_hours_per_cpu_s"] > 0
+    assert report["timings_s"]["scoring"] >= 0
 
 
 def test_external_test_file(run: tuple[Path, dict[str, Any], Path], tmp_path: Path) -> None:

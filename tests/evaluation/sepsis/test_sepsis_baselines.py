@@ -40,3 +40,12 @@ def test_chunked_prediction_equals_one_call_and_skips_other_rows(
     np.testing.assert_array_equal(got[~rows], model.predict_proba(x[~rows])[:, 1])
     assert np.isnan(got[rows]).all()
     np.testing.assert_array_equal(gbm_proba(model, [x]), model.predict_proba(x)[:, 1])
+
+
+def test_early_stopping_on_validation_rows_only_when_given() -> None:
+    x, y, rows = _table()
+    config = GbmConfig(max_iter=400, learning_rate=0.3, n_iter_no_change=5)
+    stopped = fit_gbm([x], y, rows, config, ~rows)
+    assert stopped.n_iter_ < 400  # a noisy task overfits long before 400 trees at 0.3
+    assert fit_gbm([x], y, rows, config).n_iter_ == 400
+    assert fit_gbm([x], y, rows, GbmConfig(max_iter=60, n_iter_no_change=0), ~rows).n_iter_ == 60

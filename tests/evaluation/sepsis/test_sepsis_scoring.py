@@ -5,6 +5,7 @@ from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.scoring import (
     Patients,
     alarms_per_day,
+    bagged_threshold,
     evaluate_scores,
     lead_times,
     paired_auc_difference,
@@ -58,3 +59,41 @@ def test_paired_difference_of_a_method_with_itself_is_zero():
     assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
     better = paired_auc_difference(y, s, rng.normal(size=400), boot)
     assert better["ci"][0] > 0
+
+
+def _cohort(n_patients: int, seed: int) -> tuple[Patients, np.ndarray]:
+    """Patients of 30 h, a third septic (labels from hour 12), and a noisy score."""
+    rng = np.random.default_rng(seed)
+    patient = np.repeat(np.arange(n_patients), 30)
+    hour = np.tile(np.arange(30), n_patients)
+    label = ((patient % 3 == 0) & (hour >= 12)).astype(np.int8)
+    scores = np.round(label * (hour - 6).clip(0) / 10 + rng.normal(0, 0.6, patient.size), 2)
+    return Patients.of(patient, label), scores
+
+
+def test_bagged_threshold_of_unchanged_resamples_is_the_argmax():
+    p, scores = _cohort(40, 0)
+    same = PatientBootstrap(PatientBootstrap.draw(p.patient, 1, 0).codes, np.ones((5, 40)))
+    assert bagged_threshold(scores, p, same) == pytest.approx(p.utility.best_threshold(scores))
+
+
+def test_bagged_threshold_is_the_median_of_resample_argmaxes():
+    p, scores = _cohort(60, 1)
+    boot = PatientBootstrap.draw(p.patient, 15, 0)
+    picks = []
+    for w in boot.counts:  # each resample materialised: its rows repeated w times
+        rows = np.concatenate(
+            [np.flatnonzero(boot.codes == i) for i in np.repeat(np.arange(60), w.astype(int))]
+        )
+        again = Patients.of(np.repeat(np.arange(rows.size // 30), 30), p.label[rows])
+        picks.append(again.utility.best_threshold(scores[rows])[0])
+    threshold, utility = bagged_threshold(scores, p, boot)
+    assert threshold == pytest.approx(float(np.median(picks)))
+    assert utility == pytest.approx(p.utility.normalised(scores >= threshold))
+
+
+def test_bagged_threshold_never_alarms_when_nothing_beats_inaction():
+    p, _ = _cohort(30, 2)
+    useless = np.where(p.patient % 3 == 0, np.nan, 1.0)  # alarms only non-septic patients
+    boot = PatientBootstrap.draw(p.patient, 10, 0)
+    assert bagged_threshold(useless, p, boot) == (float("inf"), 0.0)

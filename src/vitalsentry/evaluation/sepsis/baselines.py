@@ -43,26 +43,32 @@ class GbmConfig:
     ----------
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
         Passed to :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
+    n_iter_no_change : int
+        Early stopping: boosting stops once the log-loss on validation patients has not
+        improved for this many iterations (0: always ``max_iter``; without validation rows
+        too).
     seed : int
         Its ``random_state``.
     """
 
-    max_iter: int = 300
+    max_iter: int = 500
     learning_rate: float = 0.05
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 100
     l2_regularization: float = 1.0
+    n_iter_no_change: int = 20
     seed: int = 0
 
-    def make(self) -> HistGradientBoostingClassifier:
-        """Return an unfitted classifier with these settings."""
+    def make(self, *, early_stopping: bool = False) -> HistGradientBoostingClassifier:
+        """Return an unfitted classifier with these settings (stopping early if asked)."""
         return HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
-            early_stopping=False,
+            early_stopping=early_stopping and self.n_iter_no_change > 0,
+            n_iter_no_change=max(self.n_iter_no_change, 1),
             random_state=self.seed,
         )
 
@@ -138,18 +144,29 @@ def _take(blocks: Columns, rows: NDArray[np.intp], dtype: type[np.floating[Any]]
 
 
 def fit_gbm(
-    blocks: Columns, y: NDArray[np.int8], rows: NDArray[np.bool_], config: GbmConfig
+    blocks: Columns,
+    y: NDArray[np.int8],
+    rows: NDArray[np.bool_],
+    config: GbmConfig,
+    val: NDArray[np.bool_] | None = None,
 ) -> HistGradientBoostingClassifier:
     """Fit a gradient-boosting classifier on the training patient-hours ``rows``.
 
     The features are the column ``blocks`` side by side; only the training rows are
     copied, once, as float64 (the type the classifier works in, so it makes no second
     copy). A column never measured in training is set to 0 there (it cannot be binned; a
-    constant column is never split on, so it is ignored at prediction too).
+    constant column is never split on, so it is ignored at prediction too). With
+    validation rows ``val`` (other patients) and ``config.n_iter_no_change`` > 0, boosting
+    stops early on their log-loss.
     """
     train = _take(blocks, np.flatnonzero(rows), np.float64)
-    train[:, np.isnan(train).all(axis=0)] = 0.0
-    return config.make().fit(train, y[rows])
+    never = np.isnan(train).all(axis=0)
+    train[:, never] = 0.0
+    if val is None or config.n_iter_no_change == 0:
+        return config.make().fit(train, y[rows])
+    held = _take(blocks, np.flatnonzero(val), np.float64)
+    held[:, never] = 0.0
+    return config.make(early_stopping=True).fit(train, y[rows], X_val=held, y_val=y[val])
 
 
 PREDICT_CHUNK = 1024

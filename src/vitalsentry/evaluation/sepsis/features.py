@@ -6,7 +6,6 @@ with array operations only: no Python loop over rows or patients.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,6 +72,17 @@ class Cohort:
     def hour(self) -> IntArray:
         """(n,) hours since the stay's first row (0-based)."""
         return np.arange(len(self), dtype=np.intp) - self.starts
+
+    def part(self, lo: int, hi: int) -> Cohort:
+        """Return rows ``lo:hi`` (views, no copy); whole stays when cut between stays."""
+        return Cohort(
+            self.patient[lo:hi],
+            self.vitals[lo:hi],
+            self.vital_names,
+            self.context[lo:hi],
+            self.context_names,
+            self.label[lo:hi],
+        )
 
     def select_patients(self, keep: NDArray[np.bool_]) -> Cohort:
         """Return the rows where the per-row mask ``keep`` holds (whole patients)."""
@@ -150,16 +160,20 @@ def rolling_stats(values: FloatArray, starts: IntArray, hours: int) -> FloatArra
     """
     n, c = values.shape
     index, inside = lagged_index(np.arange(n, dtype=np.intp), starts, hours)
+    # hours along axis 0: each reduction is elementwise over rows of length n (vectorised)
+    index, inside = np.ascontiguousarray(index.T), np.ascontiguousarray(inside.T)
     out = np.empty((n, c * len(ROLL_STATS)), dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty windows give NaN
         for j in range(c):
             lagged = np.where(inside, values[index, j], np.nan)
-            count = (~np.isnan(lagged)).sum(axis=1)
-            out[:, 4 * j] = np.nanmean(lagged, axis=1)
-            out[:, 4 * j + 1] = np.nanmin(lagged, axis=1)
-            out[:, 4 * j + 2] = np.nanmax(lagged, axis=1)
-            out[:, 4 * j + 3] = np.where(count >= 2, np.nanstd(lagged, axis=1), np.nan)
+            seen = ~np.isnan(lagged)
+            count = seen.sum(axis=0)
+            mean = np.where(seen, lagged, 0.0).sum(axis=0) / count
+            var = np.square(np.where(seen, lagged - mean, 0.0)).sum(axis=0) / count
+            out[:, 4 * j] = mean
+            out[:, 4 * j + 1] = np.fmin.reduce(lagged, axis=0)
+            out[:, 4 * j + 2] = np.fmax.reduce(lagged, axis=0)
+            out[:, 4 * j + 3] = np.where(count >= 2, np.sqrt(var), np.nan)
     return out
 
 

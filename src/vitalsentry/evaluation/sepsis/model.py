@@ -10,28 +10,48 @@ calibrated (Platt, on the logit) on validation patients.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 from numpy.typing import NDArray
 from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from vitalsentry.bundle import load_bundle
 from vitalsentry.config import DataConfig, ModelConfig, TrainConfig, WindowConfig
 from vitalsentry.data.prepared import PreparedData
 from vitalsentry.data.scaler import ChannelScaler
 from vitalsentry.data.schema import CHANNELS
-from vitalsentry.evaluation.sepsis.features import Cohort, causal_windows, forward_fill
+from vitalsentry.evaluation.sepsis.features import (
+    Cohort,
+    causal_windows,
+    forward_fill,
+    stay_features,
+    tabular_features,
+)
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.inference import encode_with_error
 from vitalsentry.training.pretrain import pretrain
 
+if TYPE_CHECKING:
+    from vitalsentry.stages import ContextHeadStage
+
 ENCODE_CHUNK = 65_536
 """Patient-hours windowed and encoded per step (bounds memory)."""
+
+ENCODE_BATCH = 4096
+"""Windows per encoder call (the fastest on one CPU thread; larger batches are slower)."""
+
+SCORE_CHUNK = 16_384
+"""Patient-hours (whole patients) per task of :meth:`RiskScorer.score`."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +202,7 @@ def embed(
     for lo in range(0, n, ENCODE_CHUNK):
         rows = np.arange(lo, min(n, lo + ENCODE_CHUNK), dtype=np.intp)
         x = scaler.transform(causal_windows(inputs.filled, inputs.observed, starts, rows, window))
-        z, err = encode_with_error(model, x, batch_size=4096)
+        z, err = encode_with_error(model, x, batch_size=ENCODE_BATCH)
         emb[rows], anomaly[rows] = z, err[:, :v].mean(axis=1)
     return emb, anomaly
 
@@ -211,3 +231,97 @@ class PlattCalibration:
         """Calibrated probabilities of raw ``proba``."""
         out: NDArray[np.float64] = expit(self.a * logit(np.clip(proba, 1e-6, 1 - 1e-6)) + self.b)
         return out
+
+
+def risk_blocks(
+    features: NDArray[np.float32],
+    stay: NDArray[np.float32],
+    embeddings: NDArray[np.float32],
+    anomaly: NDArray[np.float32],
+) -> list[NDArray[np.float32]]:
+    """Return the risk head's column blocks: features, stay features, embedding, anomaly."""
+    return [features, stay, embeddings, anomaly[:, None]]
+
+
+@dataclass(frozen=True)
+class RiskInputs:
+    """What the risk head reads, built from raw hourly rows: features, embedding, anomaly.
+
+    Attributes
+    ----------
+    autoencoder : Autoencoder
+    scaler : ChannelScaler
+        The autoencoder's input scaler.
+    medians : ndarray of float32, shape (V,)
+        Training medians filling vitals not yet measured (:func:`vital_inputs`).
+    window : int
+        Window length in hours.
+    roll_hours : int
+    trend_hours : int or None
+    """
+
+    autoencoder: Autoencoder
+    scaler: ChannelScaler
+    medians: NDArray[np.float32]
+    window: int
+    roll_hours: int
+    trend_hours: int | None
+
+    def blocks(self, cohort: Cohort) -> list[NDArray[np.float32]]:
+        """Return the head's column blocks (:func:`risk_blocks`) of every hour of ``cohort``.
+
+        Causal features (:func:`tabular_features`, and :func:`stay_features` with
+        ``trend_hours``), then causal windows + encoder (:func:`embed`).
+        """
+        x = tabular_features(cohort, roll_hours=self.roll_hours)[0]
+        stay = (
+            np.empty((len(cohort), 0), np.float32)
+            if self.trend_hours is None
+            else stay_features(cohort, trend_hours=self.trend_hours)[0]
+        )
+        inputs = vital_inputs(cohort, self.medians)
+        z, anomaly = embed(self.autoencoder, self.scaler, cohort, inputs, self.window)
+        return risk_blocks(x, stay, z, anomaly)
+
+
+@dataclass(frozen=True)
+class RiskScorer:
+    """The risk's whole scoring path: hourly rows of stays → calibrated risk of every hour.
+
+    Per chunk of whole stays: :meth:`RiskInputs.blocks`, then the context head. Chunks run
+    on ``workers`` threads of one library thread each (numpy, torch and the trees release
+    the GIL), so the path uses that many cores without library threads waiting on each
+    other.
+
+    Attributes
+    ----------
+    inputs : RiskInputs
+    head : ContextHeadStage
+        The fitted risk head.
+    """
+
+    inputs: RiskInputs
+    head: ContextHeadStage
+
+    def _chunk(self, cohort: Cohort) -> NDArray[np.float64]:
+        with threadpool_limits(1, user_api="openmp"):
+            return np.asarray(self.head.predict(self.inputs.blocks(cohort)), np.float64)
+
+    def score(self, cohort: Cohort, workers: int = 2) -> NDArray[np.float64]:
+        """(n,) calibrated risk of every hour of ``cohort``, from the data up to that hour."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max(workers, 1)) as pool:
+                parts = list(pool.map(self._chunk, patient_chunks(cohort, SCORE_CHUNK)))
+        finally:
+            torch.set_num_threads(threads)
+        return np.concatenate(parts)
+
+
+def patient_chunks(cohort: Cohort, rows: int) -> Sequence[Cohort]:
+    """Consecutive parts of ``cohort`` of about ``rows`` hours each, cut between stays."""
+    starts = np.flatnonzero(np.r_[True, cohort.patient[1:] != cohort.patient[:-1]])
+    at = np.searchsorted(starts, np.arange(rows, len(cohort), rows))
+    edges = np.unique(np.r_[0, starts[at[at < starts.size]], len(cohort)])
+    return [cohort.part(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]

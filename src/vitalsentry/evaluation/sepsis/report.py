@@ -220,10 +220,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items())
     )
     lines.append(f"Peak resident memory: {report['peak_rss_mib']:.0f} MiB.")
-    rate = report["autoencoder"].get("encode_patient_hours_per_s")
+    ae = report["autoencoder"]
     lines.append(
-        f"Autoencoder: {report['autoencoder'].get('epochs')} epochs; encoding "
-        f"{_fmt(rate, 0)} patient-hours/s (windows built and encoded)."
+        f"Autoencoder: {ae.get('epochs')} epochs; encoding "
+        f"{_fmt(ae.get('encode_patient_hours_per_s'), 0)} patient-hours/s (windows built and "
+        f"encoded). Risk's whole scoring path (features, windows + encoder, head; "
+        f"{ae.get('score_workers')} threads): {_fmt(ae.get('score_patient_hours_per_s'), 0)} "
+        f"patient-hours/s, {_fmt(ae.get('score_patient_hours_per_cpu_s'), 0)} per CPU second "
+        f"(load average {ae.get('score_load_average')})."
     )
     lines += ["", "## Plots", ""]
     lines += [f"![{p}]({p})" for p in report["plots"]]

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from vitalsentry.evaluation import metrics
 from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
-from vitalsentry.evaluation.sepsis.utility import CohortUtility, relative_hours
+from vitalsentry.evaluation.sepsis.utility import CohortUtility, UtilityParams, relative_hours
 
 FloatArray = NDArray[np.float64]
 
@@ -60,6 +60,46 @@ def lead_times(p: Patients, alarm: NDArray[np.bool_]) -> tuple[FloatArray, int]:
     _, first = np.unique(p.patient[useful], return_index=True)
     septic = int(np.unique(p.patient[np.isfinite(p.relative)]).size)
     return -p.relative[np.flatnonzero(useful)[first]], septic
+
+
+def bagged_threshold(
+    scores: FloatArray, p: Patients, boot: PatientBootstrap
+) -> tuple[float, float]:
+    """Alarm threshold of ``scores >= threshold`` chosen on ``p`` by bagging.
+
+    Notes
+    -----
+    The utility curve is flat near its top, so its single argmax jumps with a few
+    patients. This takes the argmax on each patient-bootstrap resample of ``p`` (``boot``,
+    drawn on ``p``'s patients; every curve from one sort of the scores) and returns their
+    median: Breiman's bagging of an unstable choice.
+
+    Returns
+    -------
+    (threshold, utility) : tuple of float
+        The threshold and ``p``'s own normalised utility at it; ``inf`` and 0.0 when no
+        threshold beats alarming never on ``p`` itself.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(p.utility.best_threshold(s)[0]):
+        return float("inf"), 0.0
+    params = UtilityParams()
+    gain = p.utility.u_positive - p.utility.u_negative
+    with np.errstate(invalid="ignore"):
+        ideal = (p.relative >= params.dt_early) & (p.relative <= params.dt_late)
+    ideal_gain = np.bincount(boot.codes, np.where(ideal, gain, 0.0), boot.counts.shape[1])
+    finite = np.flatnonzero(~np.isnan(s))
+    order = finite[np.argsort(-s[finite], kind="stable")]
+    ordered = s[order]
+    last = np.r_[ordered[1:] != ordered[:-1], True]
+    thresholds, codes, gain = ordered[last], boot.codes[order], gain[order]
+
+    def argmax(w: FloatArray) -> float:
+        curve = np.cumsum(w[codes] * gain)[last] / max(float(w @ ideal_gain), 1e-12)
+        return float(thresholds[np.argmax(curve)]) if curve.max() > 0 else np.inf
+
+    threshold = float(np.median([argmax(w) for w in boot.counts]))
+    return threshold, p.utility.normalised(np.where(np.isnan(s), -np.inf, s) >= threshold)
 
 
 def alarms_per_day(p: Patients, alarm: NDArray[np.bool_]) -> float:
