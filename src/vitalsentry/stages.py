@@ -49,7 +49,7 @@ from vitalsentry.evaluation.sepsis.baselines import (
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
-from vitalsentry.models.inference import encode, encode_with_error
+from vitalsentry.models.inference import encode, encode_with_step_error
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
 from vitalsentry.risk.calibrate import (
@@ -429,7 +429,7 @@ class DetectorStage:
             contamination=config.contamination,
         )
         scaler = chain.get(ScalerStage).scaler
-        emb, errors = encode_with_error(encoder.model, scaler.transform(prepared.windows))
+        emb, _, errors = encode_with_step_error(encoder.model, scaler.transform(prepared.windows))
         inputs_ = view_inputs(
             emb,
             errors[:, : len(prepared.data.channels)],
