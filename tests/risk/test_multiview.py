@@ -118,14 +118,16 @@ def test_combine_skips_missing_views_and_refuses_rows_without_any() -> None:
         combine(standard, ("b",), "mean")
 
 
-def test_candidates_are_nested_top_views_never_the_baseline_view_alone() -> None:
-    listed = candidates(["baseline_shift", "summary", "news2"])
+def test_candidates_are_nested_top_views_of_at_least_two() -> None:
+    listed = candidates(["summary", "baseline_shift", "news2"])
     assert listed == [
-        (("baseline_shift", "summary"), "mean"),
-        (("baseline_shift", "summary"), "max"),
-        (("baseline_shift", "summary", "news2"), "mean"),
-        (("baseline_shift", "summary", "news2"), "max"),
+        (("summary", "baseline_shift"), "mean"),
+        (("summary", "baseline_shift"), "max"),
+        (("summary", "baseline_shift", "news2"), "mean"),
+        (("summary", "baseline_shift", "news2"), "max"),
     ]
+    assert candidates(["summary"]) == [(("summary",), "mean")]  # the only view allowed
+    assert candidates(["baseline_shift"]) == []  # an optional view never decides alone
 
 
 def test_choice_prefers_the_view_that_separates() -> None:
@@ -133,9 +135,10 @@ def test_choice_prefers_the_view_that_separates() -> None:
     rng = np.random.default_rng(0)
     good = rng.normal(size=60) + 4.0 * y
     standard = {"summary": good, "recon_error": rng.normal(size=60), "news2": -good}
-    views, _, detail = choose_combination(standard, y)
-    assert views == ("summary",)
+    views, how, detail = choose_combination(standard, y)
+    assert (views, how) == (("summary", "recon_error"), "max")  # the separating view leads
     assert detail["single_views"]["summary"] > 0.9
+    assert detail["best_pr_auc"] > 0.9
 
 
 def test_choice_falls_back_to_all_views_without_positives() -> None:

@@ -480,12 +480,14 @@ def _pr_auc(y: NDArray[Any], score: FloatArray) -> float:
 
 
 def candidates(ranked: Sequence[str]) -> list[tuple[tuple[str, ...], Combine]]:
-    """Return the top-k views of ``ranked`` for every k, as mean and max (k = 1: itself).
+    """Return the top-k views of ``ranked`` for every k ≥ 2, as mean and max.
 
-    A top-1 that is an optional view (sometimes missing) is not a candidate alone.
+    At least two views, so that no single representation decides (one view alone only
+    when it is the only one ranked); a set of optional views (sometimes missing) alone is
+    not a candidate.
     """
     out: list[tuple[tuple[str, ...], Combine]] = []
-    for k in range(1, len(ranked) + 1):
+    for k in range(1 if len(ranked) == 1 else 2, len(ranked) + 1):
         views = tuple(ranked[:k])
         if set(views) <= OPTIONAL_VIEWS:
             continue
@@ -498,8 +500,8 @@ def choose_combination(
 ) -> tuple[tuple[str, ...], Combine, dict[str, Any]]:
     """Choose the combination with the best PR-AUC on held-out windows (rule below).
 
-    Views are ranked by their own PR-AUC; the candidates are the top-k views for every k,
-    as the mean and the max of their standardised scores (few, nested candidates, so
+    Views are ranked by their own PR-AUC; the candidates are the top-k views for every
+    k ≥ 2 (:func:`candidates`), as the mean and the max of their standardised scores (few, nested candidates, so
     the choice does not chase noise); the best PR-AUC wins, ties to fewer views. Without
     both classes the mean of all views is used.
     """
@@ -521,7 +523,7 @@ def choose_combination(
     views, how, best = max(table, key=lambda row: row[2])
     detail = {
         "criterion": "PR-AUC (average precision) on held-out windows: validation patients and "
-        "out-of-fold training patients; top-k views by own PR-AUC × mean/max",
+        "out-of-fold training patients; top-k (k ≥ 2) views by own PR-AUC × mean/max",
         "windows": int(y.size),
         "abnormal": int(y.sum()),
         "single_views": single,
