@@ -79,7 +79,7 @@ class WindowScores:
 
 def _view_inputs(
     embedding: np.ndarray,
-    step_errors: np.ndarray,
+    errors: tuple[np.ndarray, np.ndarray],
     windows: np.ndarray,
     feature_names: tuple[str, ...],
     span_s: float,
@@ -90,7 +90,7 @@ def _view_inputs(
     patient, start = (None, None) if where is None else where
     return view_inputs(
         embedding,
-        step_errors,
+        errors,
         windows,
         feature_names,
         patient=patient,
@@ -214,7 +214,13 @@ class VitalRiskPipeline:
             span = self.window_config.length * self.data_config.step_s
             lookback = self.views.settings.lookback
             inputs = _view_inputs(
-                embedding, steps, windows, self.bundle.feature_names, span, lookback, where
+                embedding,
+                (errors, steps),
+                windows,
+                self.bundle.feature_names,
+                span,
+                lookback,
+                where,
             )
         scores, views = self._scores(embedding, inputs)
         result = WindowScores(

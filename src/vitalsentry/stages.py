@@ -429,10 +429,13 @@ class DetectorStage:
             contamination=config.contamination,
         )
         scaler = chain.get(ScalerStage).scaler
-        emb, _, errors = encode_with_step_error(encoder.model, scaler.transform(prepared.windows))
+        emb, errors, steps = encode_with_step_error(
+            encoder.model, scaler.transform(prepared.windows)
+        )
+        vitals = len(prepared.data.channels)
         inputs_ = view_inputs(
             emb,
-            errors[:, : len(prepared.data.channels)],
+            (errors[:, :vitals], steps[:, :vitals]),
             prepared.windows,
             prepared.feature_names,
             patient=prepared.patient,

@@ -52,7 +52,7 @@ def _cohort(
     errors = np.abs(windows[:, :2] - windows[:, :2].mean(axis=2, keepdims=True))
     inputs = view_inputs(
         embedding,
-        errors,
+        (errors.mean(axis=2), errors),
         windows,
         ("heart_rate", "spo2", "hour_sin"),
         patient=patient,
@@ -73,7 +73,7 @@ def test_view_inputs_shapes_and_lone_windows_without_baseline() -> None:
         assert inputs.of(view).shape[0] == labels.size
     lone = view_inputs(
         inputs.embedding[:2],
-        inputs.step_errors[:2],
+        (inputs.mean_errors[:2], inputs.step_errors[:2]),
         np.zeros((2, 3, 16)),
         ("heart_rate", "spo2", "hour_sin"),
         patient=None,
@@ -248,7 +248,14 @@ def _tail_and_head(length: int = 64) -> ViewInputs:
     windows[0, 1, -8:] = windows[1, 1, :8] = 88.0
     names = ("heart_rate", "spo2", "hour_sin")
     return view_inputs(
-        np.zeros((2, 2)), errors, windows, names, patient=None, start_s=None, span_s=1.0, lookback=4
+        np.zeros((2, 2)),
+        (errors.mean(axis=2), errors),
+        windows,
+        names,
+        patient=None,
+        start_s=None,
+        span_s=1.0,
+        lookback=4,
     )
 
 
@@ -284,7 +291,7 @@ def _short_events(seed: int) -> tuple[ViewInputs, np.ndarray, np.ndarray]:
     windows = rng.normal(size=(n, 2, length)) + np.array([70.0, 0.0])[:, None]
     inputs = view_inputs(
         rng.normal(size=(n, 2)),
-        errors,
+        (errors.mean(axis=2), errors),
         windows,
         ("heart_rate", "hour_sin"),
         patient=None,

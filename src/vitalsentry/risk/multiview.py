@@ -107,6 +107,9 @@ class ViewInputs:
     Attributes
     ----------
     embedding : ndarray of shape (N, latent)
+    mean_errors : ndarray of shape (N, V)
+        Mean squared reconstruction error per vital channel, as the encoder computed it
+        (:attr:`errors` without recency, so older bundles score bit-identically).
     step_errors : ndarray of shape (N, V, L)
         Squared reconstruction error per vital channel and step.
     summary : ndarray of shape (N, F)
@@ -122,6 +125,7 @@ class ViewInputs:
     """
 
     embedding: FloatArray
+    mean_errors: FloatArray
     step_errors: FloatArray
     summary: FloatArray
     baseline: FloatArray
@@ -131,6 +135,8 @@ class ViewInputs:
     @property
     def errors(self) -> FloatArray:
         """Reconstruction error per vital channel, the steps' weighted mean, (N, V)."""
+        if self.recency is None:
+            return self.mean_errors
         out: FloatArray = self.step_errors @ recency_weights(
             self.step_errors.shape[2], self.recency
         )
@@ -163,6 +169,7 @@ class ViewInputs:
         """Return the inputs of the windows ``rows`` (bool mask or indices) selects."""
         return ViewInputs(
             self.embedding[rows],
+            self.mean_errors[rows],
             self.step_errors[rows],
             self.summary[rows],
             self.baseline[rows],
@@ -242,7 +249,7 @@ def recency_weights(length: int, recency: float | None) -> FloatArray:
 
 def view_inputs(
     embedding: NDArray[Any],
-    step_errors: NDArray[Any],
+    errors: tuple[NDArray[Any], NDArray[Any]],
     windows: NDArray[Any],
     feature_names: Sequence[str],
     *,
@@ -256,8 +263,8 @@ def view_inputs(
     Parameters
     ----------
     embedding : ndarray of shape (N, latent)
-    step_errors : ndarray of shape (N, V, L)
-        Squared reconstruction error per vital channel and step.
+    errors : (ndarray of shape (N, V), ndarray of shape (N, V, L))
+        Mean squared reconstruction error per vital channel, and per channel and step.
     windows : ndarray of shape (N, C, L)
         Unscaled windows (vitals, then time features).
     feature_names : sequence of str, length C
@@ -283,7 +290,8 @@ def view_inputs(
         baseline = baseline_deviation(levels, np.asarray(patient), start_s, span_s, lookback)
     return ViewInputs(
         np.asarray(embedding, dtype=np.float64),
-        np.asarray(step_errors, dtype=np.float64),
+        np.asarray(errors[0], dtype=np.float64),
+        np.asarray(errors[1], dtype=np.float64),
         summary,
         baseline,
         step_news2(windows, feature_names),
