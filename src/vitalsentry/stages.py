@@ -49,7 +49,7 @@ from vitalsentry.evaluation.sepsis.baselines import (
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
-from vitalsentry.models.inference import encode, encode_with_error
+from vitalsentry.models.inference import encode, encode_with_step_error
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.risk.alarms import AlarmPolicy, choose_alarm_policy
 from vitalsentry.risk.calibrate import (
@@ -430,10 +430,13 @@ class DetectorStage:
             contamination=config.contamination,
         )
         scaler = chain.get(ScalerStage).scaler
-        emb, errors = encode_with_error(encoder.model, scaler.transform(prepared.windows))
+        emb, errors, steps = encode_with_step_error(
+            encoder.model, scaler.transform(prepared.windows)
+        )
+        vitals = len(prepared.data.channels)
         inputs_ = view_inputs(
             emb,
-            errors[:, : len(prepared.data.channels)],
+            (errors[:, :vitals], steps[:, :vitals]),
             prepared.windows,
             prepared.feature_names,
             patient=prepared.patient,

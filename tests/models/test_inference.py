@@ -11,6 +11,7 @@ from vitalsentry.models.inference import (
     attention_weights,
     encode,
     encode_with_error,
+    encode_with_step_error,
     mc_dropout_encode,
     reconstruction_error,
 )
@@ -116,3 +117,17 @@ def test_encode_with_error_equals_the_separate_passes(windows: np.ndarray) -> No
     emb, err = encode_with_error(model, windows, batch_size=7)
     np.testing.assert_allclose(emb, encode(model, windows), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(err, reconstruction_error(model, windows), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_with_step_error_adds_each_steps_error_to_the_same_pass(windows: np.ndarray) -> None:
+    model = _model()
+    emb, err, step = encode_with_step_error(model, windows, batch_size=7)
+    assert step.shape == (37, 3, 32) and step.dtype == np.float32
+    np.testing.assert_array_equal(emb, encode_with_error(model, windows, batch_size=7)[0])
+    np.testing.assert_array_equal(err, encode_with_error(model, windows, batch_size=7)[1])
+    np.testing.assert_allclose(step.mean(axis=2), err, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        x = torch.from_numpy(windows)
+        expected = (model.eval().decoder(model.encoder(x)) - x).square()
+    np.testing.assert_allclose(step, expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert encode_with_step_error(model, windows[:0])[2].shape == (0, 3, 32)

@@ -177,6 +177,35 @@ def encode_with_error(
     return out[:, :latent], out[:, latent:]
 
 
+def encode_with_step_error(
+    model: Autoencoder,
+    windows: NDArray[np.floating],
+    *,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """:func:`encode_with_error` and the squared error of every step, from one encoder pass.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        (N, latent_dim) embeddings, (N, C) mean squared error per channel (as
+        :func:`encode_with_error`) and (N, C, L) squared error per channel and step, float32.
+    """
+    cfg = model.config
+
+    def all_three(x: Tensor) -> Tensor:
+        z = model.encoder(x)
+        step = (model.decoder(z) - x).square()
+        return torch.cat([z, step.mean(dim=2), step.flatten(1)], dim=1)
+
+    out = _batched(model, windows, all_three, batch_size=batch_size, device=device)
+    out = out.reshape(len(windows), cfg.latent_dim + cfg.input_channels * (1 + cfg.seq_len))
+    head = cfg.latent_dim + cfg.input_channels
+    step = out[:, head:].reshape(len(windows), cfg.input_channels, cfg.seq_len)
+    return out[:, : cfg.latent_dim], out[:, cfg.latent_dim : head], step
+
+
 def mc_dropout_encode(
     model: Autoencoder,
     windows: NDArray[np.floating],

@@ -4,15 +4,26 @@ Views (each a raw score, higher = more anomalous, from its own simple detector):
 
 - ``embedding_iforest``: IsolationForest on the encoder embedding;
 - ``embedding_knn``: mean distance to the nearest normal embeddings (:class:`KNNDistance`);
-- ``recon_error``: the largest robust z-score of a channel's reconstruction error;
+- ``recon_error``: the largest robust z-score of a channel's reconstruction error, each
+  step weighted by its recency (below);
 - ``summary``: IsolationForest on window summaries (level, spread, range, last value and
   trend of each channel; the mean of an observed-mask channel is the observed fraction);
 - ``baseline_shift``: the largest robust z-score of a channel's recent level (mean of the
   window's last quarter) minus the median of the same levels of the patient's earlier
   windows (NaN when the patient has no earlier window);
-- ``news2``: the NEWS2 aggregate of the window's last values (a published clinical chart,
-  partial over the NEWS2 vitals the bundle has; absent without any of them), as a
-  robust z-score against normal windows.
+- ``news2``: the NEWS2 aggregate of each step's values (a published clinical chart,
+  partial over the NEWS2 vitals the bundle has; absent without any of them), averaged
+  with recency weights, as a robust z-score against normal windows.
+
+A window's label is the state at its last step (``label_mode="last"``, the default), and
+an event shorter than the window may cover only its tail, or have ended before it: the
+reconstruction error and NEWS2 views therefore weight each step by its recency,
+``0.5 ** (age / half-life)`` with a half-life of ``ViewSettings.recency`` of the window
+length (:func:`recency_weights`; the whole window still counts, the recent steps most).
+The half-life is chosen per bundle on held-out windows among a few candidates
+(:func:`choose_recency`; the default without labels) and recorded in ``views.json``.
+Bundles fitted before this (no ``recency`` in ``views.json``) keep the uniform error and
+the last step's NEWS2.
 
 Each view's raw score is standardised on normal windows the view did not see in fit
 (out-of-fold scores of the training patients: ``(raw - median) / IQR``), so views are on
@@ -26,6 +37,7 @@ is saved as ``views.json`` and one skops file per view (:data:`VIEWS_FILE`,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -61,6 +73,15 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
 RECENT_DIVISOR: Final = 4
 """The baseline view's level is the mean of the last ``1 / RECENT_DIVISOR`` of a window."""
 
+RECENCY: Final = 0.125
+"""Default half-life of the recency weights, as a share of the window length."""
+
+RECENCY_CANDIDATES: Final = (RECENCY, RECENCY / 2, RECENCY / 4, RECENCY * 2)
+"""Half-lives :func:`choose_recency` tries, the default first (it wins ties)."""
+
+RECENCY_VIEWS: Final = ("recon_error", "news2")
+"""Views whose inputs the step weights change."""
+
 OPTIONAL_VIEWS: Final = frozenset({"baseline_shift"})
 """Views that can be missing (NaN) for a window, so never chosen alone."""
 
@@ -81,49 +102,84 @@ def view_file(name: str) -> str:
 
 @dataclass(frozen=True)
 class ViewInputs:
-    """What each view looks at, for N windows.
+    """What each view looks at, for N windows of L steps.
 
     Attributes
     ----------
     embedding : ndarray of shape (N, latent)
-    errors : ndarray of shape (N, V)
-        Reconstruction error per vital channel.
+    mean_errors : ndarray of shape (N, V)
+        Mean squared reconstruction error per vital channel, as the encoder computed it
+        (:attr:`errors` without recency, so older bundles score bit-identically).
+    step_errors : ndarray of shape (N, V, L)
+        Squared reconstruction error per vital channel and step.
     summary : ndarray of shape (N, F)
         Window summary features (:func:`window_summary_features`).
     baseline : ndarray of shape (N, V)
         Channel level over the window's last quarter minus the patient's baseline of it;
         NaN rows without history.
-    news2 : ndarray of shape (N, 1)
-        Partial NEWS2 of the window's last values; NaN without any NEWS2 vital.
+    step_news2 : ndarray of shape (N, L)
+        Partial NEWS2 of each step; NaN without any NEWS2 vital.
+    recency : float or None
+        Half-life of the step weights (:func:`recency_weights`) of :attr:`errors` and
+        :attr:`news2`; None: uniform error and the last step's NEWS2.
     """
 
     embedding: FloatArray
-    errors: FloatArray
+    mean_errors: FloatArray
+    step_errors: FloatArray
     summary: FloatArray
     baseline: FloatArray
-    news2: FloatArray
+    step_news2: FloatArray
+    recency: float | None = None
+
+    @property
+    def errors(self) -> FloatArray:
+        """Reconstruction error per vital channel, the steps' weighted mean, (N, V)."""
+        if self.recency is None:
+            return self.mean_errors
+        out: FloatArray = self.step_errors @ recency_weights(
+            self.step_errors.shape[2], self.recency
+        )
+        return out
+
+    @property
+    def news2(self) -> FloatArray:
+        """NEWS2 of the steps' weighted mean (the last step's without recency), (N, 1)."""
+        if self.recency is None:
+            return self.step_news2[:, -1:]
+        out: FloatArray = self.step_news2 @ recency_weights(self.step_news2.shape[1], self.recency)
+        return out[:, None]
 
     def of(self, view: str) -> FloatArray:
         """Return the feature matrix of ``view``."""
-        source = {
-            "embedding_iforest": self.embedding,
-            "embedding_knn": self.embedding,
-            "recon_error": self.errors,
-            "summary": self.summary,
-            "baseline_shift": self.baseline,
-            "news2": self.news2,
-        }
-        return source[view]
+        match view:
+            case "embedding_iforest" | "embedding_knn":
+                return self.embedding
+            case "recon_error":
+                return self.errors
+            case "summary":
+                return self.summary
+            case "baseline_shift":
+                return self.baseline
+            case "news2":
+                return self.news2
+        raise DataError(f"unknown view {view!r}; known: {', '.join(VIEW_NAMES)}")
 
     def select(self, rows: NDArray[Any]) -> ViewInputs:
         """Return the inputs of the windows ``rows`` (bool mask or indices) selects."""
         return ViewInputs(
             self.embedding[rows],
-            self.errors[rows],
+            self.mean_errors[rows],
+            self.step_errors[rows],
             self.summary[rows],
             self.baseline[rows],
-            self.news2[rows],
+            self.step_news2[rows],
+            self.recency,
         )
+
+    def with_recency(self, recency: float | None) -> ViewInputs:
+        """Return these inputs with the step weights of ``recency``."""
+        return dataclasses.replace(self, recency=recency)
 
 
 def baseline_deviation(
@@ -168,9 +224,32 @@ def baseline_deviation(
     return out
 
 
+def recency_weights(length: int, recency: float | None) -> FloatArray:
+    """Weights of a window's steps, summing to 1: ``0.5 ** (age / (recency * length))``.
+
+    Parameters
+    ----------
+    length : int
+        Steps in the window (the last one has age 0).
+    recency : float or None
+        Half-life as a share of ``length``; None: equal weights.
+
+    Returns
+    -------
+    ndarray of shape (length,)
+    """
+    if recency is None:
+        return np.full(length, 1.0 / length)
+    if recency <= 0:
+        raise DataError(f"recency: must be > 0, got {recency!r}")
+    weights = 0.5 ** (np.arange(length - 1, -1, -1, dtype=np.float64) / (recency * length))
+    out: FloatArray = weights / weights.sum()
+    return out
+
+
 def view_inputs(
     embedding: NDArray[Any],
-    errors: NDArray[Any],
+    errors: tuple[NDArray[Any], NDArray[Any]],
     windows: NDArray[Any],
     feature_names: Sequence[str],
     *,
@@ -179,13 +258,13 @@ def view_inputs(
     span_s: float,
     lookback: int,
 ) -> ViewInputs:
-    """Build every view's inputs for N windows.
+    """Build every view's inputs for N windows (without recency weights: :class:`ViewInputs`).
 
     Parameters
     ----------
     embedding : ndarray of shape (N, latent)
-    errors : ndarray of shape (N, V)
-        Reconstruction error per vital channel.
+    errors : (ndarray of shape (N, V), ndarray of shape (N, V, L))
+        Mean squared reconstruction error per vital channel, and per channel and step.
     windows : ndarray of shape (N, C, L)
         Unscaled windows (vitals, then time features).
     feature_names : sequence of str, length C
@@ -201,7 +280,7 @@ def view_inputs(
     -------
     ViewInputs
     """
-    summary, names = window_summary_features(windows, tuple(feature_names))
+    summary, _ = window_summary_features(windows, tuple(feature_names))
     vitals = [i for i, n in enumerate(feature_names) if n in CHANNELS]  # no masks, no time
     recent = max(1, windows.shape[2] // RECENT_DIVISOR)
     levels = np.asarray(windows[:, vitals, -recent:], dtype=np.float64).mean(axis=2)
@@ -211,37 +290,38 @@ def view_inputs(
         baseline = baseline_deviation(levels, np.asarray(patient), start_s, span_s, lookback)
     return ViewInputs(
         np.asarray(embedding, dtype=np.float64),
-        np.asarray(errors, dtype=np.float64),
+        np.asarray(errors[0], dtype=np.float64),
+        np.asarray(errors[1], dtype=np.float64),
         summary,
         baseline,
-        window_news2(summary, names),
+        step_news2(windows, feature_names),
     )
 
 
-def window_news2(summary: FloatArray, names: Sequence[str]) -> FloatArray:
-    """Partial NEWS2 of each window's last values, shape (N, 1).
+def step_news2(windows: NDArray[Any], feature_names: Sequence[str]) -> FloatArray:
+    """Partial NEWS2 of every step of every window, shape (N, L).
 
     Parameters
     ----------
-    summary : ndarray of shape (N, F)
-        Window summary features named ``names`` (``<channel>_last`` columns are used,
-        clipped to each channel's plausible range).
-    names : sequence of str, length F
+    windows : ndarray of shape (N, C, L)
+        Unscaled windows; values are clipped to each channel's plausible range.
+    feature_names : sequence of str, length C
 
     Returns
     -------
-    ndarray of shape (N, 1)
+    ndarray of shape (N, L)
         NEWS2 over the NEWS2 vitals present (room air, alert); NaN when none is present.
     """
-    last = []
+    names = list(feature_names)
+    values = []
     for channel in NEWS2_INPUTS:
-        column = f"{channel}_last"
-        if column in names:
+        if channel in names:
             spec = CHANNELS[channel]
-            last.append(np.clip(summary[:, list(names).index(column)], spec.low, spec.high))
+            part = np.asarray(windows[:, names.index(channel)], dtype=np.float64)
+            values.append(np.clip(part, spec.low, spec.high))
         else:
-            last.append(np.full(summary.shape[0], np.nan))
-    return news2_score(*last, allow_partial=True)[:, None]
+            values.append(np.full((windows.shape[0], windows.shape[2]), np.nan))
+    return news2_score(*values, allow_partial=True)
 
 
 def make_view_detector(view: str, settings: ViewSettings) -> Any:
@@ -277,6 +357,7 @@ class ViewSettings:
     lookback: int = 8
     folds: int = 5
     contamination: float | None = None
+    recency: float | None = RECENCY
 
 
 def _raw_scores(detectors: Mapping[str, Any], inputs: ViewInputs) -> dict[str, FloatArray]:
@@ -297,14 +378,15 @@ def fit_views(
     normal: NDArray[np.bool_],
     settings: ViewSettings,
     abnormal_fraction: float | None = None,
+    views: Sequence[str] = VIEW_NAMES,
 ) -> dict[str, Any]:
-    """Fit every view's detector on the normal windows (rows with that view's input).
+    """Fit each of ``views``' detectors on the normal windows (rows with that view's input).
 
     ``abnormal_fraction`` (of the fit windows) sets the embedding forest's contamination
     when ``settings.contamination`` is None, as in the seed.
     """
     fitted: dict[str, Any] = {}
-    for view in VIEW_NAMES:
+    for view in views:
         x = inputs.of(view)[normal]
         x = x[np.isfinite(x).all(axis=1)]
         if x.shape[0] < 2:
@@ -314,7 +396,7 @@ def fit_views(
             fitted[view] = detector.fit(x, abnormal_fraction=abnormal_fraction)
         else:
             fitted[view] = detector.fit(x)
-    if LEGACY_VIEW not in fitted:
+    if LEGACY_VIEW in views and LEGACY_VIEW not in fitted:
         raise DataError("fewer than 2 normal training windows: cannot fit the detector")
     return fitted
 
@@ -334,8 +416,9 @@ def cross_fit(
     normal: NDArray[np.bool_],
     groups: NDArray[Any],
     settings: ViewSettings,
+    views: Sequence[str] = VIEW_NAMES,
 ) -> tuple[dict[str, FloatArray], NDArray[np.int64]]:
-    """Out-of-fold raw view scores: each group scored by views fitted without it.
+    """Out-of-fold raw scores of ``views``: each group scored by views fitted without it.
 
     Returns
     -------
@@ -347,13 +430,13 @@ def cross_fit(
     n_folds = min(settings.folds, n_groups)
     if n_folds < 2:
         raise DataError("cross-fitting needs at least 2 patients or time blocks")
-    scores = {v: np.full(normal.size, np.nan) for v in VIEW_NAMES}
+    scores = {v: np.full(normal.size, np.nan) for v in views}
     fold = np.empty(normal.size, dtype=np.int64)
     splitter = GroupKFold(n_splits=n_folds)
     for k, (fit_rows, held) in enumerate(splitter.split(np.zeros(normal.size), groups=groups)):
         mask = np.zeros(normal.size, dtype=bool)
         mask[fit_rows] = True
-        fitted = fit_views(inputs, normal & mask, settings)
+        fitted = fit_views(inputs, normal & mask, settings, views=views)
         for view, values in _raw_scores(fitted, inputs.select(held)).items():
             scores[view][held] = values
         fold[held] = k
@@ -405,12 +488,14 @@ def _pr_auc(y: NDArray[Any], score: FloatArray) -> float:
 
 
 def candidates(ranked: Sequence[str]) -> list[tuple[tuple[str, ...], Combine]]:
-    """Return the top-k views of ``ranked`` for every k, as mean and max (k = 1: itself).
+    """Return the top-k views of ``ranked`` for every k ≥ 2, as mean and max.
 
-    A top-1 that is an optional view (sometimes missing) is not a candidate alone.
+    At least two views, so that no single representation decides (one view alone only
+    when it is the only one ranked); a set of optional views (sometimes missing) alone is
+    not a candidate.
     """
     out: list[tuple[tuple[str, ...], Combine]] = []
-    for k in range(1, len(ranked) + 1):
+    for k in range(1 if len(ranked) == 1 else 2, len(ranked) + 1):
         views = tuple(ranked[:k])
         if set(views) <= OPTIONAL_VIEWS:
             continue
@@ -423,8 +508,8 @@ def choose_combination(
 ) -> tuple[tuple[str, ...], Combine, dict[str, Any]]:
     """Choose the combination with the best PR-AUC on held-out windows (rule below).
 
-    Views are ranked by their own PR-AUC; the candidates are the top-k views for every k,
-    as the mean and the max of their standardised scores (few, nested candidates, so
+    Views are ranked by their own PR-AUC; the candidates are the top-k views for every
+    k ≥ 2 (:func:`candidates`), as the mean and the max of their standardised scores (few, nested candidates, so
     the choice does not chase noise); the best PR-AUC wins, ties to fewer views. Without
     both classes the mean of all views is used.
     """
@@ -446,7 +531,7 @@ def choose_combination(
     views, how, best = max(table, key=lambda row: row[2])
     detail = {
         "criterion": "PR-AUC (average precision) on held-out windows: validation patients and "
-        "out-of-fold training patients; top-k views by own PR-AUC × mean/max",
+        "out-of-fold training patients; top-k (k ≥ 2) views by own PR-AUC × mean/max",
         "windows": int(y.size),
         "abnormal": int(y.sum()),
         "single_views": single,
@@ -482,7 +567,8 @@ class MultiViewDetector:
 
     def score(self, inputs: ViewInputs) -> tuple[FloatArray, dict[str, FloatArray]]:
         """Return the combined score (N,) and every view's standardised score (N,) (the "why")."""
-        standard = self.standardiser.apply(_raw_scores(self.detectors, inputs))
+        raw = _raw_scores(self.detectors, inputs.with_recency(self.settings.recency))
+        standard = self.standardiser.apply(raw)
         return combine(standard, self.views, self.how), standard
 
     def to_json(self) -> dict[str, Any]:
@@ -521,7 +607,8 @@ class MultiViewDetector:
                 standardiser=Standardiser(dict(meta["center"]), dict(meta["scale"])),
                 views=tuple(meta["views"]),
                 how=meta["combine"],
-                settings=ViewSettings(**meta["settings"]),
+                # bundles fitted before the recency weights: uniform error, last NEWS2
+                settings=ViewSettings(**{"recency": None, **meta["settings"]}),
                 selection=dict(meta.get("selection", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -555,13 +642,64 @@ class MultiViewFit:
     val_scores: FloatArray
 
 
+def choose_recency(
+    fit: tuple[ViewInputs, NDArray[Any], NDArray[Any]],
+    val: tuple[ViewInputs, NDArray[Any]],
+    settings: ViewSettings,
+    allowed: Sequence[str] = (),
+) -> tuple[float | None, dict[str, Any]]:
+    """Choose the step weights' half-life on held-out windows (arguments of :func:`fit_multiview`).
+
+    For each of :data:`RECENCY_CANDIDATES`, the views it changes (:data:`RECENCY_VIEWS`,
+    those ``allowed``) score the training patients out of fold and the validation
+    patients as in :func:`fit_multiview`; the candidate whose views have the best mean
+    PR-AUC over these held-out windows wins (first of equals: the default). Without both
+    classes there (or no such view allowed), ``settings.recency`` is kept.
+
+    Returns
+    -------
+    recency : float or None
+    detail : dict
+        Criterion, each candidate's mean PR-AUC, the choice.
+    """
+    inputs, labels, groups = fit
+    y = np.concatenate([labels, val[1]])
+    known = y >= 0
+    views = [v for v in RECENCY_VIEWS if not allowed or v in allowed]
+    if not views or np.unique(y[known]).size < 2:
+        reason = "no allowed view uses it" if not views else "the held-out windows lack a class"
+        return settings.recency, {"criterion": f"default: {reason}", "chosen": settings.recency}
+    normal = labels != 1
+    table: dict[float, float] = {}
+    for recency in RECENCY_CANDIDATES:
+        trial = dataclasses.replace(settings, recency=recency)
+        fit_in = inputs.with_recency(recency)
+        oof, _ = cross_fit(fit_in, normal, groups, trial, views=views)
+        detectors = fit_views(fit_in, normal, trial, views=views)
+        held = _raw_scores(detectors, val[0].with_recency(recency))
+        aucs = [_pr_auc(y[known], np.concatenate([oof[v], held[v]])[known]) for v in held]
+        table[recency] = float(np.mean(aucs)) if aucs else 0.0
+    chosen = max(table, key=lambda r: table[r])
+    detail = {
+        "criterion": "mean PR-AUC of the recency-weighted views on held-out windows "
+        "(validation patients and out-of-fold training patients)",
+        "views": views,
+        "candidates": {str(r): v for r, v in table.items()},
+        "chosen": chosen,
+    }
+    return chosen, detail
+
+
 def fit_multiview(
     fit: tuple[ViewInputs, NDArray[Any], NDArray[Any]],
     val: tuple[ViewInputs, NDArray[Any]],
     settings: ViewSettings,
     allowed: Sequence[str] = (),
 ) -> MultiViewFit:
-    """Cross-fit, standardise, fit on all fit windows and choose the combination.
+    """Choose the step weights, cross-fit, standardise, fit on all windows, choose the views.
+
+    The step weights' half-life comes first (:func:`choose_recency`), then the views are
+    fitted and combined with it.
 
     Parameters
     ----------
@@ -581,7 +719,10 @@ def fit_multiview(
     unknown = sorted(set(allowed) - set(VIEW_NAMES))
     if unknown:
         raise DataError(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(VIEW_NAMES)}")
-    inputs, labels, groups = fit
+    recency, recency_detail = choose_recency(fit, val, settings, allowed)
+    settings = dataclasses.replace(settings, recency=recency)
+    inputs, labels, groups = fit[0].with_recency(recency), fit[1], fit[2]
+    val_inputs = val[0].with_recency(recency)
     normal = labels != 1
     oof, fold = cross_fit(inputs, normal, groups, settings)
     standardiser = Standardiser.fit(oof, normal)
@@ -590,12 +731,13 @@ def fit_multiview(
         inputs, normal, settings, float((known == 1).mean()) if known.size else None
     )
     fit_standard = standardiser.apply(oof)
-    val_standard = standardiser.apply(_raw_scores(detectors, val[0]))
+    val_standard = standardiser.apply(_raw_scores(detectors, val_inputs))
     usable = [v for v in val_standard if v in fit_standard and (not allowed or v in allowed)]
     if not set(usable) - OPTIONAL_VIEWS:
         raise DataError("no usable view: too few normal windows to standardise the views")
     pooled = {v: np.concatenate([fit_standard[v], val_standard[v]]) for v in usable}
     views, how, detail = choose_combination(pooled, np.concatenate([labels, val[1]]))
+    detail["recency"] = recency_detail
     stage = MultiViewDetector(detectors, standardiser, views, how, settings, detail)
     return MultiViewFit(
         stage=stage,
