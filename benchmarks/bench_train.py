@@ -562,6 +562,14 @@ CANDIDATES: dict[str, LargeBatchRecipe] = {
     "onecycle_b64_linear_warm10_clip_3ep": LargeBatchRecipe(
         batch_size=64, lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=3
     ),
+    # the second 200,020-row race (--seed-from the first): batch 64 left the plateau, 128 did
+    # not, at the same time per epoch; schedules ending at about 60 % and 80 % of the budget
+    **{
+        f"onecycle_b64_linear_warm10_clip_{n}ep": LargeBatchRecipe(
+            batch_size=64, lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=n
+        )
+        for n in (18, 24)
+    },
 }
 """Large-batch recipes raced against the seed recipe (``--race``)."""
 
