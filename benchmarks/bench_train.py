@@ -4,7 +4,7 @@ Measured in one run on the same machine, interleaved and reported as medians:
 
 * training windows/s (train-phase time of an epoch, first epoch excluded as warm-up) of
   ``vitalsentry.training.pretrain`` against a plain loop (``DataLoader(TensorDataset)``,
-  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr, bf16
+  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (``FAST_RECIPE``, bf16
   where fast, batches split over the CPU threads) against the plain loop's batch 32; on
   CUDA the project replays its steps as a CUDA graph (``cuda_graph``), and the run adds
   batch 4096 with bf16 autocast and the captured step alone (no Lightning) at batch 32;
