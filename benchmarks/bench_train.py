@@ -4,7 +4,7 @@ Measured in one run on the same machine, interleaved and reported as medians:
 
 * training windows/s (train-phase time of an epoch, first epoch excluded as warm-up) of
   ``vitalsentry.training.pretrain`` against a plain loop (``DataLoader(TensorDataset)``,
-  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (batch 256, scaled lr, bf16
+  Adam, MSE) at batch 32 and 256, and of the ``fast`` option (``FAST_RECIPE``, bf16
   where fast, batches split over the CPU threads) against the plain loop's batch 32; on
   CUDA the project replays its steps as a CUDA graph (``cuda_graph``), and the run adds
   batch 4096 with bf16 autocast and the captured step alone (no Lightning) at batch 32;
@@ -92,12 +92,28 @@ def synthetic_data(n_train: int, n_val: int, seed: int = 0) -> PreparedData:
 
 
 class EpochLog(Callback):
-    """Train-phase seconds of every epoch and (elapsed seconds, val loss) after each."""
+    """Train-phase seconds of every epoch and (elapsed seconds, val loss) after each.
 
-    def __init__(self) -> None:
+    ``budget_s``: stop the run at the first batch end or validation past this many seconds
+    since the log was made (the validation Lightning runs on stopping is still logged).
+    ``echo``: print each validation point to stderr as it comes (long runs).
+    """
+
+    def __init__(self, budget_s: float | None = None, echo: bool = False) -> None:
         self.train_s: list[float] = []
         self.val: list[tuple[float, float]] = []
+        self.budget_s = budget_s
+        self.echo = echo
+        self.stopped_by_budget = False
         self._t0 = self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the log was made."""
+        return time.perf_counter() - self._t0
+
+    def _check_budget(self, trainer: Trainer) -> None:
+        if self.budget_s is not None and self.elapsed() > self.budget_s:
+            self.stopped_by_budget = trainer.should_stop = True
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start the epoch clock."""
@@ -107,11 +123,22 @@ class EpochLog(Callback):
         """Stop the clock: the epoch's training batches are done."""
         self.train_s.append(time.perf_counter() - self._start)
 
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, *args: object
+    ) -> None:
+        """Stop the run once it is past its time budget."""
+        self._check_budget(trainer)
+
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Record the elapsed time and the validation loss."""
-        self.val.append(
-            (time.perf_counter() - self._t0, float(trainer.callback_metrics["val_loss"]))
-        )
+        """Record the elapsed time and the validation loss; stop past the budget."""
+        self.val.append((self.elapsed(), float(trainer.callback_metrics["val_loss"])))
+        if self.echo:
+            print(
+                f"  epoch {len(self.val)}: {self.val[-1][0]:.0f} s, val {self.val[-1][1]:.5f}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._check_budget(trainer)
 
 
 def project_train(
@@ -508,6 +535,9 @@ def time_to_target(rows: int, max_epochs: int) -> list[dict[str, Any]]:
 RACE_EPOCHS = 20
 """Epoch cap of the large-batch candidates in the recipe race (the one-cycle horizon)."""
 
+RACE_BUDGET = 0.5
+"""A candidate still short of the target at this share of the seed's wall time is stopped."""
+
 CANDIDATES: dict[str, LargeBatchRecipe] = {
     "onecycle_linear_clip": LargeBatchRecipe(
         lr_schedule="onecycle", grad_clip=1.0, max_epochs=RACE_EPOCHS
@@ -519,24 +549,55 @@ CANDIDATES: dict[str, LargeBatchRecipe] = {
     "onecycle_linear_warm10_clip": LargeBatchRecipe(
         lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=RACE_EPOCHS
     ),
+    # 200,020 rows: more optimizer steps per second than batch 256, a schedule that ends
+    # inside the time budget (4 epochs ≈ 7,000 steps; 3 epochs ≈ 10,500)
+    "onecycle_b128_sqrt_warm10_clip_4ep": LargeBatchRecipe(
+        batch_size=128,
+        lr_scaling="sqrt",
+        lr_schedule="onecycle",
+        warmup_fraction=0.1,
+        grad_clip=1.0,
+        max_epochs=4,
+    ),
+    "onecycle_b64_linear_warm10_clip_3ep": LargeBatchRecipe(
+        batch_size=64, lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=3
+    ),
+    # the second 200,020-row race (--seed-from the first): batch 64 left the plateau, 128 did
+    # not, at the same time per epoch; schedules ending at about 60 % and 80 % of the budget
+    **{
+        f"onecycle_b64_linear_warm10_clip_{n}ep": LargeBatchRecipe(
+            batch_size=64, lr_schedule="onecycle", warmup_fraction=0.1, grad_clip=1.0, max_epochs=n
+        )
+        for n in (18, 24)
+    },
 }
 """Large-batch recipes raced against the seed recipe (``--race``)."""
 
 
-def _curve(data: PreparedData, train: TrainConfig) -> list[tuple[float, float]]:
-    """(seconds since training started, validation loss) after every epoch of one run."""
-    log = EpochLog()
+def _curve(data: PreparedData, train: TrainConfig, budget_s: float | None = None) -> EpochLog:
+    """Train one run; its log holds (seconds since it started, val loss) after every epoch."""
+    print(
+        f"batch {train.batch_size} lr {train.lr:g} {train.lr_schedule} "
+        f"(budget {'none' if budget_s is None else f'{budget_s:.0f} s'}):",
+        file=sys.stderr,
+        flush=True,
+    )
+    log = EpochLog(budget_s, echo=True)
     with tempfile.TemporaryDirectory() as tmp:
         pretrain(data, SEED_MODEL, train, Path(tmp) / "b", progress=False, callbacks=[log])
     t, v = min(log.val, key=lambda tv: tv[1])
     print(
-        f"batch {train.batch_size} lr {train.lr:g} {train.lr_schedule}: {len(log.val)} epochs "
-        f"in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s; curve "
-        + " ".join(f"{t:.0f}:{v:.5f}" for t, v in log.val),
+        f"  {len(log.val)} epochs in {log.val[-1][0]:.0f} s, best val {v:.5f} at {t:.0f} s"
+        f"{'; stopped by the time budget' if log.stopped_by_budget else ''}",
         file=sys.stderr,
         flush=True,
     )
-    return log.val
+    return log
+
+
+def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
+    """Seconds of the first validation at or below ``target``, or None if none is."""
+    return next((t for t, v in curve if v <= target), None)
 
 
 def recipe_race(
@@ -553,17 +614,26 @@ def recipe_race(
     the seed recipe's whole wall time over the candidate's time to the target (target
     ≥ 2, i.e. ≤ 0.5× the seed's time). Each record keeps its validation curve. The
     records so far are written to ``out`` after every run (long runs on a shared machine).
+    A candidate is stopped once past ``RACE_BUDGET`` × the seed's wall time: reaching the
+    target later cannot meet it.
     ``epochs`` overrides the candidates' epoch cap; ``seed_curve`` reuses the seed run of
     an earlier race on the same rows instead of training it again.
     """
     data = vitals2024_data(rows)
     accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     seed_train = TrainConfig(cuda_graph=accelerator == "cuda")
-    seed = seed_curve or _curve(data, seed_train)
+    seed = seed_curve or _curve(data, seed_train).val
     seed_wall = seed[-1][0]
+    budget_s = RACE_BUDGET * seed_wall
     best_t, best = min(seed, key=lambda tv: tv[1])
     target = best * TARGET_MARGIN
-    common = {"rows": rows, "windows": len(data), "target_val_loss": target}
+    common = {
+        "rows": rows,
+        "windows": len(data),
+        "target_val_loss": target,
+        "budget_s": budget_s,
+        "torch_threads": torch.get_num_threads(),
+    }
     records = [
         record(
             "recipe_seed_wall",
@@ -579,16 +649,20 @@ def recipe_race(
             },
         )
     ]
+    if out is not None:
+        out.write_text(json.dumps(records, indent=2) + "\n")
     for name in names:
         recipe = CANDIDATES[name]
         recipe = recipe if epochs is None else dataclasses.replace(recipe, max_epochs=epochs)
         name = name if epochs is None else f"{name}_{epochs}ep"
         train, note = fast_recipe(TrainConfig(), accelerator, 1, recipe)
-        curve = _curve(data, train)
-        reached = [t for t, v in curve if v <= target]
+        log = _curve(data, train, budget_s)
+        curve = log.val
+        reached = time_to(curve, target)
+        met = reached is not None and reached <= budget_s
         rec = record(
             f"recipe_{name}_time_to_seed_best",
-            reached[0] if reached else curve[-1][0],
+            curve[-1][0] if reached is None else reached,
             "s",
             baseline="seed recipe (batch 32, lr 1e-3, early stopping): whole wall time",
             baseline_value=seed_wall,
@@ -596,13 +670,15 @@ def recipe_race(
             settings={
                 **common,
                 "recipe": note,
-                "reached_target": bool(reached),
+                "reached_target": reached is not None,
+                "within_budget": met,
+                "stopped_by_budget": log.stopped_by_budget,
                 "best_val_loss": min(v for _, v in curve),
                 "epochs": len(curve),
                 "curve": curve,
             },
         )
-        records.append(rec if reached else {**rec, "ratio": None})
+        records.append(rec if reached is not None else {**rec, "ratio": None})
         if out is not None:
             out.write_text(json.dumps(records, indent=2) + "\n")
     return records

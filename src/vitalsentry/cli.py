@@ -406,7 +406,10 @@ Resume = Annotated[
 ]
 Fast = Annotated[
     bool,
-    typer.Option("--fast", help="Batch 256 with the learning rate scaled (changes the recipe)"),
+    typer.Option(
+        "--fast",
+        help="Batch 64, lr scaled, one-cycle schedule, clipping, 18 epochs (changes the recipe)",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar")]
 

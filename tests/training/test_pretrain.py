@@ -358,11 +358,18 @@ def test_fast_option_changes_batch_lr_and_precision_and_says_so(
     assert "changes the recipe" in note and ("bf16 autocast" in note) == bf16
     bundle = load_bundle(tmp_path / "b")
     train = bundle.config.train
-    assert train.batch_size == 256 and train.lr == pytest.approx(8e-3)
+    recipe = loop.FAST_RECIPE
+    assert recipe.lr_scaling == "linear"
+    assert (train.batch_size, train.lr_schedule, train.grad_clip) == (
+        recipe.batch_size,
+        recipe.lr_schedule,
+        recipe.grad_clip,
+    )
+    assert train.lr == pytest.approx(1e-3 * recipe.batch_size / 32)
     assert train.precision == ("bf16" if bf16 else "32")
     assert bundle.manifest["training"]["precision"] == ("bf16-mixed" if bf16 else "32-true")
     fast, _ = loop.fast_recipe(TrainConfig(batch_size=16, lr=1e-4), "cpu")
-    assert fast.lr == pytest.approx(1.6e-3)
+    assert fast.lr == pytest.approx(1e-4 * recipe.batch_size / 16)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def steps() -> Iterator[list[tuple[float, float]]]:
     handle.remove()
 
 
-@pytest.mark.parametrize("mode", ["automatic", "batch_splits", "static_step"])
+@pytest.mark.parametrize("mode", ["automatic", "automatic_bf16", "batch_splits", "static_step"])
 def test_onecycle_and_clipping_in_every_step_mode(
     prepared: PreparedData,
     tiny_model: ModelConfig,
@@ -49,6 +49,8 @@ def test_onecycle_and_clipping_in_every_step_mode(
 ) -> None:
     if mode == "static_step":  # the CUDA-graph step, run eagerly on the CPU
         monkeypatch.setattr(loop, "check_step_options", lambda *args: None)
+    if mode == "automatic_bf16" and not loop.bf16_is_fast("cpu"):
+        pytest.skip("bf16 autocast on the CPU needs AMX (else the run falls back to float32)")
     train = TrainConfig(
         batch_size=16,
         max_epochs=3,
@@ -58,6 +60,7 @@ def test_onecycle_and_clipping_in_every_step_mode(
         grad_clip=CLIP,
         batch_splits=2 if mode == "batch_splits" else 1,
         cuda_graph=mode == "static_step",
+        precision="bf16" if mode == "automatic_bf16" else "32",
     )
     pretrain(prepared, tiny_model, train, tmp_path / "b", progress=False)
     lrs, norms = zip(*steps, strict=True)

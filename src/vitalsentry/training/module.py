@@ -152,13 +152,14 @@ class AutoencoderModule(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clip the gradient norm to ``grad_clip`` (Lightning's hook; automatic optimization)."""
+        """Clip the gradient norm to ``grad_clip`` (Lightning's hook; automatic optimization).
+
+        Clipped directly: Lightning's bf16-mixed plugin refuses to clip for the fused Adam,
+        although bf16 needs no loss scaling (the project trains in float32 or bf16 only).
+        """
         if self.train_config.grad_clip > 0:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=self.train_config.grad_clip,
-                gradient_clip_algorithm="norm",
-            )
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.train_config.grad_clip)
 
     def _update(self, optimizer: pl.core.optimizer.LightningOptimizer) -> None:
         """Clip, step the optimizer and the schedule (manual optimization)."""
