@@ -87,3 +87,16 @@ def test_schema_publishes_every_endpoint_and_the_key_header(
     assert "security" not in spec["paths"]["/healthz"]["get"]
     reading = spec["components"]["schemas"]["Reading"]["properties"]["heart_rate"]["anyOf"][0]
     assert (reading["minimum"], reading["maximum"]) == (20, 300)
+
+
+def test_schema_states_that_one_mc_pass_is_refused(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """The service refuses ``mc_passes=1`` (no spread from one pass); the schema says so."""
+    spec = make_client().get("/openapi.json").json()
+    for path in ("/v1/score", "/v1/score/batch", "/v1/fhir/score"):
+        (param,) = [
+            p for p in spec["paths"][path]["post"]["parameters"] if p["name"] == "mc_passes"
+        ]
+        schema = param["schema"]
+        assert (schema["minimum"], schema["not"]) == (0, {"const": 1})

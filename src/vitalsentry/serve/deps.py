@@ -125,6 +125,7 @@ async def _mc_passes(
             ge=0,
             le=1000,
             description="Monte Carlo dropout passes: 0 = off, else ≥ 2 (capped by the server)",
+            json_schema_extra={"not": {"const": 1}},  # a spread needs two passes
         ),
     ] = 0,
 ) -> int:
