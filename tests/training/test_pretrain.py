@@ -127,19 +127,19 @@ def test_the_last_checkpoint_is_the_last_epoch_even_without_improvement(
     assert [e["epoch"] for e in resumed.curve] == [1, 2, 3, 4]
 
 
+def _crash_after_one_epoch(
+    prepared: PreparedData, model: ModelConfig, train: TrainConfig, out: Path
+) -> None:
+    """Train until a crash after the first epoch (its checkpoint is left behind)."""
+    with pytest.raises(CrashError):
+        pretrain(prepared, model, train, out, progress=False, callbacks=[CrashAt(1, CrashError())])
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(
     prepared: PreparedData, tiny_model: ModelConfig, quick_train: TrainConfig, tmp_path: Path
 ) -> None:
     out = tmp_path / "b"
-    with pytest.raises(CrashError):
-        pretrain(
-            prepared,
-            tiny_model,
-            quick_train,
-            out,
-            progress=False,
-            callbacks=[CrashAt(1, CrashError())],
-        )
+    _crash_after_one_epoch(prepared, tiny_model, quick_train, out)
     with pytest.raises(TrainingError, match=r"belongs to another run .*train"):
         pretrain(
             prepared, tiny_model, quick_train.replace(lr=0.01), out, progress=False, resume=True
@@ -151,15 +151,7 @@ def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(
 ) -> None:
     """A checkpoint written before ``grad_clip`` existed resumes a run at its default."""
     out = tmp_path / "b"
-    with pytest.raises(CrashError):
-        pretrain(
-            prepared,
-            tiny_model,
-            quick_train,
-            out,
-            progress=False,
-            callbacks=[CrashAt(1, CrashError())],
-        )
+    _crash_after_one_epoch(prepared, tiny_model, quick_train, out)
     path = checkpoint_dir(out) / "last.ckpt"
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     del checkpoint["vitalsentry"]["identity"]["train"]["grad_clip"]
