@@ -1,7 +1,8 @@
 """Monitoring-mode throughput: appends of one patient-minute (60 HR readings + sparse channels).
 
 In-process (the StreamMonitor the service's route calls, scoring on the Combiner's model
-thread, no HTTP), on SQLite (a temp file, WAL, synchronous=FULL) and, when
+thread, what is loaded kept out of the collector's full passes as the service's start-up
+does, no HTTP), on SQLite (a temp file, WAL, synchronous=FULL) and, when
 ``VITALSENTRY_TEST_DATABASE_URL`` is set, PostgreSQL. A 256-step bundle (stride 128) so
 about every other append completes a window. Figures:
 
@@ -38,6 +39,7 @@ from common import emit, parse_args, record
 from vitalsentry.monitor.store import US, MonitorStore
 from vitalsentry.monitor.stream import Measurement, StreamMonitor
 from vitalsentry.pipeline import VitalRiskPipeline
+from vitalsentry.serve.app import freeze_loaded_objects
 from vitalsentry.serve.combine import Combiner
 from vitalsentry.serve.metrics import ServiceMetrics
 
@@ -70,6 +72,7 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
     store = MonitorStore.open(url)
     combiner = Combiner(pipeline, ServiceMetrics())
     monitor = StreamMonitor(store, pipeline, run_model=combiner.run)
+    freeze_loaded_objects()  # as the service's start-up does
     rng = np.random.default_rng(0)
     prefix = f"bench{time.time_ns()}-"  # a shared PostgreSQL may hold earlier runs
     warm = 6  # minutes before timing: windows exist, the model and the database are warm

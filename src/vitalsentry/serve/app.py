@@ -124,6 +124,18 @@ def _load(settings: Settings) -> VitalRiskPipeline:
     return VitalRiskPipeline.from_bundle(settings.bundle, trusted_keys=trusted)
 
 
+def freeze_loaded_objects() -> None:
+    """Keep what is loaded at start-up out of the garbage collector's full passes.
+
+    The model, libraries and stores live as long as the app; a full pass over them (about
+    0.4 M objects) stalled every in-flight request for 0.2–0.3 s now and then: the p99 of
+    ``benchmarks/bench_api.py`` and ``bench_stream.py``. The app hands them back
+    (``gc.unfreeze``) at shutdown.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None, *, pipeline: VitalRiskPipeline | None = None
 ) -> FastAPI:
@@ -171,11 +183,7 @@ def create_app(
             settings, loaded, service.combiner, monitor_metrics, service.pseudonym_key
         )
         monitor.start()
-        # What is loaded now lives as long as the app: keep it out of the collector's full
-        # passes, which otherwise stalled every in-flight request now and then (the p99 of
-        # benchmarks/bench_api.py). Handed back at shutdown.
-        gc.collect()
-        gc.freeze()
+        freeze_loaded_objects()
         logger.info("serving model %s (%s)", loaded.model_version, loaded.bundle.path)
         yield
         gc.unfreeze()
