@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,7 +128,7 @@ def main() -> None:
     settings = {
         "data": DATA.to_dict(),
         "window": WINDOW.to_dict(),
-        "machine_note": "2-core machine shared by 9 sessions",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
         **{k: v for k, v in result.items() if k != "methods"},
     }
     news2 = result["methods"]["news2"]

@@ -17,6 +17,7 @@ Usage: ``python benchmarks/bench_robustness.py [--quick] [--out FILE] [--markdow
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -297,7 +298,7 @@ def main() -> None:
         "data": {k: list(v) if isinstance(v, tuple) else v for k, v in DATA.items()},
         "window": WINDOW.to_dict(),
         "model": "Conv1d+LSTM, hidden 32, latent 16",
-        "machine_note": "2-core machine shared by 9 sessions",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     results = {cell.name: run_cell(cell, scale, args.seed) for cell in chosen}
     records = [r for name, cell in results.items() for r in _records(name, cell, settings)]
