@@ -23,7 +23,12 @@ from vitalsentry.data.schema import LABEL_COLUMN
 from vitalsentry.errors import BundleError, DataError
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import fusion_features, static_matrix
-from vitalsentry.models.inference import encode, encode_with_step_error, mc_dropout_encode
+from vitalsentry.models.inference import (
+    encode,
+    encode_with_error,
+    encode_with_step_error,
+    mc_dropout_encode,
+)
 from vitalsentry.risk.alarms import AlarmPolicy, AlarmState
 from vitalsentry.risk.calibrate import channel_contributions, mc_summary
 from vitalsentry.risk.multiview import DETECTOR_FILE, ViewInputs, view_inputs
@@ -207,19 +212,21 @@ class VitalRiskPipeline:
             uncertainty.
         """
         scaled = self.bundle.scaler.transform(windows)
-        embedding, all_errors, all_steps = encode_with_step_error(self.model, scaled)
-        errors, steps = all_errors[:, : len(self.channels)], all_steps[:, : len(self.channels)]
-        inputs = None
+        vitals, inputs = len(self.channels), None
+        if self.views is None:  # no view reads the per-step errors: do not build them
+            embedding, all_errors = encode_with_error(self.model, scaled)
+        else:
+            embedding, all_errors, all_steps = encode_with_step_error(self.model, scaled)
+        errors = all_errors[:, :vitals]
         if self.views is not None:
             span = self.window_config.length * self.data_config.step_s
-            lookback = self.views.settings.lookback
             inputs = _view_inputs(
                 embedding,
-                (errors, steps),
+                (errors, all_steps[:, :vitals]),
                 windows,
                 self.bundle.feature_names,
                 span,
-                lookback,
+                self.views.settings.lookback,
                 where,
             )
         scores, views = self._scores(embedding, inputs)
