@@ -198,7 +198,7 @@ def main() -> None:
     from vitalsentry.serve.schemas import ScoreRequest
     from vitalsentry.serve.security import new_key
     from vitalsentry.serve.service import ScoringService
-    from vitalsentry.serve.settings import Settings
+    from vitalsentry.serve.settings import load_settings
 
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +207,7 @@ def main() -> None:
         payload = {"patient_id": "bench-1", "readings": fixtures.make_readings(LENGTH)}
         body = ScoreRequest.model_validate(payload).model_dump_json(exclude_none=True).encode()
         request = ScoreRequest.model_validate_json(body)
-        service = ScoringService(pipe, Settings(), ServiceMetrics())
+        service = ScoringService(pipe, load_settings(), ServiceMetrics())
         loop = asyncio.new_event_loop()
         in_process = median_time(
             lambda: loop.run_until_complete(service.score(request, 0)), 20 if args.quick else 50

@@ -52,7 +52,8 @@ def _pandas_baseline(path: Path, out: Path) -> None:
     for _, feed in raw.groupby(raw["Patient ID"].map(split)):
         series = feed.set_index("ts").sort_index()[["Heart Rate", "Oxygen Saturation"]]
         grid = series.resample("1s").mean().interpolate()
-        hour = (grid.index.hour + grid.index.minute / 60 + grid.index.second / 3600).to_numpy()
+        when = pd.DatetimeIndex(grid.index)
+        hour = (when.hour + when.minute / 60 + when.second / 3600).to_numpy()
         feats = np.stack(
             [*grid.to_numpy().T, np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)]
         )

@@ -97,7 +97,9 @@ class Scale:
 
 QUICK = Scale(patients=20, hours=3.0, epochs=4, n_boot=200)
 FULL = Scale(patients=40, hours=6.0, epochs=15, n_boot=500)
-DATA = dict(channels=CHANNELS, step_s=10.0, max_gap_s=1800.0, split=(0.45, 0.15, 0.4))
+DATA: dict[str, Any] = dict(
+    channels=CHANNELS, step_s=10.0, max_gap_s=1800.0, split=(0.45, 0.15, 0.4)
+)
 WINDOW = WindowConfig(length=64, stride=16)
 
 

@@ -177,7 +177,9 @@ def build_records(
     """
     threads = local_threads(cores)
     best = max((f"local_{k}" for k in threads), key=rate.__getitem__)
-    rows_of = [(f"score_local_{k}thread{'s' * (k > 1)}", f"local_{k}", None) for k in threads]
+    rows_of: list[tuple[str, str, str | None]] = [
+        (f"score_local_{k}thread{'s' * (k > 1)}", f"local_{k}", None) for k in threads
+    ]
     rows_of += [
         ("score_dask_1worker", "dask_1", "local_1"),
         (f"score_dask_{cores}workers", f"dask_{cores}", best),

@@ -138,7 +138,10 @@ def run_series(
         prepared, latent_dim=8, batch_size=64, epochs=epochs, seed=seed
     )
     names = prepared.feature_names
-    flat = lambda p: p.windows[:, :1, :].reshape(len(p), -1)  # noqa: E731
+
+    def flat(p: PreparedData) -> np.ndarray:
+        return p.windows[:, :1, :].reshape(len(p), -1)
+
     baselines = {
         "nn1_raw_windows": KNNDistance(n_neighbors=1, random_state=seed)
         .fit(flat(train_normal))

@@ -226,7 +226,7 @@ def plain_train(
     def batches() -> Iterator[torch.Tensor]:
         if resident:
             index = torch.randperm(len(on_device), device=on_device.device)
-            return (on_device[i] for i in index.split(batch))
+            return (on_device[i] for i in torch.split(index, batch))
         return (x.to(device) for (x,) in loader)
 
     train_s, val = [], []
@@ -286,7 +286,7 @@ def graph_step_train(train_x: torch.Tensor, batch: int, *, epochs: int) -> list[
     for _ in range(epochs):
         torch.cuda.synchronize()
         start = time.perf_counter()
-        for index in torch.randperm(len(x), device=device).split(batch):
+        for index in torch.split(torch.randperm(len(x), device=device), batch):
             _, found_inf = step(x[index], w[index])
             opt.found_inf = found_inf  # type: ignore[attr-defined]
             opt.step()
