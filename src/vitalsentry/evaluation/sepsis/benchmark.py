@@ -525,19 +525,33 @@ COMPARISONS = {
 
 
 def _comparisons(
-    scores: dict[str, NDArray[np.float64]], prep: Prepared, boot: PatientBootstrap
+    scores: dict[str, NDArray[np.float64]],
+    prep: Prepared,
+    boot: PatientBootstrap,
+    patients: scoring.Patients,
+    thresholds: dict[str, float],
 ) -> dict[str, dict[str, Any]]:
-    """Paired patient-bootstrap ROC-AUC differences of :data:`COMPARISONS` on test hours."""
+    """Paired patient-bootstrap differences on the test ``patients``' hours.
+
+    ROC-AUC of :data:`COMPARISONS`, and (``utility_risk_vs_gbm_all``) the utility of the
+    risk's alarms minus that of the all-columns baseline's, each at its validation
+    ``thresholds``.
+    """
     test = prep.split == 2
     y = prep.cohort.label[test]
 
     def ranked(name: str) -> NDArray[np.float64]:
         return np.asarray(np.nan_to_num(scores[name][test], nan=-1e9), dtype=np.float64)
 
-    return {
+    out = {
         key: scoring.paired_auc_difference(y, ranked(a), ranked(b), boot)
         for key, (a, b) in COMPARISONS.items()
     }
+    alarms = {k: ranked(k) >= thresholds[k] for k in ("risk", "gbm_all")}
+    out["utility_risk_vs_gbm_all"] = scoring.paired_utility_difference(
+        patients, alarms["risk"], alarms["gbm_all"], boot
+    )
+    return out
 
 
 def run_benchmark(
@@ -590,13 +604,14 @@ def run_benchmark(
         )
         boot = PatientBootstrap.draw(tst.patient, config.n_boot, config.seed)
         val_boot = PatientBootstrap.draw(val.patient, config.n_boot, config.seed)
-        results = {}
+        results, thresholds = {}, {}
         for name, s in scores.items():
             threshold, val_utility = (
                 scoring.bagged_threshold(s[prep.split == 1], val, val_boot)
                 if config.threshold == "bagged"
                 else val.utility.best_threshold(s[prep.split == 1])
             )
+            thresholds[name] = threshold
             results[name] = scoring.evaluate_scores(
                 s[prep.split == 2],
                 tst,
@@ -604,7 +619,7 @@ def run_benchmark(
                 probability=name in PROBABILISTIC,
                 boot=boot,
             ) | {"validation_utility": val_utility}
-        comparisons = _comparisons(scores, prep, boot)
+        comparisons = _comparisons(scores, prep, boot, tst, thresholds)
     timings["total"] = round(time.perf_counter() - started, 2)
     report = {
         "benchmark": "physionet2019",

@@ -168,7 +168,8 @@ def _targets(report: Mapping[str, Any]) -> list[str]:
         said = "the CI includes 0: the embeddings add nothing measurable on this test set."
     return [
         f"- risk utility {risk['utility']:.3f} vs all-columns gradient boosting "
-        f"{gbm['utility']:.3f}: {verdict(risk['utility'] >= gbm['utility'])}",
+        f"{gbm['utility']:.3f}: {verdict(risk['utility'] >= gbm['utility'])}; difference "
+        f"{_difference(comp['utility_risk_vs_gbm_all'])}",
         f"- risk ROC-AUC {risk['roc_auc']:.3f} vs all-columns gradient boosting "
         f"{gbm['roc_auc']:.3f}: {verdict(risk['roc_auc'] >= gbm['roc_auc'])}; difference "
         f"{_difference(comp['risk_vs_gbm_all'])}",
