@@ -18,6 +18,7 @@ Usage: ``python benchmarks/bench_real.py [--quick] [--patients N] [--data PATH] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -54,6 +55,7 @@ def main() -> None:
     patients = 1000 if args.quick and args.patients is None else args.patients
     config = SepsisBenchmarkConfig(max_patients=patients)
     settings: dict[str, Any] = {"data": str(args.data), "patients": patients or "all"}
+    settings["head_recipe"] = dataclasses.asdict(config.head)  # the baselines fit SepsisLabel
     settings["load_before"] = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

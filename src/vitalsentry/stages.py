@@ -46,6 +46,7 @@ from vitalsentry.evaluation.sepsis.baselines import (
     fit_gbm,
     gbm_proba,
 )
+from vitalsentry.evaluation.sepsis.recipe import HeadRecipe
 from vitalsentry.models.autoencoder import Autoencoder
 from vitalsentry.models.fusion import TRUSTED_TYPES as FUSION_TRUSTED_TYPES
 from vitalsentry.models.fusion import fusion_features, make_fusion_classifier, static_matrix
@@ -143,12 +144,19 @@ class ContextInputs:
         other codes are not used.
     gbm : GbmConfig
         The classifier's settings.
+    recipe : HeadRecipe
+        What the classifier fits on (default: the labels, every row weighing 1).
+    patient : ndarray, optional, shape (n,)
+        Patient of each row (each one's rows contiguous, in time order): a ``"utility"``
+        recipe needs it.
     """
 
     blocks: Columns
     labels: np.ndarray
     split: np.ndarray
     gbm: GbmConfig = field(default_factory=GbmConfig)
+    recipe: HeadRecipe = field(default_factory=HeadRecipe)
+    patient: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -692,11 +700,23 @@ class FusionStage:
         writer.put_json(RESP_PREFIX + SCALER, self.respiratory_scaler.to_dict())
 
 
+RECIPE_KEY = frozenset({"recipe"})
+"""Optional key of ``context_head.json``: the head's :class:`HeadRecipe`."""
+
+
 def _context_head_meta(obj: Any) -> None:
-    meta = _keys(obj, "context head", {"gbm", "platt", "features", "summary", "encoder"})
+    meta = _keys(
+        obj, "context head", {"gbm", "platt", "features", "summary", "encoder"}, RECIPE_KEY
+    )
     GbmConfig(
         **_keys(meta["gbm"], "context head gbm", {f.name for f in dataclasses.fields(GbmConfig)})
     )
+    if "recipe" in meta:  # bundles written before the recipe was recorded trained on labels
+        fields = {f.name for f in dataclasses.fields(HeadRecipe)}
+        try:
+            HeadRecipe(**_keys(meta["recipe"], "context head recipe", fields))
+        except DataError as exc:
+            raise BundleError(f"context head recipe: {exc}") from None
     platt = _keys(meta["platt"], "context head platt", {"a", "b"})
     if not all(isinstance(v, float) for v in platt.values()) or not isinstance(
         meta["features"], int
@@ -708,9 +728,12 @@ def _context_head_meta(obj: Any) -> None:
 class ContextHeadStage:
     """The sepsis benchmark's risk: gradient boosting on hourly features, Platt-calibrated.
 
-    Files: ``context_head.skops`` (the classifier) and ``context_head.json`` (its settings,
-    the Platt ``a``, ``b``, its feature count, a summary and the encoder's weights hash: the
-    embeddings among its features come from this bundle's encoder).
+    Files: ``context_head.skops`` (the classifier) and ``context_head.json`` (its settings
+    and :class:`HeadRecipe`, the Platt ``a``, ``b``, its feature count, a summary and the
+    encoder's weights hash: the embeddings among its features come from this bundle's
+    encoder). The classifier fits what the recipe says (labels, or utility-weighted hours);
+    its early stopping uses the same targets on the validation rows, and Platt always the
+    labels there, so the risk is a calibrated probability of ``SepsisLabel`` either way.
 
     Attributes
     ----------
@@ -734,23 +757,28 @@ class ContextHeadStage:
 
     @classmethod
     def fit(cls, chain: Stages, inputs: FitInputs) -> Self:
-        """Fit the classifier on training rows (early stopping and Platt on validation rows)."""
+        """Fit the classifier on training rows (early stopping and Platt on validation rows).
+
+        The recipe (``inputs.context.recipe``) sets the classifier's targets and weights.
+        """
         from vitalsentry.evaluation.sepsis.model import PlattCalibration  # imports the bundle
 
         if inputs.context is None:
             raise TrainingError("fitting the context head needs FitInputs.context (its table)")
         table = inputs.context
         train, val = table.split == 0, table.split == 1
-        model = fit_gbm(table.blocks, table.labels, train, table.gbm, val)
+        targets, weights = table.recipe.targets(table.patient, table.labels, train)
+        model = fit_gbm(table.blocks, targets, train, table.gbm, val, weights)
         platt = PlattCalibration.fit(gbm_proba(model, table.blocks, val)[val], table.labels[val])
         summary = {
             "train_rows": int(train.sum()),
             "calibration_rows": int(val.sum()),
-            "positive_train_rows": int(table.labels[train].sum()),
+            "positive_train_rows": int(targets[train].sum()),
             "trees": int(model.n_iter_),
         }
         meta = {
             "gbm": dataclasses.asdict(table.gbm),
+            "recipe": dataclasses.asdict(table.recipe),
             "platt": dataclasses.asdict(platt),
             "features": int(model.n_features_in_),
             "summary": summary,

@@ -85,6 +85,10 @@ def test_each_risk_head_is_a_context_head_stage_saved_with_the_autoencoder(
         assert list(stages.parts) == ["scaler", "encoder", "context_head"]
         head = stages.get(ContextHeadStage)
         assert head.meta["encoder"] == stages.identity()["weights_sha256"]
+        # the risk and both ablations share the run's recipe, saved in bundle and report
+        assert (
+            head.meta["recipe"] == report["config"]["head"] == {"target": "utility", "floor": 0.05}
+        )
         name = folder.name.rsplit("-", 1)[0]
         assert report["autoencoder"][f"{name}_calibration"] == head.meta["platt"]
         # boosting stopped early on the validation patients, within the configured cap

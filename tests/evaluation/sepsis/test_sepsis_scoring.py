@@ -9,6 +9,7 @@ from vitalsentry.evaluation.sepsis.scoring import (
     evaluate_scores,
     lead_times,
     paired_auc_difference,
+    paired_utility_difference,
 )
 
 
@@ -59,6 +60,22 @@ def test_paired_difference_of_a_method_with_itself_is_zero():
     assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
     better = paired_auc_difference(y, s, rng.normal(size=400), boot)
     assert better["ci"][0] > 0
+
+
+def test_paired_utility_difference_of_the_ideal_alarms_over_none_is_one_in_every_resample():
+    p, scores = _cohort(40, 0)
+    boot = PatientBootstrap.draw(p.patient, 30, 0)
+    ideal = np.isfinite(p.relative) & (p.relative >= -12) & (p.relative <= 3)
+    never = np.zeros(ideal.size, bool)
+    best = paired_utility_difference(p, ideal, never, boot)
+    assert best["difference"] == pytest.approx(1.0)
+    assert best["ci"] == pytest.approx([1.0, 1.0])
+    alarm = scores >= 0.5
+    same = paired_utility_difference(p, alarm, alarm, boot)
+    assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
+    worse = paired_utility_difference(p, alarm, ideal, boot)
+    assert worse["difference"] == pytest.approx(p.utility.normalised(alarm) - 1.0)
+    assert worse["ci"][1] < 0
 
 
 def _cohort(n_patients: int, seed: int) -> tuple[Patients, np.ndarray]:

@@ -149,6 +149,7 @@ def fit_gbm(
     rows: NDArray[np.bool_],
     config: GbmConfig,
     val: NDArray[np.bool_] | None = None,
+    weights: NDArray[np.float64] | None = None,
 ) -> HistGradientBoostingClassifier:
     """Fit a gradient-boosting classifier on the training patient-hours ``rows``.
 
@@ -157,16 +158,25 @@ def fit_gbm(
     copy). A column never measured in training is set to 0 there (it cannot be binned; a
     constant column is never split on, so it is ignored at prediction too). With
     validation rows ``val`` (other patients) and ``config.n_iter_no_change`` > 0, boosting
-    stops early on their log-loss.
+    stops early on their log-loss. ``weights`` (n,), if given, weigh every row in the fit
+    and in that log-loss.
     """
     train = _take(blocks, np.flatnonzero(rows), np.float64)
     never = np.isnan(train).all(axis=0)
     train[:, never] = 0.0
+    w = None if weights is None else weights[rows]
     if val is None or config.n_iter_no_change == 0:
-        return config.make().fit(train, y[rows])
+        return config.make().fit(train, y[rows], sample_weight=w)
     held = _take(blocks, np.flatnonzero(val), np.float64)
     held[:, never] = 0.0
-    return config.make(early_stopping=True).fit(train, y[rows], X_val=held, y_val=y[val])
+    return config.make(early_stopping=True).fit(
+        train,
+        y[rows],
+        sample_weight=w,
+        X_val=held,
+        y_val=y[val],
+        sample_weight_val=None if weights is None else weights[val],
+    )
 
 
 PREDICT_CHUNK = 1024

@@ -40,6 +40,7 @@ from vitalsentry.errors import DataError
 from vitalsentry.evaluation.sepsis import baselines, model, scoring
 from vitalsentry.evaluation.sepsis.bootstrap import PatientBootstrap
 from vitalsentry.evaluation.sepsis.features import Cohort, stay_features, tabular_features
+from vitalsentry.evaluation.sepsis.recipe import HeadRecipe
 from vitalsentry.io import atomic_path, sha256_file
 from vitalsentry.persist import load_skops, save_skops
 from vitalsentry.stages import ContextHeadStage, ContextInputs, FitInputs, Stages
@@ -88,6 +89,10 @@ class SepsisBenchmarkConfig:
         Seed of the split, the subset and every model.
     autoencoder : model.AutoencoderSettings
     gbm : baselines.GbmConfig
+        Settings of every gradient-boosting model (baselines and heads).
+    head : HeadRecipe
+        What the risk's head and its ablations fit on (:mod:`.recipe`); the
+        gradient-boosting baselines always fit ``SepsisLabel``, every hour weighing 1.
     """
 
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -101,6 +106,7 @@ class SepsisBenchmarkConfig:
     seed: int = 0
     autoencoder: model.AutoencoderSettings = field(default_factory=model.AutoencoderSettings)
     gbm: baselines.GbmConfig = field(default_factory=baselines.GbmConfig)
+    head: HeadRecipe = field(default_factory=lambda: HeadRecipe(target="utility"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""
@@ -324,6 +330,12 @@ def _vital_feature_count(cohort: Cohort) -> int:
     return 7 * len(cohort.vital_names)
 
 
+def _head_settings(config: SepsisBenchmarkConfig) -> tuple[Any, ...]:
+    """Return the settings a head's cache tag depends on (a labels recipe keeps old tags)."""
+    settings = (config.gbm, config.roll_hours, config.trend_hours, config.autoencoder)
+    return settings if config.head == HeadRecipe() else (*settings, config.head)
+
+
 def _context_head(encoder: Stages, folder: Path, table: ContextInputs) -> ContextHeadStage:
     """Load the head's bundle at ``folder``, or fit the head after ``encoder`` and save it there."""
     if (folder / MANIFEST).is_file():
@@ -419,10 +431,8 @@ def method_scores(
 
     def head(name: str) -> ContextHeadStage:
         with _stage(timings, name, progress):
-            folder = cache.root / _tag(
-                name, config.gbm, config.roll_hours, config.trend_hours, config.autoencoder
-            )
-            table = ContextInputs(variants[name], y, split, config.gbm)
+            folder = cache.root / _tag(name, *_head_settings(config))
+            table = ContextInputs(variants[name], y, split, config.gbm, config.head, cohort.patient)
             fitted = _context_head(encoder, folder, table)
             if name != "risk":  # the risk itself is scored below, by its whole path
                 scores[name] = fitted.predict(variants[name], scored)
@@ -515,19 +525,33 @@ COMPARISONS = {
 
 
 def _comparisons(
-    scores: dict[str, NDArray[np.float64]], prep: Prepared, boot: PatientBootstrap
+    scores: dict[str, NDArray[np.float64]],
+    prep: Prepared,
+    boot: PatientBootstrap,
+    patients: scoring.Patients,
+    thresholds: dict[str, float],
 ) -> dict[str, dict[str, Any]]:
-    """Paired patient-bootstrap ROC-AUC differences of :data:`COMPARISONS` on test hours."""
+    """Paired patient-bootstrap differences on the test ``patients``' hours.
+
+    ROC-AUC of :data:`COMPARISONS`, and (``utility_risk_vs_gbm_all``) the utility of the
+    risk's alarms minus that of the all-columns baseline's, each at its validation
+    ``thresholds``.
+    """
     test = prep.split == 2
     y = prep.cohort.label[test]
 
     def ranked(name: str) -> NDArray[np.float64]:
         return np.asarray(np.nan_to_num(scores[name][test], nan=-1e9), dtype=np.float64)
 
-    return {
+    out = {
         key: scoring.paired_auc_difference(y, ranked(a), ranked(b), boot)
         for key, (a, b) in COMPARISONS.items()
     }
+    alarms = {k: ranked(k) >= thresholds[k] for k in ("risk", "gbm_all")}
+    out["utility_risk_vs_gbm_all"] = scoring.paired_utility_difference(
+        patients, alarms["risk"], alarms["gbm_all"], boot
+    )
+    return out
 
 
 def run_benchmark(
@@ -580,13 +604,14 @@ def run_benchmark(
         )
         boot = PatientBootstrap.draw(tst.patient, config.n_boot, config.seed)
         val_boot = PatientBootstrap.draw(val.patient, config.n_boot, config.seed)
-        results = {}
+        results, thresholds = {}, {}
         for name, s in scores.items():
             threshold, val_utility = (
                 scoring.bagged_threshold(s[prep.split == 1], val, val_boot)
                 if config.threshold == "bagged"
                 else val.utility.best_threshold(s[prep.split == 1])
             )
+            thresholds[name] = threshold
             results[name] = scoring.evaluate_scores(
                 s[prep.split == 2],
                 tst,
@@ -594,7 +619,7 @@ def run_benchmark(
                 probability=name in PROBABILISTIC,
                 boot=boot,
             ) | {"validation_utility": val_utility}
-        comparisons = _comparisons(scores, prep, boot)
+        comparisons = _comparisons(scores, prep, boot, tst, thresholds)
     timings["total"] = round(time.perf_counter() - started, 2)
     report = {
         "benchmark": "physionet2019",

@@ -4,8 +4,9 @@ The seed's Conv1d + LSTM autoencoder (trained with the project's training loop) 
 each causal vitals window (values and observed masks); its embedding and reconstruction
 error (the anomaly score) join the context, the baselines' rolling features and, if set,
 longer-horizon stay features (``trend_hours``: vitals statistics and trends, how often each
-lab was measured) in a gradient-boosting fusion head trained on training patients, whose probabilities are
-calibrated (Platt, on the logit) on validation patients.
+lab was measured) in a gradient-boosting fusion head trained on training patients (on what
+the run's :class:`~vitalsentry.evaluation.sepsis.recipe.HeadRecipe` says), whose probabilities
+are calibrated (Platt, on the logit) on validation patients.
 """
 
 from __future__ import annotations

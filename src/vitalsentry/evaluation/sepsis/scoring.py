@@ -62,6 +62,46 @@ def lead_times(p: Patients, alarm: NDArray[np.bool_]) -> tuple[FloatArray, int]:
     return -p.relative[np.flatnonzero(useful)[first]], septic
 
 
+def _ideal(p: Patients) -> NDArray[np.bool_]:
+    """Rows the ideal predictions alarm at (12 h before to 3 h after onset)."""
+    params = UtilityParams()
+    with np.errstate(invalid="ignore"):
+        out: NDArray[np.bool_] = (p.relative >= params.dt_early) & (p.relative <= params.dt_late)
+    return out
+
+
+def _patient_gains(p: Patients, boot: PatientBootstrap, alarm: NDArray[np.bool_]) -> FloatArray:
+    """(P,) utility gained over alarming never by each patient of ``boot`` with ``alarm``."""
+    gain = p.utility.u_positive - p.utility.u_negative
+    weights = np.where(alarm, gain, 0.0)
+    return np.bincount(boot.codes, weights, boot.counts.shape[1]).astype(np.float64)
+
+
+def paired_utility_difference(
+    p: Patients, a: NDArray[np.bool_], b: NDArray[np.bool_], boot: PatientBootstrap
+) -> dict[str, Any]:
+    """Normalised utility of alarms ``a`` minus that of alarms ``b`` on ``p``, with a paired CI.
+
+    Notes
+    -----
+    Both alarm sets (each method's test alarms at its validation threshold, held fixed)
+    are scored on the same patient-bootstrap resamples ``boot`` of ``p``; each resample's
+    utilities are normalised by its own ideal, as the challenge normalises a cohort.
+
+    Returns
+    -------
+    dict
+        ``difference`` and ``ci`` (2.5th, 97.5th percentiles).
+    """
+    ideal = boot.counts @ _patient_gains(p, boot, _ideal(p))
+    diffs = boot.counts @ (_patient_gains(p, boot, a) - _patient_gains(p, boot, b))
+    diffs = diffs / np.maximum(ideal, 1e-12)
+    return {
+        "difference": p.utility.normalised(a) - p.utility.normalised(b),
+        "ci": [float(q) for q in np.quantile(diffs, [0.025, 0.975])],
+    }
+
+
 def bagged_threshold(
     scores: FloatArray, p: Patients, boot: PatientBootstrap
 ) -> tuple[float, float]:
@@ -83,11 +123,8 @@ def bagged_threshold(
     s = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(p.utility.best_threshold(s)[0]):
         return float("inf"), 0.0
-    params = UtilityParams()
     gain = p.utility.u_positive - p.utility.u_negative
-    with np.errstate(invalid="ignore"):
-        ideal = (p.relative >= params.dt_early) & (p.relative <= params.dt_late)
-    ideal_gain = np.bincount(boot.codes, np.where(ideal, gain, 0.0), boot.counts.shape[1])
+    ideal_gain = _patient_gains(p, boot, _ideal(p))
     finite = np.flatnonzero(~np.isnan(s))
     order = finite[np.argsort(-s[finite], kind="stable")]
     ordered = s[order]
