@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
     Connection,
     Engine,
     Row,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -299,13 +301,30 @@ def _times_near(channels: tuple[str, ...], before: bool) -> Select[Any]:
 
 
 @functools.cache
-def _series(channels: tuple[str, ...]) -> Select[int, str, float]:
-    """Return the statement that reads the readings of ``channels`` from ``lo`` to ``hi``."""
-    return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
-        _OF_PATIENT,
-        ReadingRow.channel.in_(channels),
-        ReadingRow.t_us.between(bindparam("lo"), bindparam("hi")),
-    )
+def _series(channels: tuple[str, ...]) -> CompoundSelect[int, str, float]:
+    """Return the statement that reads the readings of ``channels`` deciding ``first``–``last``.
+
+    Per channel: its readings from ``first`` to ``last``, its latest from ``lo`` to
+    ``first`` and its earliest from ``last`` to ``hi`` (an index lookup each).
+    """
+
+    def one(channel: str) -> Select[int, str, float]:
+        mine = (_OF_PATIENT, ReadingRow.channel == channel)
+        before = select(func.max(ReadingRow.t_us)).where(
+            *mine, ReadingRow.t_us.between(bindparam("lo"), bindparam("first"))
+        )
+        after = select(func.min(ReadingRow.t_us)).where(
+            *mine, ReadingRow.t_us.between(bindparam("last"), bindparam("hi"))
+        )
+        return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+            *mine,
+            ReadingRow.t_us.between(
+                func.coalesce(before.scalar_subquery(), bindparam("first")),
+                func.coalesce(after.scalar_subquery(), bindparam("last")),
+            ),
+        )
+
+    return union_all(*(one(c) for c in channels))
 
 
 class PatientTransaction:
@@ -375,9 +394,15 @@ class PatientTransaction:
         return {c: None if t is None else int(t) for c, t in zip(channels, row, strict=True)}
 
     def series(
-        self, lo_us: int, hi_us: int, channels: Sequence[str]
+        self, lo_us: int, hi_us: int, channels: Sequence[str], decide: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us``, one row per time.
+        """Return the readings of ``channels`` that decide a grid's steps in ``decide``.
+
+        The grid runs from ``lo_us`` to ``hi_us``; a channel's value at a step in
+        ``decide = (first_us, last_us)`` depends only on its readings in that range and
+        its nearest one on either side (interpolation, gaps and carrying forward look no
+        farther), so only those are read: the steps outside ``decide`` are not the
+        stored series'.
 
         Returns
         -------
@@ -387,8 +412,9 @@ class PatientTransaction:
             range), and (n, C) values, NaN where a channel was not read.
         """
         query = _series(tuple(channels))
+        first, last = decide
         params = {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us}
-        rows = self.core.execute(query, params).all()
+        rows = self.core.execute(query, params | {"first": first, "last": last}).all()
         column = {c: i for i, c in enumerate(channels)}
         t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         times, row_of = np.unique(np.append(t_us, [lo_us, hi_us]), return_inverse=True)

@@ -52,7 +52,7 @@ from vitalsentry.monitor.store import (
 )
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.risk.alarms import AlarmState
-from vitalsentry.risk.news2 import news2_summary
+from vitalsentry.risk.news2 import News2Summary, news2_summaries
 
 T = TypeVar("T")
 ModelRunner = Callable[[Callable[[VitalRiskPipeline], T]], T]
@@ -249,8 +249,10 @@ class StreamMonitor:
             for c, limit in zip(data.channels, limits, strict=True)
         }
         lookback = 0 if pipeline.views is None else pipeline.views.settings.lookback
-        back_us = max(self.reach_us.values()) + lookback * window.length * self.step_us
-        self.back_strides = math.ceil(back_us / self.stride_us)
+        self.lookback_us = lookback * window.length * self.step_us  # the baseline view's reach
+        self.back_strides = math.ceil(
+            (max(self.reach_us.values()) + self.lookback_us) / self.stride_us
+        )
         self._batches = GroupCommit(
             self._append_batch,
             key=lambda request: request.patient_id,
@@ -315,8 +317,12 @@ class StreamMonitor:
             windows: dict[str, list[list[ScoredWindow]]] = {}
             for p, scored in zip(owner, found, strict=True):
                 windows.setdefault(p, []).append(scored)
+            ready = {p: o for p, o in opened.items() if isinstance(o, _Opened)}
+            owned = {p: self._owned(o, windows.get(p, [])) for p, o in ready.items()}
+            news2 = self._news2([(ready[p], w) for p, found in owned.items() for w in found])
             return [
-                self._finish(opened[r.patient_id], windows.get(r.patient_id, [])) for r in order
+                self._finish(opened[r.patient_id], owned.get(r.patient_id, []), news2)
+                for r in order
             ]
 
     def _open(self, transaction: WriteTransaction, request: _Request) -> _Opened | StreamError:
@@ -332,13 +338,39 @@ class StreamMonitor:
         last_k = self._decided(tx) if new else -1
         return _Opened(tx, len(new), duplicates, last_k, self._slices(tx, last_k))
 
+    @staticmethod
+    def _owned(opened: _Opened, windows: list[list[ScoredWindow]]) -> list[ScoredWindow]:
+        """Return the scored windows (per slice) an append records: those it decides, in order."""
+        return [
+            w
+            for piece, found in zip(opened.todo, windows, strict=True)
+            for w in found
+            if piece.own_k <= w.k <= min(piece.first_k + piece.count - 1, opened.last_k)
+        ]
+
+    @staticmethod
+    def _news2(owned: list[tuple[_Opened, ScoredWindow]]) -> dict[int, News2Summary | None]:
+        """Return NEWS2 at the end of each window to record, by ``id`` of the window (one pass).
+
+        Each from its patient's latest values of the five parameters at the window's end.
+        """
+        found = news2_summaries(
+            [o.tx.values_at(NEWS2_CHANNELS, round(w.end_s * US)) for o, w in owned],
+            on_oxygen=[o.tx.state.on_oxygen for o, _ in owned],
+            consciousness_alert=[o.tx.state.consciousness_alert for o, _ in owned],
+        )
+        return {id(w): summary for (_, w), summary in zip(owned, found, strict=True)}
+
     def _finish(
-        self, opened: _Opened | StreamError, windows: list[list[ScoredWindow]]
+        self,
+        opened: _Opened | StreamError,
+        windows: list[ScoredWindow],
+        news2: Mapping[int, News2Summary | None],
     ) -> AppendResult | StreamError:
-        """Record an append's scored windows (per slice) and return its answer."""
+        """Record an append's windows (with their NEWS2, by window ``id``); return its answer."""
         if isinstance(opened, StreamError):
             return opened
-        scored = self._advance(opened.tx, opened.last_k, opened.todo, windows)
+        scored = self._advance(opened, [(w, news2[id(w)]) for w in windows])
         summary = patient_summary(opened.tx, scored[-1] if scored else None)
         return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 
@@ -416,27 +448,19 @@ class StreamMonitor:
         return last_k if last_k >= state.next_window else -1
 
     def _advance(
-        self,
-        tx: PatientTransaction,
-        last_k: int,
-        pieces: list[StreamSlice],
-        windows: list[list[ScoredWindow]],
+        self, opened: _Opened, windows: list[tuple[ScoredWindow, News2Summary | None]]
     ) -> list[WindowScore]:
-        """Record the scored windows up to ``last_k`` in time order, step the alarm, seal.
+        """Record an append's windows (up to ``last_k``) in time order, step the alarm, seal.
 
         Each channel is sealed up to its first reading at or after the end of window
         ``last_k`` (read from the last slice when it reaches that far, else queried).
         """
+        tx, last_k, pieces = opened.tx, opened.last_k, opened.todo
         state = tx.state
         if last_k < state.next_window:
             return []
         assert state.origin_us is not None
-        scored = [
-            self._record(tx, w)
-            for piece, found in zip(pieces, windows, strict=True)
-            for w in found
-            if piece.own_k <= w.k <= min(piece.first_k + piece.count - 1, last_k)
-        ]
+        scored = [self._record(tx, w, news2) for w, news2 in windows]
         end_us = state.origin_us + last_k * self.stride_us + self.span_us
         sealed: dict[str, int | None] = dict.fromkeys(self.pipeline.channels)
         if pieces:
@@ -493,33 +517,33 @@ class StreamMonitor:
     def _slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> StreamSlice:
         """Return the stored readings windows ``first_k`` to ``last_k`` depend on.
 
-        The slice starts ``back_strides`` strides before window ``first_k`` and ends a reach
-        after window ``last_k``. Only windows ``first_k`` to ``last_k`` are scored, unless the
-        bundle has views (the baseline view of a window compares it with the earlier
-        windows of the same call).
+        The slice's grid starts ``back_strides`` strides before window ``first_k`` and ends
+        a reach after window ``last_k``; only the readings that decide the steps of the
+        windows it scores are read. It scores windows ``first_k`` to ``last_k`` and, when
+        the bundle has views, the earlier ones the baseline view of a window compares it
+        with (those starting at most ``lookback`` window lengths before it, in the same call).
         """
         assert tx.state.origin_us is not None
         origin = tx.state.origin_us
         lo_k = max(0, first_k - self.back_strides)
+        skip = max(0, first_k - lo_k - self.lookback_us // self.stride_us)
         lo_us = origin + lo_k * self.stride_us
-        hi_us = origin + last_k * self.stride_us + self.span_us + max(self.reach_us.values())
-        t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels)
-        skip = 0 if self.pipeline.views is not None else first_k - lo_k
+        end_us = origin + last_k * self.stride_us + self.span_us
+        hi_us = end_us + max(self.reach_us.values())
+        decide = (origin + (lo_k + skip) * self.stride_us, end_us)
+        t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels, decide)
         return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values, origin)
 
-    def _record(self, tx: PatientTransaction, window: ScoredWindow) -> WindowScore:
-        """Store one scored window, step the alarm and point the state at it."""
+    def _record(
+        self, tx: PatientTransaction, window: ScoredWindow, news2: News2Summary | None
+    ) -> WindowScore:
+        """Store one scored window with its NEWS2, step the alarm and point the state at it."""
         state, channels, scores, i = tx.state, self.pipeline.channels, window.scores, window.index
         before = AlarmState(
             state.alarm_on, state.alarm_quiet, tuple(c == "1" for c in state.alarm_recent)
         )
         after = before.step(scores.level[i] == "high", self.pipeline.alarm_policy)
         contributions = {c: float(scores.contributions[i, j]) for j, c in enumerate(channels)}
-        news2 = news2_summary(
-            tx.values_at(NEWS2_CHANNELS, round(window.end_s * US)),
-            on_oxygen=state.on_oxygen,
-            consciousness_alert=state.consciousness_alert,
-        )
         score = WindowScore(
             start_s=window.start_s,
             end_s=window.end_s,
