@@ -309,7 +309,7 @@ def test_a_slice_reads_only_the_readings_that_decide_its_steps(
     first, last = (t0 + t for t in decide)
     with store.patient_transaction(pid) as tx:
         every, few = (
-            tx.series(t0, t0 + SPAN_US, CHANNELS, span)
+            stream._bounded(*tx.series(t0, t0 + SPAN_US, CHANNELS, span), t0, t0 + SPAN_US)
             for span in ((t0, t0 + SPAN_US), (first, last))
         )
     assert len(few[0]) <= len(every[0])

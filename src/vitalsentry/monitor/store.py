@@ -40,6 +40,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     text,
     union_all,
@@ -300,15 +301,20 @@ def _times_near(channels: tuple[str, ...], before: bool) -> Select[Any]:
     )
 
 
+_SERIES_ROW: Final = np.dtype([("t_us", np.int64), ("column", np.intp), ("value", np.float64)])
+"""A row of :func:`_series`: time, the channel's position in its ``channels``, value."""
+
+
 @functools.cache
-def _series(channels: tuple[str, ...]) -> CompoundSelect[int, str, float]:
+def _series(channels: tuple[str, ...]) -> CompoundSelect[int, int, float]:
     """Return the statement that reads the readings of ``channels`` deciding ``first``–``last``.
 
     Per channel: its readings from ``first`` to ``last``, its latest from ``lo`` to
-    ``first`` and its earliest from ``last`` to ``hi`` (an index lookup each).
+    ``first`` and its earliest from ``last`` to ``hi`` (an index lookup each); rows as
+    :data:`_SERIES_ROW`.
     """
 
-    def one(channel: str) -> Select[int, str, float]:
+    def one(column: int, channel: str) -> Select[int, int, float]:
         mine = (_OF_PATIENT, ReadingRow.channel == channel)
         before = select(func.max(ReadingRow.t_us)).where(
             *mine, ReadingRow.t_us.between(bindparam("lo"), bindparam("first"))
@@ -316,7 +322,7 @@ def _series(channels: tuple[str, ...]) -> CompoundSelect[int, str, float]:
         after = select(func.min(ReadingRow.t_us)).where(
             *mine, ReadingRow.t_us.between(bindparam("last"), bindparam("hi"))
         )
-        return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
+        return select(ReadingRow.t_us, literal(column), ReadingRow.value).where(
             *mine,
             ReadingRow.t_us.between(
                 func.coalesce(before.scalar_subquery(), bindparam("first")),
@@ -324,7 +330,7 @@ def _series(channels: tuple[str, ...]) -> CompoundSelect[int, str, float]:
             ),
         )
 
-    return union_all(*(one(c) for c in channels))
+    return union_all(*(one(j, c) for j, c in enumerate(channels)))
 
 
 class PatientTransaction:
@@ -396,30 +402,25 @@ class PatientTransaction:
     def series(
         self, lo_us: int, hi_us: int, channels: Sequence[str], decide: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the readings of ``channels`` that decide a grid's steps in ``decide``.
+        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us`` that decide ``decide``.
 
-        The grid runs from ``lo_us`` to ``hi_us``; a channel's value at a step in
-        ``decide = (first_us, last_us)`` depends only on its readings in that range and
-        its nearest one on either side (interpolation, gaps and carrying forward look no
-        farther), so only those are read: the steps outside ``decide`` are not the
-        stored series'.
+        A channel's value at a grid step in ``decide = (first_us, last_us)`` depends only
+        on its readings in that range and its nearest one on either side (interpolation,
+        gaps and carrying forward look no farther), so only those are read.
 
         Returns
         -------
         (numpy.ndarray, numpy.ndarray)
-            (n,) sorted µs times, always starting with ``lo_us`` and ending with ``hi_us``
-            (all missing when nothing was read then, so a grid of them spans exactly that
-            range), and (n, C) values, NaN where a channel was not read.
+            (n,) sorted µs times and (n, C) values, NaN where a channel was not read.
         """
         query = _series(tuple(channels))
         first, last = decide
         params = {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us}
-        rows = self.core.execute(query, params | {"first": first, "last": last}).all()
-        column = {c: i for i, c in enumerate(channels)}
-        t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        times, row_of = np.unique(np.append(t_us, [lo_us, hi_us]), return_inverse=True)
+        found = self.core.execute(query, params | {"first": first, "last": last}).all()
+        rows = np.fromiter(map(tuple, found), _SERIES_ROW, len(found))
+        times, row_of = np.unique(rows["t_us"], return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)
-        values[row_of[:-2], [column[r[1]] for r in rows]] = [r[2] for r in rows]
+        values[row_of, rows["column"]] = rows["value"]
         return times, values
 
     def add_score(self, score: WindowScore) -> int:

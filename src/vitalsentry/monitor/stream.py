@@ -517,22 +517,25 @@ class StreamMonitor:
     def _slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> StreamSlice:
         """Return the stored readings windows ``first_k`` to ``last_k`` depend on.
 
-        The slice's grid starts ``back_strides`` strides before window ``first_k`` and ends
-        a reach after window ``last_k``; only the readings that decide the steps of the
-        windows it scores are read. It scores windows ``first_k`` to ``last_k`` and, when
-        the bundle has views, the earlier ones the baseline view of a window compares it
-        with (those starting at most ``lookback`` window lengths before it, in the same call).
+        The slice scores windows ``first_k`` to ``last_k`` and, when the bundle has views,
+        the earlier ones the baseline view of a window compares it with (those starting at
+        most ``lookback`` window lengths before it, in the same call). Only the readings
+        that decide their steps are read, at most ``back_strides`` strides before window
+        ``first_k`` and a reach after window ``last_k``; the slice's grid starts at the
+        first window start at or before them and reaches the end of window ``last_k``.
         """
         assert tx.state.origin_us is not None
-        origin = tx.state.origin_us
-        lo_k = max(0, first_k - self.back_strides)
-        skip = max(0, first_k - lo_k - self.lookback_us // self.stride_us)
-        lo_us = origin + lo_k * self.stride_us
-        end_us = origin + last_k * self.stride_us + self.span_us
+        origin, stride = tx.state.origin_us, self.stride_us
+        score_k = max(0, first_k - self.lookback_us // stride)
+        lo_us = origin + max(0, first_k - self.back_strides) * stride
+        end_us = origin + last_k * stride + self.span_us
         hi_us = end_us + max(self.reach_us.values())
-        decide = (origin + (lo_k + skip) * self.stride_us, end_us)
+        decide = (origin + score_k * stride, end_us)
         t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels, decide)
-        return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values, origin)
+        grid_k = min(score_k, (int(t_us[0]) - origin) // stride) if t_us.size else score_k
+        t_us, values = _bounded(t_us, values, origin + grid_k * stride, end_us)
+        skip = score_k - grid_k
+        return StreamSlice(grid_k, skip, last_k - grid_k + 1, first_k, t_us, values, origin)
 
     def _record(
         self, tx: PatientTransaction, window: ScoredWindow, news2: News2Summary | None
@@ -631,6 +634,20 @@ def score_slices(
     for row, (o, i) in enumerate(zip(owner[keep], index[keep], strict=True)):
         out[o].append(ScoredWindow(slices[o].first_k + i, begin[row], end[row], scores, row))
     return out
+
+
+def _bounded(
+    t_us: np.ndarray, values: np.ndarray, lo_us: int, hi_us: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add all-missing rows at ``lo_us`` and ``hi_us``: a grid of them starts at ``lo_us``.
+
+    Returns the times (sorted, unique) and the values, one row per time (the grid reaches
+    ``hi_us`` or the last reading, whichever is later).
+    """
+    times, row_of = np.unique(np.concatenate([t_us, [lo_us, hi_us]]), return_inverse=True)
+    out = np.full((len(times), values.shape[1]), np.nan)
+    out[row_of[:-2]] = values
+    return times, out
 
 
 def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid | None:
