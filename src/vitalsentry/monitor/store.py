@@ -415,8 +415,14 @@ class PatientTransaction:
         """
         query = _series(tuple(channels))
         first, last = decide
-        params = {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us}
-        found = self.core.execute(query, params | {"first": first, "last": last}).all()
+        params = {
+            "pid": self.state.patient_id,
+            "lo": lo_us,
+            "hi": hi_us,
+            "first": first,
+            "last": last,
+        }
+        found = self.core.execute(query, params).all()
         rows = np.fromiter(map(tuple, found), _SERIES_ROW, len(found))
         times, row_of = np.unique(rows["t_us"], return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)

@@ -308,8 +308,9 @@ class StreamMonitor:
                     functools.partial(_sorts_after, max(opened)) if self.store.row_locks else _any
                 )
                 order += part
-            owner = [p for p, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
-            slices = [s for o in opened.values() if isinstance(o, _Opened) for s in o.todo]
+            ready = {p: o for p, o in opened.items() if isinstance(o, _Opened)}
+            owner = [p for p, o in ready.items() for _ in o.todo]
+            slices = [s for o in ready.values() for s in o.todo]
             passes = self.config.mc_passes
             found = (
                 self.run_model(lambda pipe: score_slices(pipe, slices, passes)) if slices else []
@@ -317,13 +318,24 @@ class StreamMonitor:
             windows: dict[str, list[list[ScoredWindow]]] = {}
             for p, scored in zip(owner, found, strict=True):
                 windows.setdefault(p, []).append(scored)
-            ready = {p: o for p, o in opened.items() if isinstance(o, _Opened)}
-            owned = {p: self._owned(o, windows.get(p, [])) for p, o in ready.items()}
-            news2 = self._news2([(ready[p], w) for p, found in owned.items() for w in found])
+            records = self._records(ready, windows)
             return [
-                self._finish(opened[r.patient_id], owned.get(r.patient_id, []), news2)
-                for r in order
+                self._finish(opened[r.patient_id], records.get(r.patient_id, [])) for r in order
             ]
+
+    def _records(
+        self, ready: dict[str, _Opened], windows: dict[str, list[list[ScoredWindow]]]
+    ) -> dict[str, list[tuple[ScoredWindow, News2Summary | None]]]:
+        """Per patient, the windows its append records, in order, each with its NEWS2.
+
+        NEWS2 of the whole batch's windows is one vectorised pass.
+        """
+        owned = [(p, w) for p, o in ready.items() for w in self._owned(o, windows.get(p, []))]
+        news2 = self._news2([(ready[p], w) for p, w in owned])
+        records: dict[str, list[tuple[ScoredWindow, News2Summary | None]]] = {}
+        for (p, w), summary in zip(owned, news2, strict=True):
+            records.setdefault(p, []).append((w, summary))
+        return records
 
     def _open(self, transaction: WriteTransaction, request: _Request) -> _Opened | StreamError:
         """Store a request's new readings and find the windows they decide (or refuse it)."""
@@ -349,28 +361,26 @@ class StreamMonitor:
         ]
 
     @staticmethod
-    def _news2(owned: list[tuple[_Opened, ScoredWindow]]) -> dict[int, News2Summary | None]:
-        """Return NEWS2 at the end of each window to record, by ``id`` of the window (one pass).
+    def _news2(owned: list[tuple[_Opened, ScoredWindow]]) -> list[News2Summary | None]:
+        """Return NEWS2 at the end of each window to record, in one pass.
 
         Each from its patient's latest values of the five parameters at the window's end.
         """
-        found = news2_summaries(
+        return news2_summaries(
             [o.tx.values_at(NEWS2_CHANNELS, round(w.end_s * US)) for o, w in owned],
             on_oxygen=[o.tx.state.on_oxygen for o, _ in owned],
             consciousness_alert=[o.tx.state.consciousness_alert for o, _ in owned],
         )
-        return {id(w): summary for (_, w), summary in zip(owned, found, strict=True)}
 
     def _finish(
         self,
         opened: _Opened | StreamError,
-        windows: list[ScoredWindow],
-        news2: Mapping[int, News2Summary | None],
+        windows: list[tuple[ScoredWindow, News2Summary | None]],
     ) -> AppendResult | StreamError:
-        """Record an append's windows (with their NEWS2, by window ``id``); return its answer."""
+        """Record an append's windows (each with its NEWS2) and return its answer."""
         if isinstance(opened, StreamError):
             return opened
-        scored = self._advance(opened, [(w, news2[id(w)]) for w in windows])
+        scored = self._advance(opened, windows)
         summary = patient_summary(opened.tx, scored[-1] if scored else None)
         return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 

@@ -20,8 +20,8 @@ Requests with MC dropout run alone, so their dropout masks do not depend on othe
 
 The exception: :meth:`Combiner.run` (a worker thread's call, e.g. the monitoring stream's
 batch) runs its function on the calling thread when the model is idle and single-threaded
-(``torch.get_num_threads() == 1``), saving the hand-over to the model thread and back (a
-few ms of waking threads and passing the GIL). A lock that the model thread holds while it
+(``torch.get_num_threads() == 1``), saving the hand-over to the model thread and back
+(waking two threads and passing the GIL twice). A lock that the model thread holds while it
 scores keeps the model to one thread at a time, and either thread runs the same operations
 on the same windows (the same scores, bit for bit). With several intra-op threads every
 call goes to the model thread: OpenMP keeps a team of threads per thread that starts a
