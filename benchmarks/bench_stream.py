@@ -7,11 +7,14 @@ does, no HTTP), on SQLite (a temp file, WAL, synchronous=FULL) and, when
 about every other append completes a window. Figures:
 
 - ``cpu_ms_per_append``: mean process CPU time per append, serial, warm streams;
+- ``cpu_ms_per_window_append``: the same for the serial appends that completed a window
+  (what a quiet machine's latency of such an append rests on; other load hardly changes it);
 - ``ward_1000_cpu_fraction``: 1,000 beds × one append a minute = 16.7 appends/s times
   that CPU time, as a fraction of one core (target ≤ 0.25);
 - ``appends_per_s_saturated``: 8 threads appending to distinct patients as fast as they can;
 - ``p50/p99_ms_window_appends_at_8``: latency of the appends that completed a window,
-  at 8 concurrent clients (target p99 ≤ 50 ms on SQLite);
+  at 8 concurrent clients (target p99 ≤ 50 ms on SQLite); about 1,000 of them per run
+  (settings ``window_appends``), so the p99 is the 10th slowest, not the 2nd;
 - ``p50/p99_cpu_ms_window_appends_at_8``: the process's CPU time (all threads) spent
   while each of those appends waited: its latency on a machine that gives the process
   a core to itself, less waits for the disk (a figure that other load does not inflate).
@@ -79,16 +82,16 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
     for p in range(patients):
         for k in range(warm):
             monitor.append(f"{prefix}P{p}", minute(p, k, rng))
-    serial_cpu, serial_wall, serial_window = [], [], []
+    serial_cpu: list[float] = []
+    serial_window: list[tuple[float, float]] = []  # (process CPU, wall) s of window appends
     for k in range(warm, warm + minutes):
         for p in range(patients // 2):
             values = minute(p, k, rng)
             c0, w0 = time.process_time(), time.perf_counter()
             result = monitor.append(f"{prefix}P{p}", values)
             serial_cpu.append(time.process_time() - c0)
-            serial_wall.append(time.perf_counter() - w0)
             if result.scored:
-                serial_window.append(serial_wall[-1])
+                serial_window.append((serial_cpu[-1], time.perf_counter() - w0))
     lock = threading.Lock()
     window_latency: list[tuple[float, float]] = []  # (wall, process CPU) seconds
 
@@ -113,12 +116,15 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
     store.close()
     backend = url.split(":", 1)[0].split("+")[0]
     cpu = float(np.mean(serial_cpu))  # a ward pays for every append, window or not
-    serial_p50 = float(np.median(serial_window)) * 1e3
+    window_cpu, window_wall = (
+        np.array(column) * 1e3 for column in zip(*serial_window, strict=True)
+    )
     settings = {
         "backend": backend,
         "patients": patients,
         "minutes": minutes,
         "window": 256,
+        "window_appends": len(window_latency),
         "load_1min": load,
     }
     wall_ms, cpu_ms = (np.array(column) * 1e3 for column in zip(*window_latency, strict=True))
@@ -126,6 +132,13 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
         record(
             f"stream_{backend}_cpu_ms_per_append",
             cpu * 1e3,
+            "ms",
+            higher_is_better=False,
+            settings=settings,
+        ),
+        record(
+            f"stream_{backend}_cpu_ms_per_window_append",
+            float(np.mean(window_cpu)),
             "ms",
             higher_is_better=False,
             settings=settings,
@@ -157,7 +170,7 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
         )
         for kind, values in (("", wall_ms), ("cpu_", cpu_ms))
         for q, baseline, value in (
-            (50, "serial window-completing append (same run)", serial_p50),
+            (50, "serial window-completing append (same run)", float(np.median(window_wall))),
             (99, "target", 50.0),
         )
     ]
@@ -165,7 +178,7 @@ def run(url: str, pipeline: VitalRiskPipeline, patients: int, minutes: int) -> l
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    patients, minutes = (16, 6) if args.quick else (64, 12)
+    patients, minutes = (16, 6) if args.quick else (128, 32)  # 64 x 32 appends at 8 clients
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = VitalRiskPipeline.from_bundle(
             _fixtures().build_bundle(Path(tmp) / "bundle", length=256)

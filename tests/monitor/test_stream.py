@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service_data import build_bundle
@@ -30,6 +31,7 @@ from vitalsentry.risk.multiview import ViewInputs, ViewSettings
 
 T0 = 1_714_550_400  # 2024-05-01T08:00:00Z
 PATIENTS, APPENDS, SECONDS = 6, 5, 40  # window 64 s, stride 32 s: most appends complete one
+PATIENT_IDS = itertools.count()  # one patient per hypothesis example
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +276,52 @@ def test_stay_time_features_count_from_the_first_reading_in_every_slice(
     assert len(streamed) == len(offline) > 20
     got = [s.anomaly_score for s in streamed]
     assert np.allclose(offline["anomaly_score"], got, rtol=0, atol=1e-9)
+
+
+SPAN_US = 3_000 * US
+sparse_channel = st.dictionaries(st.integers(0, SPAN_US), st.integers(600, 1000), max_size=40)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    readings=st.tuples(sparse_channel, sparse_channel),
+    decide=st.tuples(st.integers(0, SPAN_US), st.integers(0, SPAN_US)).map(sorted),
+)
+def test_a_slice_reads_only_the_readings_that_decide_its_steps(
+    store: MonitorStore,
+    pipeline: VitalRiskPipeline,
+    readings: tuple[dict[int, int], ...],
+    decide: list[int],
+) -> None:
+    """Gaps shorter and longer than the channels' reach (300 s), readings at any µs."""
+    pid = f"p{next(PATIENT_IDS)}"
+    t0 = T0 * US
+    with store.patient_transaction(pid) as tx:
+        tx.insert(
+            [
+                (c, t0 + t, v / 10)
+                for c, found in zip(CHANNELS, readings, strict=True)
+                for t, v in found.items()
+            ]
+        )
+    first, last = (t0 + t for t in decide)
+    with store.patient_transaction(pid) as tx:
+        every, few = (
+            stream._bounded(*tx.series(t0, t0 + SPAN_US, CHANNELS, span), t0, t0 + SPAN_US)
+            for span in ((t0, t0 + SPAN_US), (first, last))
+        )
+    assert len(few[0]) <= len(every[0])
+    grids = [stream._grid(StreamSlice(0, 0, 1, 0, *got, t0), "p", pipeline) for got in (every, few)]
+    if grids[0] is None:  # nothing to grid (no reading at all)
+        assert grids[1] is None
+        return
+    assert grids[1] is not None
+    steps = (grids[0].epoch_s >= first / US - 1e-6) & (grids[0].epoch_s <= last / US + 1e-6)
+    for name in ("values", "mask"):
+        a, b = (getattr(g, name)[:, steps] for g in grids)
+        np.testing.assert_array_equal(a, b)
 
 
 @given(

@@ -1,6 +1,9 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from vitalsentry.data.schema import CHANNELS
 from vitalsentry.errors import DataError
 from vitalsentry.risk.news2 import (
     COMPONENTS,
@@ -8,6 +11,7 @@ from vitalsentry.risk.news2 import (
     news2_components,
     news2_level,
     news2_score,
+    news2_summaries,
     red_score,
 )
 
@@ -212,3 +216,36 @@ def test_flags_must_be_boolean_and_shapes_broadcast():
         news2_score(np.ones(3) * 16, np.ones(2) * 97, 120, 70, 37.0)
     with pytest.raises(DataError, match="≥ 0"):
         news2_level(-1.0, False)
+
+
+def _value(name: str) -> st.SearchStrategy[float | None]:
+    """A value of ``name``: on either side of a chart cut, anywhere plausible, or missing."""
+    cuts = [float(v) for v, _ in BANDS[name]]
+    spec = CHANNELS[name]
+    return st.none() | st.sampled_from(cuts) | st.floats(spec.low, spec.high)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.fixed_dictionaries({n: _value(n) for n in NORMAL}), st.booleans(), st.booleans()
+        ),
+        max_size=12,
+    )
+)
+def test_summaries_score_each_set_as_it_alone_would(sets) -> None:
+    found = news2_summaries(
+        [latest for latest, _, _ in sets],
+        on_oxygen=[o for _, o, _ in sets],
+        consciousness_alert=[a for _, _, a in sets],
+    )
+    assert len(found) == len(sets)
+    for (latest, oxygen, alert), summary in zip(sets, found, strict=True):
+        if None in latest.values():
+            assert summary is None
+            continue
+        parts = news2_components(**latest, on_oxygen=oxygen, consciousness_alert=alert)
+        score = aggregate_score(parts)
+        assert summary is not None and summary.score == int(score)
+        assert summary.level == str(news2_level(score, red_score(parts)))
+        assert summary.components == {name: int(parts[name]) for name in COMPONENTS}

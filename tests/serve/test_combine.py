@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from service_data import make_readings
 from vitalsentry.pipeline import VitalRiskPipeline
-from vitalsentry.serve.combine import Combiner, Rows, Scored
+from vitalsentry.serve.combine import Combiner, Rows, Scored, score_latest
 from vitalsentry.serve.inputs import PatientReadings, from_request
 from vitalsentry.serve.metrics import ServiceMetrics
 from vitalsentry.serve.schemas import ScoreRequest
@@ -172,3 +175,76 @@ def test_a_cancelled_request_leaves_the_thread_serving(combiner: Combiner, gate:
         return await combiner.rows([patient(1)], 0)
 
     assert asyncio.run(run())[0] is not None
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch with one intra-op thread (the case where ``run`` may use the calling thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def scored_where(pipe: VitalRiskPipeline) -> tuple[str, list[np.ndarray]]:
+    """The thread that scores two patients, and their window scores."""
+    ((a, b),) = score_latest(pipe, [[patient(0), patient(1)]], 0)
+    assert a is not None and b is not None
+    fields = ("risk", "anomaly_score", "contributions", "embedding")
+    return threading.current_thread().name, [getattr(a.scores, name) for name in fields]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_run_uses_the_caller_when_the_model_is_idle_with_the_same_scores(
+    combiner: Combiner,
+) -> None:
+    here, inline = combiner.run(scored_where)
+    assert here == threading.current_thread().name
+    with ThreadPoolExecutor(1) as pool:
+        with combiner._model:  # the model is busy: the call goes to the model thread
+            queued = pool.submit(combiner.run, scored_where)
+            time.sleep(0.05)
+            assert not queued.done()
+        there, handed = queued.result()
+    assert there == combiner._thread.name
+    for a, b in zip(inline, handed, strict=True):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+def test_run_goes_to_the_model_thread_when_torch_uses_several_threads(
+    combiner: Combiner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert combiner.run(lambda _: threading.current_thread().name) == combiner._thread.name
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_pipeline_runs_on_one_thread_at_a_time(
+    pipeline: VitalRiskPipeline, combiner: Combiner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, lock = pipeline.score_windows, threading.Lock()
+    active, most, threads = [0], [0], set()
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            threads.add(threading.current_thread().name)
+        time.sleep(0.002)  # widen any overlap
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(pipeline, "score_windows", tracked)
+
+    async def requests() -> None:
+        await asyncio.gather(*(combiner.rows([patient(i)], 0) for i in range(8)))
+
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(combiner.run, scored_where) for _ in range(12)]
+        for _ in range(3):
+            asyncio.run(requests())
+        assert all(c.result()[1] for c in calls)
+    assert most[0] == 1 and combiner._thread.name in threads and len(threads) > 1

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
     Connection,
     Engine,
     Row,
@@ -39,8 +40,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -298,14 +301,36 @@ def _times_near(channels: tuple[str, ...], before: bool) -> Select[Any]:
     )
 
 
+_SERIES_ROW: Final = np.dtype([("t_us", np.int64), ("column", np.intp), ("value", np.float64)])
+"""A row of :func:`_series`: time, the channel's position in its ``channels``, value."""
+
+
 @functools.cache
-def _series(channels: tuple[str, ...]) -> Select[int, str, float]:
-    """Return the statement that reads the readings of ``channels`` from ``lo`` to ``hi``."""
-    return select(ReadingRow.t_us, ReadingRow.channel, ReadingRow.value).where(
-        _OF_PATIENT,
-        ReadingRow.channel.in_(channels),
-        ReadingRow.t_us.between(bindparam("lo"), bindparam("hi")),
-    )
+def _series(channels: tuple[str, ...]) -> CompoundSelect[int, int, float]:
+    """Return the statement that reads the readings of ``channels`` deciding ``first``–``last``.
+
+    Per channel: its readings from ``first`` to ``last``, its latest from ``lo`` to
+    ``first`` and its earliest from ``last`` to ``hi`` (an index lookup each); rows as
+    :data:`_SERIES_ROW`.
+    """
+
+    def one(column: int, channel: str) -> Select[int, int, float]:
+        mine = (_OF_PATIENT, ReadingRow.channel == channel)
+        before = select(func.max(ReadingRow.t_us)).where(
+            *mine, ReadingRow.t_us.between(bindparam("lo"), bindparam("first"))
+        )
+        after = select(func.min(ReadingRow.t_us)).where(
+            *mine, ReadingRow.t_us.between(bindparam("last"), bindparam("hi"))
+        )
+        return select(ReadingRow.t_us, literal(column), ReadingRow.value).where(
+            *mine,
+            ReadingRow.t_us.between(
+                func.coalesce(before.scalar_subquery(), bindparam("first")),
+                func.coalesce(after.scalar_subquery(), bindparam("last")),
+            ),
+        )
+
+    return union_all(*(one(j, c) for j, c in enumerate(channels)))
 
 
 class PatientTransaction:
@@ -375,25 +400,33 @@ class PatientTransaction:
         return {c: None if t is None else int(t) for c, t in zip(channels, row, strict=True)}
 
     def series(
-        self, lo_us: int, hi_us: int, channels: Sequence[str]
+        self, lo_us: int, hi_us: int, channels: Sequence[str], decide: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us``, one row per time.
+        """Return the readings of ``channels`` from ``lo_us`` to ``hi_us`` that decide ``decide``.
+
+        A channel's value at a grid step in ``decide = (first_us, last_us)`` depends only
+        on its readings in that range and its nearest one on either side (interpolation,
+        gaps and carrying forward look no farther), so only those are read.
 
         Returns
         -------
         (numpy.ndarray, numpy.ndarray)
-            (n,) sorted µs times, always starting with ``lo_us`` and ending with ``hi_us``
-            (all missing when nothing was read then, so a grid of them spans exactly that
-            range), and (n, C) values, NaN where a channel was not read.
+            (n,) sorted µs times and (n, C) values, NaN where a channel was not read.
         """
         query = _series(tuple(channels))
-        params = {"pid": self.state.patient_id, "lo": lo_us, "hi": hi_us}
-        rows = self.core.execute(query, params).all()
-        column = {c: i for i, c in enumerate(channels)}
-        t_us = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        times, row_of = np.unique(np.append(t_us, [lo_us, hi_us]), return_inverse=True)
+        first, last = decide
+        params = {
+            "pid": self.state.patient_id,
+            "lo": lo_us,
+            "hi": hi_us,
+            "first": first,
+            "last": last,
+        }
+        found = self.core.execute(query, params).all()
+        rows = np.fromiter(map(tuple, found), _SERIES_ROW, len(found))
+        times, row_of = np.unique(rows["t_us"], return_inverse=True)
         values = np.full((len(times), len(channels)), np.nan)
-        values[row_of[:-2], [column[r[1]] for r in rows]] = [r[2] for r in rows]
+        values[row_of, rows["column"]] = rows["value"]
         return times, values
 
     def add_score(self, score: WindowScore) -> int:

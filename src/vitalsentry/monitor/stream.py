@@ -52,7 +52,7 @@ from vitalsentry.monitor.store import (
 )
 from vitalsentry.pipeline import VitalRiskPipeline, WindowScores
 from vitalsentry.risk.alarms import AlarmState
-from vitalsentry.risk.news2 import news2_summary
+from vitalsentry.risk.news2 import News2Summary, news2_summaries
 
 T = TypeVar("T")
 ModelRunner = Callable[[Callable[[VitalRiskPipeline], T]], T]
@@ -249,8 +249,10 @@ class StreamMonitor:
             for c, limit in zip(data.channels, limits, strict=True)
         }
         lookback = 0 if pipeline.views is None else pipeline.views.settings.lookback
-        back_us = max(self.reach_us.values()) + lookback * window.length * self.step_us
-        self.back_strides = math.ceil(back_us / self.stride_us)
+        self.lookback_us = lookback * window.length * self.step_us  # the baseline view's reach
+        self.back_strides = math.ceil(
+            (max(self.reach_us.values()) + self.lookback_us) / self.stride_us
+        )
         self._batches = GroupCommit(
             self._append_batch,
             key=lambda request: request.patient_id,
@@ -306,8 +308,9 @@ class StreamMonitor:
                     functools.partial(_sorts_after, max(opened)) if self.store.row_locks else _any
                 )
                 order += part
-            owner = [p for p, o in opened.items() if isinstance(o, _Opened) for _ in o.todo]
-            slices = [s for o in opened.values() if isinstance(o, _Opened) for s in o.todo]
+            ready = {p: o for p, o in opened.items() if isinstance(o, _Opened)}
+            owner = [p for p, o in ready.items() for _ in o.todo]
+            slices = [s for o in ready.values() for s in o.todo]
             passes = self.config.mc_passes
             found = (
                 self.run_model(lambda pipe: score_slices(pipe, slices, passes)) if slices else []
@@ -315,9 +318,24 @@ class StreamMonitor:
             windows: dict[str, list[list[ScoredWindow]]] = {}
             for p, scored in zip(owner, found, strict=True):
                 windows.setdefault(p, []).append(scored)
+            records = self._records(ready, windows)
             return [
-                self._finish(opened[r.patient_id], windows.get(r.patient_id, [])) for r in order
+                self._finish(opened[r.patient_id], records.get(r.patient_id, [])) for r in order
             ]
+
+    def _records(
+        self, ready: dict[str, _Opened], windows: dict[str, list[list[ScoredWindow]]]
+    ) -> dict[str, list[tuple[ScoredWindow, News2Summary | None]]]:
+        """Per patient, the windows its append records, in order, each with its NEWS2.
+
+        NEWS2 of the whole batch's windows is one vectorised pass.
+        """
+        owned = [(p, w) for p, o in ready.items() for w in self._owned(o, windows.get(p, []))]
+        news2 = self._news2([(ready[p], w) for p, w in owned])
+        records: dict[str, list[tuple[ScoredWindow, News2Summary | None]]] = {}
+        for (p, w), summary in zip(owned, news2, strict=True):
+            records.setdefault(p, []).append((w, summary))
+        return records
 
     def _open(self, transaction: WriteTransaction, request: _Request) -> _Opened | StreamError:
         """Store a request's new readings and find the windows they decide (or refuse it)."""
@@ -332,13 +350,37 @@ class StreamMonitor:
         last_k = self._decided(tx) if new else -1
         return _Opened(tx, len(new), duplicates, last_k, self._slices(tx, last_k))
 
+    @staticmethod
+    def _owned(opened: _Opened, windows: list[list[ScoredWindow]]) -> list[ScoredWindow]:
+        """Return the scored windows (per slice) an append records: those it decides, in order."""
+        return [
+            w
+            for piece, found in zip(opened.todo, windows, strict=True)
+            for w in found
+            if piece.own_k <= w.k <= min(piece.first_k + piece.count - 1, opened.last_k)
+        ]
+
+    @staticmethod
+    def _news2(owned: list[tuple[_Opened, ScoredWindow]]) -> list[News2Summary | None]:
+        """Return NEWS2 at the end of each window to record, in one pass.
+
+        Each from its patient's latest values of the five parameters at the window's end.
+        """
+        return news2_summaries(
+            [o.tx.values_at(NEWS2_CHANNELS, round(w.end_s * US)) for o, w in owned],
+            on_oxygen=[o.tx.state.on_oxygen for o, _ in owned],
+            consciousness_alert=[o.tx.state.consciousness_alert for o, _ in owned],
+        )
+
     def _finish(
-        self, opened: _Opened | StreamError, windows: list[list[ScoredWindow]]
+        self,
+        opened: _Opened | StreamError,
+        windows: list[tuple[ScoredWindow, News2Summary | None]],
     ) -> AppendResult | StreamError:
-        """Record an append's scored windows (per slice) and return its answer."""
+        """Record an append's windows (each with its NEWS2) and return its answer."""
         if isinstance(opened, StreamError):
             return opened
-        scored = self._advance(opened.tx, opened.last_k, opened.todo, windows)
+        scored = self._advance(opened, windows)
         summary = patient_summary(opened.tx, scored[-1] if scored else None)
         return AppendResult(summary, opened.accepted, opened.duplicates, tuple(scored))
 
@@ -416,27 +458,19 @@ class StreamMonitor:
         return last_k if last_k >= state.next_window else -1
 
     def _advance(
-        self,
-        tx: PatientTransaction,
-        last_k: int,
-        pieces: list[StreamSlice],
-        windows: list[list[ScoredWindow]],
+        self, opened: _Opened, windows: list[tuple[ScoredWindow, News2Summary | None]]
     ) -> list[WindowScore]:
-        """Record the scored windows up to ``last_k`` in time order, step the alarm, seal.
+        """Record an append's windows (up to ``last_k``) in time order, step the alarm, seal.
 
         Each channel is sealed up to its first reading at or after the end of window
         ``last_k`` (read from the last slice when it reaches that far, else queried).
         """
+        tx, last_k, pieces = opened.tx, opened.last_k, opened.todo
         state = tx.state
         if last_k < state.next_window:
             return []
         assert state.origin_us is not None
-        scored = [
-            self._record(tx, w)
-            for piece, found in zip(pieces, windows, strict=True)
-            for w in found
-            if piece.own_k <= w.k <= min(piece.first_k + piece.count - 1, last_k)
-        ]
+        scored = [self._record(tx, w, news2) for w, news2 in windows]
         end_us = state.origin_us + last_k * self.stride_us + self.span_us
         sealed: dict[str, int | None] = dict.fromkeys(self.pipeline.channels)
         if pieces:
@@ -493,33 +527,36 @@ class StreamMonitor:
     def _slice(self, tx: PatientTransaction, first_k: int, last_k: int) -> StreamSlice:
         """Return the stored readings windows ``first_k`` to ``last_k`` depend on.
 
-        The slice starts ``back_strides`` strides before window ``first_k`` and ends a reach
-        after window ``last_k``. Only windows ``first_k`` to ``last_k`` are scored, unless the
-        bundle has views (the baseline view of a window compares it with the earlier
-        windows of the same call).
+        The slice scores windows ``first_k`` to ``last_k`` and, when the bundle has views,
+        the earlier ones the baseline view of a window compares it with (those starting at
+        most ``lookback`` window lengths before it, in the same call). Only the readings
+        that decide their steps are read, at most ``back_strides`` strides before window
+        ``first_k`` and a reach after window ``last_k``; the slice's grid starts at the
+        first window start at or before them and reaches the end of window ``last_k``.
         """
         assert tx.state.origin_us is not None
-        origin = tx.state.origin_us
-        lo_k = max(0, first_k - self.back_strides)
-        lo_us = origin + lo_k * self.stride_us
-        hi_us = origin + last_k * self.stride_us + self.span_us + max(self.reach_us.values())
-        t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels)
-        skip = 0 if self.pipeline.views is not None else first_k - lo_k
-        return StreamSlice(lo_k, skip, last_k - lo_k + 1, first_k, t_us, values, origin)
+        origin, stride = tx.state.origin_us, self.stride_us
+        score_k = max(0, first_k - self.lookback_us // stride)
+        lo_us = origin + max(0, first_k - self.back_strides) * stride
+        end_us = origin + last_k * stride + self.span_us
+        hi_us = end_us + max(self.reach_us.values())
+        decide = (origin + score_k * stride, end_us)
+        t_us, values = tx.series(lo_us, hi_us, self.pipeline.channels, decide)
+        grid_k = min(score_k, (int(t_us[0]) - origin) // stride) if t_us.size else score_k
+        t_us, values = _bounded(t_us, values, origin + grid_k * stride, end_us)
+        skip = score_k - grid_k
+        return StreamSlice(grid_k, skip, last_k - grid_k + 1, first_k, t_us, values, origin)
 
-    def _record(self, tx: PatientTransaction, window: ScoredWindow) -> WindowScore:
-        """Store one scored window, step the alarm and point the state at it."""
+    def _record(
+        self, tx: PatientTransaction, window: ScoredWindow, news2: News2Summary | None
+    ) -> WindowScore:
+        """Store one scored window with its NEWS2, step the alarm and point the state at it."""
         state, channels, scores, i = tx.state, self.pipeline.channels, window.scores, window.index
         before = AlarmState(
             state.alarm_on, state.alarm_quiet, tuple(c == "1" for c in state.alarm_recent)
         )
         after = before.step(scores.level[i] == "high", self.pipeline.alarm_policy)
         contributions = {c: float(scores.contributions[i, j]) for j, c in enumerate(channels)}
-        news2 = news2_summary(
-            tx.values_at(NEWS2_CHANNELS, round(window.end_s * US)),
-            on_oxygen=state.on_oxygen,
-            consciousness_alert=state.consciousness_alert,
-        )
         score = WindowScore(
             start_s=window.start_s,
             end_s=window.end_s,
@@ -607,6 +644,20 @@ def score_slices(
     for row, (o, i) in enumerate(zip(owner[keep], index[keep], strict=True)):
         out[o].append(ScoredWindow(slices[o].first_k + i, begin[row], end[row], scores, row))
     return out
+
+
+def _bounded(
+    t_us: np.ndarray, values: np.ndarray, lo_us: int, hi_us: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add all-missing rows at ``lo_us`` and ``hi_us``: a grid of them starts at ``lo_us``.
+
+    Returns the times (sorted, unique) and the values, one row per time (the grid reaches
+    ``hi_us`` or the last reading, whichever is later).
+    """
+    times, row_of = np.unique(np.concatenate([t_us, [lo_us, hi_us]]), return_inverse=True)
+    out = np.full((len(times), values.shape[1]), np.nan)
+    out[row_of[:-2]] = values
+    return times, out
 
 
 def _grid(piece: StreamSlice, key: str, pipe: VitalRiskPipeline) -> SeriesGrid | None:

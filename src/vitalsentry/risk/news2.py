@@ -30,7 +30,7 @@ consciousness are booleans and are never missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -294,32 +294,44 @@ class News2Summary:
     components: dict[str, int]
 
 
-def news2_summary(
-    latest: Mapping[str, float | None], *, on_oxygen: bool, consciousness_alert: bool
-) -> News2Summary | None:
-    """NEWS2 from the latest value of each measured parameter.
+def news2_summaries(
+    latest: Sequence[Mapping[str, float | None]],
+    *,
+    on_oxygen: Sequence[bool],
+    consciousness_alert: Sequence[bool],
+) -> list[News2Summary | None]:
+    """NEWS2 of several sets of latest values of the measured parameters, in one pass.
 
     Parameters
     ----------
-    latest : mapping of str to float or None
-        ``respiratory_rate, spo2, systolic_bp, heart_rate, temperature`` → value.
-    on_oxygen, consciousness_alert : bool
-        Context (supplemental oxygen; alert).
+    latest : sequence of mappings of str to float or None
+        Per set: ``respiratory_rate, spo2, systolic_bp, heart_rate, temperature`` → value.
+    on_oxygen, consciousness_alert : sequence of bool
+        Per set: its context (supplemental oxygen; alert).
 
     Returns
     -------
-    News2Summary or None
-        None unless all five parameters have a value.
+    list of News2Summary or None
+        Per set; None unless all five parameters have a value.
     """
-    names = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
-    found = [latest.get(name) for name in names]
-    values = [v for v in found if v is not None]
-    if len(values) < len(names):
-        return None
-    parts = news2_components(*values, on_oxygen=on_oxygen, consciousness_alert=consciousness_alert)
-    score = aggregate_score(parts)
-    return News2Summary(
-        score=int(score),
-        level=str(news2_level(score, red_score(parts))),
-        components={name: int(parts[name]) for name in COMPONENTS},
+    if not latest:
+        return []
+    values = np.array(  # _BANDS lists the measured parameters in news2_components' order
+        [[np.nan if (v := row.get(name)) is None else v for name in _BANDS] for row in latest],
+        dtype=np.float64,
     )
+    parts = news2_components(
+        *values.T,
+        on_oxygen=np.asarray(on_oxygen, dtype=np.bool_),
+        consciousness_alert=np.asarray(consciousness_alert, dtype=np.bool_),
+    )
+    score = aggregate_score(parts)
+    levels: list[str] = news2_level(score, red_score(parts)).tolist()
+    subs: list[list[float]] = np.stack([parts[name] for name in COMPONENTS], axis=1).tolist()
+    missing: list[bool] = np.isnan(values).sum(axis=1).astype(bool).tolist()
+    return [
+        None
+        if gap
+        else News2Summary(int(total), level, dict(zip(COMPONENTS, map(int, sub), strict=True)))
+        for total, level, sub, gap in zip(score.tolist(), levels, subs, missing, strict=True)
+    ]

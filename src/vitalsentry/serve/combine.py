@@ -1,12 +1,14 @@
-"""One model thread runs the pipeline; concurrent requests are combined into its calls.
+"""One thread at a time runs the pipeline; concurrent requests are combined into its calls.
 
 The model is shared and not safe to run from two threads at once (MC dropout switches
 its dropout layers on, and every inference call sets its train/eval mode), so one
-dedicated thread runs every pipeline call. Routes hand it a job and await the answer
-without holding the event loop or a threadpool thread. When the thread is free it takes
-every queued job and scores all their patients (those without MC dropout) in ONE
-:func:`~vitalsentry.scoring.score_readings` call, i.e. one batched forward pass and one
-detector call (the request-combiner speed seam, pinned by ``tests/serve/test_combine.py``). Under load this shares the fixed cost of a call among the requests.
+dedicated thread runs every pipeline call (one exception below). Routes hand it a job
+and await the answer without holding the event loop or a threadpool thread. When the
+thread is free it takes every queued job and scores all their patients (those without MC
+dropout) in ONE :func:`~vitalsentry.scoring.score_readings` call, i.e. one batched
+forward pass and one detector call (the request-combiner speed seam, pinned by
+``tests/serve/test_combine.py``). Under load this shares the fixed cost of a call among
+the requests.
 
 Every call goes through :func:`vitalsentry.scoring.score_readings`, the scoring path of
 ``vitalsentry score`` and the evaluation, with the requests' patients as its source
@@ -15,6 +17,15 @@ its fused risk and, when the request gave one, its alarm state). Combining chang
 in a patient's scores (each patient is its own key); only floating-point rounding of the
 batched matrix products may differ (about 1e-7).
 Requests with MC dropout run alone, so their dropout masks do not depend on other traffic.
+
+The exception: :meth:`Combiner.run` (a worker thread's call, e.g. the monitoring stream's
+batch) runs its function on the calling thread when the model is idle and single-threaded
+(``torch.get_num_threads() == 1``), saving the hand-over to the model thread and back
+(waking two threads and passing the GIL twice). A lock that the model thread holds while it
+scores keeps the model to one thread at a time, and either thread runs the same operations
+on the same windows (the same scores, bit for bit). With several intra-op threads every
+call goes to the model thread: OpenMP keeps a team of threads per thread that starts a
+parallel region, so calls from the threadpool's many threads would each grow a team.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any, Final, TypeVar
 
 import numpy as np
 import pandas as pd
+import torch
 
 from vitalsentry.data.schema import CHANNELS
 from vitalsentry.errors import BundleError
@@ -127,6 +139,7 @@ class Combiner:
         self.pipeline = pipeline
         self.metrics = metrics
         self._jobs: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
+        self._model = threading.Lock()  # held by whichever thread runs the pipeline
         self._thread = threading.Thread(target=self._serve, name="vitalsentry-model", daemon=True)
         self._thread.start()
 
@@ -155,8 +168,14 @@ class Combiner:
         """Return ``fn(pipeline)`` computed on the model thread (call from a worker thread).
 
         Blocks the calling thread, never the event loop: use it from code that runs in
-        the threadpool (e.g. a database transaction that scores windows).
+        the threadpool (e.g. a database transaction that scores windows). When the model
+        is idle and single-threaded, ``fn`` runs on the calling thread (module docstring).
         """
+        if torch.get_num_threads() == 1 and self._model.acquire(blocking=False):
+            try:
+                return fn(self.pipeline)
+            finally:
+                self._model.release()
         call = _Call(fn, Future())
         self._jobs.put(call)
         result: T = call.answer.result()
@@ -176,13 +195,18 @@ class Combiner:
                 while True:
                     taken.append(self._jobs.get_nowait())
             stop = None in taken
-            for call in taken:
-                if isinstance(call, _Call):
-                    call.run(self.pipeline)
-            jobs = [job for job in taken if isinstance(job, _Job)]
-            plain = [job for job in jobs if not job.passes]
-            for batch in ([plain] if plain else []) + [[job] for job in jobs if job.passes]:
-                self._run(batch)
+            with self._model:
+                self._answer(taken)
+
+    def _answer(self, taken: list[_Job | _Call | None]) -> None:
+        """Run the calls, then the jobs: plain ones in one pipeline call, MC ones alone."""
+        for call in taken:
+            if isinstance(call, _Call):
+                call.run(self.pipeline)
+        jobs = [job for job in taken if isinstance(job, _Job)]
+        plain = [job for job in jobs if not job.passes]
+        for batch in ([plain] if plain else []) + [[job] for job in jobs if job.passes]:
+            self._run(batch)
 
     def _run(self, batch: list[_Job]) -> None:
         """Score every patient of ``batch`` in one pipeline call and hand out the rows.
