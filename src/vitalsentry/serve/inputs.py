@@ -20,14 +20,9 @@ from vitalsentry.data.grid import SeriesGrid, grid_series
 from vitalsentry.data.prepared import cut_windows, grid_policy
 from vitalsentry.data.schema import CHANNELS
 from vitalsentry.data.timefeatures import epoch_seconds
+from vitalsentry.evaluation.baselines import NEWS2_INPUTS
 from vitalsentry.risk.alarms import AlarmState
-from vitalsentry.risk.news2 import (
-    COMPONENTS,
-    aggregate_score,
-    news2_components,
-    news2_level,
-    red_score,
-)
+from vitalsentry.risk.news2 import news2_summaries
 from vitalsentry.scoring import Cut
 from vitalsentry.serve.schemas import SEXES, News2, ScoreRequest
 
@@ -35,9 +30,6 @@ Loc = tuple[str | int, ...]
 
 _READING_FIELDS = operator.attrgetter("timestamp", *CHANNELS)
 """A reading's timestamp and channel values, in :data:`CHANNELS` order."""
-
-NEWS2_INPUTS = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
-"""Measured NEWS2 parameters, in the order :func:`news2_components` takes them."""
 
 
 class RequestError(Exception):
@@ -335,19 +327,22 @@ def news2_of(patient: PatientReadings) -> News2 | None:
         None unless respiratory rate, SpO2, systolic BP, heart rate and temperature
         each have a value.
     """
-    latest = []
+    latest: dict[str, float | None] = {}
     for name in NEWS2_INPUTS:
         column = patient.values.get(name)
         if column is None:
             return None
         seen = np.flatnonzero(~np.isnan(column))
-        latest.append(float(column[seen[np.argmax(patient.times.asi8[seen])]]))
-    parts = news2_components(
-        *latest, on_oxygen=patient.on_oxygen, consciousness_alert=patient.consciousness_alert
+        latest[name] = float(column[seen[np.argmax(patient.times.asi8[seen])]])
+    (summary,) = news2_summaries(
+        [latest],
+        on_oxygen=[patient.on_oxygen],
+        consciousness_alert=[patient.consciousness_alert],
     )
-    score = aggregate_score(parts)
+    if summary is None:
+        return None
     return News2(
-        score=int(score),
-        level=str(news2_level(score, red_score(parts))),  # type: ignore[arg-type]
-        components={name: int(parts[name]) for name in COMPONENTS},
+        score=summary.score,
+        level=summary.level,  # type: ignore[arg-type]
+        components=summary.components,
     )
